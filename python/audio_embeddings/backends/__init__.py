@@ -1,0 +1,1 @@
+"""Model backends, one module per family; see :mod:`audio_embeddings.registry`."""

@@ -1,0 +1,172 @@
+"""The output contract: ``<base>.npy``, ``<base>.mat`` and ``<base>.json`` for one file's embeddings."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .atomic import atomic_path, write_text_atomic
+from .matfile import write_mat_or_record_failure
+
+FORMATS = ("npy", "mat", "json")
+#: Keep about this many ``time_axis_seconds`` values in the ``.json`` (the seed's sparsified axis).
+JSON_TIME_AXIS_POINTS = 1000
+_VERSIONED = ("numpy", "scipy", "h5py", "soundfile", "soxr", "torch", "transformers", "librosa", "resemblyzer")
+
+
+def now_iso() -> str:
+    """Current local time, ISO 8601 with offset, seconds precision."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def package_versions(names: Iterable[str] = _VERSIONED) -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers (missing ones omitted)."""
+    versions = {"python": platform.python_version()}
+    from .. import __version__
+
+    versions["audio_embeddings"] = __version__
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def sparse_time_axis(time_axis_s: np.ndarray, *, points: int = JSON_TIME_AXIS_POINTS) -> dict[str, Any]:
+    """Every ``step``-th onset (and the last), so the ``.json`` stays small for long files."""
+    n = int(time_axis_s.shape[0])
+    step = max(1, -(-n // points))
+    idx = list(range(0, n, step))
+    if n and idx[-1] != n - 1:
+        idx.append(n - 1)
+    return {"step": step, "indices": idx, "seconds": [round(float(time_axis_s[i]), 6) for i in idx]}
+
+
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` as ``.npy`` atomically."""
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return path
+
+
+def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any]) -> dict[str, Any]:
+    """The ``.mat`` variables of the contract (single embeddings, double [T x 1] time axis, double scalars)."""
+    variables: dict[str, Any] = {
+        "embeddings": np.asarray(result.embeddings, dtype=np.float32),
+        "time_axis": np.asarray(result.time_axis_s, dtype=np.float64).reshape(-1, 1),
+        "frame_stride": float(result.frame_stride_s),
+        "sample_rate": float(result.sample_rate_hz),
+        "model_name": str(model_name),
+        "window_s": float(result.window_s),
+    }
+    variables.update(backend_fields)
+    for key, value in result.extras.items():
+        variables[key] = np.asarray(value)
+    return variables
+
+
+def write_outputs(
+    result: Any,
+    *,
+    output_dir: str | Path,
+    basename: str,
+    model_name: str,
+    backend_info: dict[str, Any],
+    backend_fields: dict[str, Any],
+    input_path: str,
+    audio_info: dict[str, Any],
+    started_at: str,
+    formats: Iterable[str] = FORMATS,
+    mat_version: str = "auto",
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write one file's outputs and return their paths (and a ``mat_error`` if the ``.mat`` failed).
+
+    Parameters
+    ----------
+    result : FileEmbedding
+        ``embeddings`` [T, D] or [L, T, D], ``time_axis_s`` [T].
+    output_dir : path-like
+        Created if needed.
+    basename : str
+        ``<output_dir>/<basename>.npy`` etc.
+    model_name : str
+        Checkpoint id or preset name recorded as ``model_name``.
+    backend_info : dict
+        ``Backend.describe()``.
+    backend_fields : dict
+        ``Backend.mat_fields()``.
+    input_path : str
+        The audio file (or "<memory>").
+    audio_info : dict
+        Source rate, channels, duration.
+    started_at : str
+        ISO time the run started.
+    formats : iterable of {"npy", "mat", "json"}
+    mat_version : {"5", "7.3", "auto"}
+    argv : list of str, optional
+        Command line to record (default ``sys.argv``).
+
+    Returns
+    -------
+    dict
+        ``npy``, ``mat``, ``json`` paths (str; ``mat`` None when it failed), ``mat_error``,
+        and ``extras`` (paths of ``<basename>_<extra>.npy``).
+    """
+    formats = tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown output format(s) {unknown}; choose from {FORMATS}")
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / basename
+    paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
+    embeddings = np.asarray(result.embeddings, dtype=np.float32)
+    if "npy" in formats:
+        paths["npy"] = str(save_npy(base.with_name(base.name + ".npy"), embeddings))
+        for key, value in result.extras.items():
+            extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), np.asarray(value, dtype=np.float32))
+            paths["extras"][key] = str(extra)
+    if "mat" in formats:
+        mat_path, error = write_mat_or_record_failure(
+            base.with_name(base.name + ".mat"),
+            mat_variables(result, model_name=model_name, backend_fields=backend_fields),
+            version=mat_version,
+        )
+        paths["mat"] = str(mat_path) if mat_path else None
+        paths["mat_error"] = error
+    if "json" in formats:
+        json_path = base.with_name(base.name + ".json")
+        meta = {
+            "audio_path": str(Path(input_path).resolve()) if input_path != "<memory>" else input_path,
+            "model_name": model_name,
+            **{f"audio_{k}": v for k, v in audio_info.items()},
+            "sample_rate": result.sample_rate_hz,
+            "num_samples": result.n_samples,
+            "embedding_shape": list(embeddings.shape),
+            "num_frames": int(embeddings.shape[-2]),
+            "hidden_size": int(embeddings.shape[-1]),
+            "frame_stride": result.frame_stride_s,
+            "window_s": result.window_s,
+            "chunking": result.chunking,
+            "backend": backend_info,
+            "time_axis_seconds": sparse_time_axis(result.time_axis_s),
+            "extras": {k: np.asarray(v).tolist() for k, v in result.extras.items()},
+            "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
+                                                               "mat_failed": paths["mat_error"]},
+            "versions": package_versions(),
+            "command_line": list(sys.argv if argv is None else argv),
+            "started_at": started_at,
+            "finished_at": now_iso(),
+        }
+        write_text_atomic(json_path, json.dumps(meta, indent=2) + "\n")
+        paths["json"] = str(json_path)
+    return paths

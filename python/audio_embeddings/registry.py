@@ -1,0 +1,137 @@
+"""The model registry: preset names -> backend class, default checkpoint and geometry, as data.
+
+``resolve(spec)`` turns what a user passes as ``--model`` (a preset name, a hub id, a local
+Hugging Face directory recognised by its ``config.json``, or a GE2E ``.pt`` file) into a
+:class:`Preset` and a source; ``load_backend`` imports the backend module only then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One registry entry.
+
+    Attributes
+    ----------
+    name : str
+        What users pass to ``--model``.
+    module, cls : str
+        Backend module (relative to ``audio_embeddings.backends``) and class.
+    checkpoint : str or None
+        Default checkpoint (hub id); None when weights ship in a package.
+    sample_rate_hz : int
+        Model input rate.
+    frame_stride_s : float
+        Time between output rows.
+    output_subdir : str
+        Default folder under ``Models/``.
+    description : str
+        One line for ``--help`` and the README.
+    """
+
+    name: str
+    module: str
+    cls: str
+    checkpoint: str | None
+    sample_rate_hz: int
+    frame_stride_s: float
+    output_subdir: str
+    description: str
+
+
+_W2V = dict(module="hf_wav2vec2", cls="HFWav2Vec2Backend", sample_rate_hz=16000, frame_stride_s=0.02,
+            output_subdir="wav2vec2")
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(name="wav2vec2", checkpoint="facebook/wav2vec2-large-xlsr-53",
+               description="wav2vec2 XLSR-53 (the B2 default), 1024-d, 20 ms", **_W2V),
+        Preset(name="wav2vec2-base", checkpoint="facebook/wav2vec2-base",
+               description="wav2vec2 base (LibriSpeech 960 h), 768-d, 20 ms", **_W2V),
+        Preset(name="hubert-base", checkpoint="facebook/hubert-base-ls960",
+               description="HuBERT base, 768-d, 20 ms", **_W2V),
+        Preset(name="hubert-large", checkpoint="facebook/hubert-large-ll60k",
+               description="HuBERT large (Libri-Light 60k h), 1024-d, 20 ms", **_W2V),
+        Preset(name="wavlm-base-plus", checkpoint="microsoft/wavlm-base-plus",
+               description="WavLM base+, 768-d, 20 ms", **_W2V),
+        Preset(name="wavlm-large", checkpoint="microsoft/wavlm-large",
+               description="WavLM large, 1024-d, 20 ms", **_W2V),
+        Preset(name="data2vec-audio-base", checkpoint="facebook/data2vec-audio-base",
+               description="data2vec-audio base, 768-d, 20 ms", **_W2V),
+        Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
+               frame_stride_s=0.77, output_subdir="ge2e",
+               description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial"),
+    )
+}
+
+#: Backend used for a hub id or a local Hugging Face directory that is not a preset name.
+HF_DEFAULT = "wav2vec2"
+
+
+def resolve(spec: str) -> tuple[Preset, str | None]:
+    """Map a ``--model`` value to (preset, source).
+
+    ``source`` is the checkpoint to load: the preset's default, the hub id or directory
+    given, or a weights file; None for a preset whose weights ship in a package.
+
+    Raises
+    ------
+    ValueError
+        A path that exists but is not a model, or a name that is neither a preset nor
+        shaped like a hub id (``owner/name``).
+    """
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        return preset, preset.checkpoint
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return PRESETS[HF_DEFAULT], str(path)
+        raise ValueError(f"{spec}: directory has no config.json, so it is not a Hugging Face model directory")
+    if path.is_file():
+        if path.suffix == ".pt":
+            return PRESETS["ge2e"], str(path)
+        raise ValueError(f"{spec}: unrecognised model file (expected a model directory or a GE2E .pt file)")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return PRESETS[HF_DEFAULT], spec
+    raise ValueError(
+        f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}), an existing path, or a hub id owner/name"
+    )
+
+
+def backend_class(preset: Preset) -> type:
+    """Import and return the backend class of a preset."""
+    module = importlib.import_module(f"{__package__}.backends.{preset.module}")
+    return getattr(module, preset.cls)
+
+
+def load_backend(spec: str, *, device: str = "auto", dtype: str = "float32", **options: Any) -> Any:
+    """Resolve ``spec`` and load its backend.
+
+    Parameters
+    ----------
+    spec : str
+        Preset name, hub id, local model directory or weights file.
+    device, dtype : str
+        Passed to the backend.
+    **options
+        Backend options (``layers`` for wav2vec2, ``trim_silence`` for GE2E). Options that are
+        None are dropped; an option the backend does not take is a ValueError.
+    """
+    preset, source = resolve(spec)
+    cls = backend_class(preset)
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = inspect.signature(cls.load).parameters
+    unknown = sorted(k for k in given if k not in accepted)
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ValueError(f"model {spec!r} ({preset.name}) does not take {flags}")
+    return cls.load(source, name=preset.name, device=device, dtype=dtype, **given)

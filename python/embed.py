@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""Any registered model on one or more audio files -> <output-dir>/<stem>.npy, .mat, .json.
+
+    python python/embed.py data/*.wav --model ge2e
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
+
+DEFAULTS = ScriptDefaults(
+    prog="embed.py",
+    description="Embeddings from any registered model (preset name, hub id or local model directory).",
+    model="ge2e",
+    output_subdir="ge2e",
+    basename=None,
+    multi_input=True,
+)
+
+if __name__ == "__main__":
+    sys.exit(main(DEFAULTS))
