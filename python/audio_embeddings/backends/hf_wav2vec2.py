@@ -156,9 +156,8 @@ class HFWav2Vec2Backend:
         """Zero-mean, unit-variance over the whole file when the checkpoint normalises inputs."""
         if not self.do_normalize:
             return Prepared(samples)
-        x = samples.astype(np.float64)
-        normed = (x - x.mean()) / np.sqrt(x.var() + NORM_EPS)
-        return Prepared(normed.astype(np.float32))
+        x = np.asarray(samples, dtype=np.float32)  # float32 arithmetic, as the feature extractor does
+        return Prepared(np.ascontiguousarray((x - x.mean()) / np.sqrt(x.var() + NORM_EPS), dtype=np.float32))
 
     def embed_batch(self, audio: np.ndarray) -> np.ndarray:
         """Hidden states for equal-length windows float32 [B, N] -> [B, T, D] or [B, L, T, D]."""

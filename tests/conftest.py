@@ -1,0 +1,31 @@
+"""Shared fixtures: the package on sys.path, tiny saved models, and audio files written on the fly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON_DIR = REPO / "python"
+for p in (str(PYTHON_DIR), str(Path(__file__).resolve().parent)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+DEMO_CLIPS = sorted((REPO / "data").glob("*.wav"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Factory: ``tiny_model(kind)`` -> directory of a saved tiny model (built once per kind)."""
+    cache: dict[str, Path] = {}
+
+    def make(kind: str = "wav2vec2") -> Path:
+        if kind not in cache:
+            cache[kind] = build_tiny_model(kind, tmp_path_factory.mktemp(f"tiny-{kind}"))
+        return cache[kind]
+
+    return make

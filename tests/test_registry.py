@@ -1,0 +1,70 @@
+"""The registry is data: every preset resolves and loads (with a tiny local model), and import is light."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from audio_embeddings import registry
+from audio_embeddings.device import sanitize_mkl_threads
+from conftest import PYTHON_DIR
+
+HF_KIND = {"wav2vec2": "wav2vec2-stable", "wav2vec2-base": "wav2vec2", "hubert-base": "hubert",
+           "hubert-large": "hubert", "wavlm-base-plus": "wavlm", "wavlm-large": "wavlm",
+           "data2vec-audio-base": "data2vec-audio"}
+
+
+@pytest.mark.parametrize("name", sorted(registry.PRESETS))
+def test_every_preset_loads_through_its_real_loader(name, tiny_model):
+    preset = registry.PRESETS[name]
+    cls = registry.backend_class(preset)
+    source = None if preset.checkpoint is None else str(tiny_model(HF_KIND[name]))
+    backend = cls.load(source, name=name, device="cpu")
+    assert backend.sample_rate_hz == preset.sample_rate_hz
+    assert backend.frame_stride_s == pytest.approx(preset.frame_stride_s)
+    assert backend.framing in ("sequence", "windows")
+    json.dumps(backend.describe())  # provenance must be JSON-able
+
+
+def test_every_hf_preset_has_a_tiny_model_kind():
+    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND)
+
+
+def test_resolve_recognises_names_ids_and_directories(tiny_model, tmp_path):
+    assert registry.resolve("wav2vec2")[1] == "facebook/wav2vec2-large-xlsr-53"
+    assert registry.resolve("microsoft/wavlm-large") == (registry.PRESETS["wav2vec2"], "microsoft/wavlm-large")
+    assert registry.resolve(str(tiny_model("hubert")))[1] == str(tiny_model("hubert"))
+    with pytest.raises(ValueError, match="config.json"):
+        registry.resolve(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown model"):
+        registry.resolve("no-such-model")
+
+
+def test_hub_id_download_path_is_kept(monkeypatch):
+    """An id that is not a local path goes to transformers' hub loader (here made to fail offline)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError):
+        registry.load_backend("facebook/wav2vec2-large-xlsr-53", device="cpu")
+
+
+def test_option_a_backend_does_not_take_is_refused():
+    with pytest.raises(ValueError, match="--layers"):
+        registry.load_backend("ge2e", device="cpu", layers="all")
+
+
+def test_importing_the_package_imports_no_framework():
+    code = ("import sys; import audio_embeddings, audio_embeddings.registry, audio_embeddings.cli, "
+            "audio_embeddings.pipeline, audio_embeddings.outputs.contract; "
+            "print([m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(PYTHON_DIR)})
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value,kept", [("4", True), ("", False), ("auto", False), ("0", False), ("-2", False)])
+def test_mkl_num_threads_sanitising(value, kept):
+    env = {"MKL_NUM_THREADS": value}
+    removed = sanitize_mkl_threads(env)
+    assert ("MKL_NUM_THREADS" in env) is kept
+    assert removed == (None if kept else value)
