@@ -1,0 +1,68 @@
+function [emb, info] = B2_model_wav2vec2(audioFile, varargin)
+%B2_MODEL_WAV2VEC2 wav2vec2-family frame embeddings of an audio file (runs python/B2_model_wav2vec2.py).
+%   [EMB, INFO] = B2_MODEL_WAV2VEC2(AUDIOFILE) embeds AUDIOFILE (wav/flac/ogg/mp3, anything ffmpeg
+%   reads, or a .mat holding 'audio' and 'fs') with facebook/wav2vec2-large-xlsr-53 and returns
+%     EMB   single, T-by-D (one frame every 20 ms), or L-by-T-by-D when several layers are asked for
+%     INFO  struct with the other variables of the result .mat -- time_axis (T-by-1 frame onsets,
+%           s), frame_stride (s), sample_rate (Hz), model_name, window_s (s), layers -- and the
+%           absolute paths npy_file, mat_file, json_file of the files written.
+%
+%   Name-value options (passed to Python only when given; the Python defaults apply otherwise):
+%     'Model'          preset name, hub id or local model folder   (facebook/wav2vec2-large-xlsr-53)
+%     'OutputDir'      folder for the outputs                      (<repo>/Models/wav2vec2)
+%     'Basename'       output file base name                       ('wav2vec2_embeddings')
+%     'ChunkSeconds'   longest model input, s                      (20)
+%     'ContextSeconds' context on each side of a chunk, s          (2)
+%     'Layers'         'last', 'all', '1,3' or a vector such as [1 3]; 0 is the input to the
+%                      first transformer layer                     ('last')
+%     'Device'         'auto' | 'cpu' | 'cuda' | 'mps'             ('auto')
+%     'Dtype'          'float32' | 'float16' | 'bfloat16'          ('float32')
+%     'MatVersion'     5 | 7.3 | 'auto'                            ('auto')
+%     'Channel'        0-based channel to keep instead of the average of all channels
+%     'Python'         Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
+%
+%   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
+%
+%   Example:
+%     [emb, info] = B2_model_wav2vec2('data/speech_en_us.wav', 'Model', 'wav2vec2', 'Layers', 'all');
+%     plot(info.time_axis, squeeze(emb(end, :, 1)))
+%
+%   See also audioEmbeddings.
+
+p = inputParser;
+p.FunctionName = 'B2_model_wav2vec2';
+p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
+p.addParameter('Model', 'facebook/wav2vec2-large-xlsr-53', @(v) ae_check_option('Model', v));
+p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'wav2vec2'), @(v) ae_check_option('OutputDir', v));
+p.addParameter('Basename', 'wav2vec2_embeddings', @(v) ae_check_option('Basename', v));
+p.addParameter('ChunkSeconds', 20, @(v) ae_check_option('ChunkSeconds', v));
+p.addParameter('ContextSeconds', 2, @(v) ae_check_option('ContextSeconds', v));
+p.addParameter('Layers', 'last', @(v) ae_check_option('Layers', v));
+p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
+p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
+p.addParameter('MatVersion', 'auto', @(v) ae_check_option('MatVersion', v));
+p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
+p.addParameter('Python', '', @(v) ae_check_option('Python', v));
+p.parse(audioFile, varargin{:});
+opts = p.Results;
+given = setdiff(fieldnames(opts), p.UsingDefaults);
+
+py = ae_python(opts.Python);
+outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
+base = strtrim(ae_text(opts.Basename));
+args = [{ae_abspath(ae_text(opts.audioFile)), '--output-dir', outDir, '--basename', base}, ...
+        ae_cli_args(opts, given)];
+
+output = ae_run_script(py, 'B2_model_wav2vec2.py', args);
+notWritten = regexp(output, '[^\r\n]*\.mat not written[^\r\n]*', 'match', 'once');
+if ~isempty(notWritten)   % e.g. a variable too large for MAT v5: the .npy is still there
+    error('audioEmbeddings:output', '%s', strtrim(notWritten));
+end
+
+info = ae_load_mat(fullfile(outDir, [base '.mat']));
+emb = info.embeddings;
+info = rmfield(info, 'embeddings');
+info.npy_file = fullfile(outDir, [base '.npy']);
+info.mat_file = fullfile(outDir, [base '.mat']);
+info.json_file = fullfile(outDir, [base '.json']);
+end
