@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Create .venv and install what the toolkit needs. Safe to run again (it only adds what is missing).
+#   ./.venv-setup.sh            # auto: CUDA torch when an NVIDIA GPU is visible, CPU torch otherwise
+#   TORCH_VARIANT=cpu ./.venv-setup.sh    # force the CPU build (cuda to force the CUDA build)
+#   PYTHON=python3.11 ./.venv-setup.sh    # choose the interpreter (3.10 or newer)
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3}"
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+VENV=.venv
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $("$PYTHON" --version 2>&1)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check -q)
+
+variant="${TORCH_VARIANT:-auto}"
+if [ "$variant" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then variant=cuda; else variant=cpu; fi
+fi
+
+have_torch=$("$PY" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+if [ -z "$have_torch" ]; then
+  echo "[setup] installing torch $TORCH_VERSION ($variant build)"
+  if [ "$variant" = cuda ] || [ "$(uname -s)" = Darwin ]; then
+    # PyPI's Linux wheels are the CUDA builds; macOS wheels include MPS.
+    "${PIP[@]}" "torch==$TORCH_VERSION"
+  elif "$PY" -m pip download -q --no-deps --no-index -d "$(mktemp -d)" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    # A CPU wheel is already at hand (pip's find-links): use it.
+    "${PIP[@]}" "torch==$TORCH_VERSION"
+  else
+    "${PIP[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+  fi
+else
+  echo "[setup] torch $have_torch already installed"
+fi
+
+echo "[setup] installing requirements.txt"
+"${PIP[@]}" -r requirements.txt
+# GE2E weights ship inside resemblyzer; its own dependency list is stale, so no deps.
+"${PIP[@]}" --no-deps "resemblyzer==0.1.4"
+"$PY" - <<'PYCHECK'
+import torch, transformers, soundfile, soxr, scipy, h5py
+gpu = "CUDA " + torch.version.cuda if torch.cuda.is_available() else "no CUDA GPU"
+print(f"[setup] ok: torch {torch.__version__} ({gpu}), transformers {transformers.__version__}")
+PYCHECK

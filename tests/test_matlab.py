@@ -1,0 +1,226 @@
+"""The MATLAB wrappers (matlab/*.m) run under GNU Octave, checked against what Python itself writes.
+
+One module-scoped fixture starts every Octave test function (tests/matlab/*.m) and the Python
+reference runs at once (model loading dominates, so they overlap), then each test checks one of
+them. Octave's half of each check is in the .m file (shapes, classes, time axes); this side
+compares the values Octave saved with the .npy files and error lines Python produced.
+
+Without ``octave-cli`` on PATH the module is skipped, unless ``REQUIRE_OCTAVE=1``, which makes
+it fail instead. The MATLAB-only path (pyenv + pyrunfile) cannot run here; its Python half,
+matlab/private/ae_bridge.py, is exercised directly at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "tests") not in sys.path:  # tiny_models lives next to this file
+    sys.path.insert(0, str(REPO / "tests"))
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+OCTAVE = shutil.which("octave-cli")
+CLIP = REPO / "data" / "speech_en_us.wav"
+BRIDGE = REPO / "matlab" / "private" / "ae_bridge.py"
+TIMEOUT_S = 300
+BAD_MODEL = "no-such-model-preset"  # must match tests/matlab/test_matlab_errors.m
+
+
+def _octave() -> str:
+    if OCTAVE:
+        return OCTAVE
+    if os.environ.get("REQUIRE_OCTAVE") == "1":
+        pytest.fail("REQUIRE_OCTAVE=1 but octave-cli is not on PATH", pytrace=False)
+    pytest.skip("octave-cli not installed")
+
+
+def _mstr(value) -> str:
+    """A MATLAB/Octave single-quoted char literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _octave_call(function: str, *args) -> list[str]:
+    code = (f"addpath({_mstr(REPO / 'matlab')}); addpath({_mstr(REPO / 'tests' / 'matlab')}); "
+            f"{function}({', '.join(_mstr(a) for a in args)})")
+    return [_octave(), "--no-history", "--eval", code]
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.startswith("error: ")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Start all Octave tests and Python reference runs together; return their outcomes and paths."""
+    _octave()
+    base = tmp_path_factory.mktemp("matlab")
+    model = build_tiny_model("wav2vec2", base / "tiny model")  # a space in every path on purpose
+    p = {
+        "model": model,
+        "b2_out": base / "b2 out",
+        "err_dir": base / "errors",
+        "ref": base / "ref",
+        "tmp_ae": base / "tmp ae",
+        "tmp_err": base / "tmp err",
+    }
+    for key in ("b2_out", "err_dir", "tmp_ae", "tmp_err"):
+        p[key].mkdir()
+    p["b2_result"] = p["b2_out"] / "octave_b2_results.mat"
+    p["ae_result"] = base / "octave_ae_results.mat"
+    p["err_result"] = p["err_dir"] / "octave_error_results.mat"
+    p["missing"] = p["err_dir"] / "no such clip.wav"  # as test_matlab_errors.m builds it
+
+    env = {**os.environ, "AUDIO_EMBEDDINGS_PYTHON": sys.executable}
+    env.setdefault("OMP_NUM_THREADS", "1")  # several runs share the cores
+    py, embed, b2 = sys.executable, str(REPO / "python" / "embed.py"), str(REPO / "python" / "B2_model_wav2vec2.py")
+    jobs = {
+        "octave_b2": (_octave_call("test_B2_model_wav2vec2", model, p["b2_out"], p["b2_result"], CLIP), {}),
+        "octave_ae": (_octave_call("test_audioEmbeddings", model, p["ae_result"], CLIP), {"TMPDIR": str(p["tmp_ae"])}),
+        "octave_err": (_octave_call("test_matlab_errors", model, p["err_result"]), {"TMPDIR": str(p["tmp_err"])}),
+        "ref_ge2e": ([py, embed, str(CLIP), "--model", "ge2e", "--output-dir", str(p["ref"]),
+                      "--basename", "ref_ge2e"], {}),
+        "ref_w2v": ([py, embed, str(CLIP), "--model", str(model), "--output-dir", str(p["ref"]),
+                     "--basename", "ref_w2v", "--device", "cpu"], {}),
+        "ref_missing": ([py, b2, str(p["missing"]), "--model", str(model), "--output-dir", str(p["err_dir"]),
+                         "--basename", "never"], {}),
+        "ref_bad_model": ([py, embed, str(CLIP), "--model", BAD_MODEL, "--output-dir", str(p["err_dir"])], {}),
+    }
+    procs = {name: subprocess.Popen(cmd, cwd=base, env={**env, **extra}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, (cmd, extra) in jobs.items()}
+    done = {}
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+            done[name] = (proc.returncode, out, err)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return {"paths": p, **done}
+
+
+def _assert_ok(runs, name):
+    code, out, err = runs[name]
+    assert code == 0, f"{name} exited with {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def test_b2_wrapper_matches_python_outputs(runs):
+    _assert_ok(runs, "octave_b2")
+    p = runs["paths"]
+    got = scipy.io.loadmat(p["b2_result"])
+    out = p["b2_out"]
+    meta = json.loads((out / "b2_last.json").read_text())
+    n16k = meta["num_samples"]
+    T = (n16k - 400) // 320 + 1
+    assert int(got["n16k_json"].item()) == n16k
+
+    emb = got["emb"]
+    assert emb.dtype == np.float32 and emb.shape == (T, 32)
+    np.testing.assert_array_equal(emb, np.load(out / "b2_last.npy"))
+    np.testing.assert_array_equal(got["time_axis"].ravel(), np.asarray(meta["time_axis_seconds"]["seconds"]))
+    assert got["time_axis"].shape == (T, 1)
+    assert got["frame_stride"].item() == pytest.approx(0.02)
+    assert got["sample_rate"].item() == 16000
+    assert str(got["model_name"][0]) == meta["model_name"]
+    assert Path(str(got["npy_file"][0])) == out / "b2_last.npy"
+
+    emb_all = got["emb_all"]
+    assert emb_all.dtype == np.float32 and emb_all.shape == (4, T, 32)
+    np.testing.assert_array_equal(emb_all, np.load(out / "b2_all.npy"))
+    np.testing.assert_array_equal(got["layers_all"].ravel(), [0, 1, 2, 3])
+
+    assert got["emb_sel"].shape == (2, T, 32)
+    np.testing.assert_array_equal(got["emb_sel"], np.load(out / "b2_sel.npy"))
+    np.testing.assert_array_equal(got["layers_sel"].ravel(), [1, 3])
+    sel_meta = json.loads((out / "b2_sel.json").read_text())
+    assert sel_meta["chunking"]["chunk_seconds"] == 3 and sel_meta["chunking"]["context_seconds"] == 1
+    assert sel_meta["command_line"][sel_meta["command_line"].index("--layers") + 1] == "1,3"
+
+
+def test_audio_embeddings_in_memory_matches_python_on_the_file(runs):
+    _assert_ok(runs, "octave_ae")
+    _assert_ok(runs, "ref_ge2e")
+    _assert_ok(runs, "ref_w2v")
+    p = runs["paths"]
+    got = scipy.io.loadmat(p["ae_result"])
+    ref = p["ref"]
+
+    ref_ge2e = np.load(ref / "ref_ge2e.npy")
+    assert got["emb_ge2e"].dtype == np.float32 and got["emb_ge2e"].shape == ref_ge2e.shape
+    np.testing.assert_allclose(got["emb_ge2e"], ref_ge2e, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["utt_ge2e"].ravel(), np.load(ref / "ref_ge2e_utterance_embedding.npy").ravel(),
+                               rtol=0, atol=1e-5)
+    ref_ge2e_t = scipy.io.loadmat(ref / "ref_ge2e.mat")["time_axis"]
+    np.testing.assert_allclose(got["t_ge2e"], ref_ge2e_t, rtol=0, atol=1e-12)
+
+    ref_w2v = np.load(ref / "ref_w2v.npy")
+    assert got["emb_w2v"].dtype == np.float32 and got["emb_w2v"].shape == ref_w2v.shape
+    # Octave passed the samples as single, Python read the file as double: float32 rounding only
+    np.testing.assert_allclose(got["emb_w2v"], ref_w2v, rtol=0, atol=1e-3 * np.abs(ref_w2v).max())
+    np.testing.assert_allclose(got["t_w2v"].ravel(), np.arange(ref_w2v.shape[0]) * 0.02, rtol=0, atol=1e-9)
+
+    assert list(p["tmp_ae"].iterdir()) == [], "audioEmbeddings left temporaries behind"
+
+
+def test_python_failures_raise_with_pythons_message(runs):
+    _assert_ok(runs, "octave_err")
+    p = runs["paths"]
+    got = scipy.io.loadmat(p["err_result"])
+    for ref_name, var in (("ref_missing", "msg_missing_file"), ("ref_bad_model", "msg_bad_model")):
+        code, _, err = runs[ref_name]
+        assert code != 0
+        lines = _error_lines(err)
+        assert lines, f"{ref_name}: Python printed no error line:\n{err}"
+        message = str(got[var][0])
+        for line in lines:
+            assert line in message, f"{line!r} not in the Octave error {message!r}"
+    assert list(p["tmp_err"].iterdir()) == [], "a failed audioEmbeddings call left temporaries behind"
+
+
+# ---------------------------------------------------------------------------
+# matlab/private/ae_bridge.py: the Python half of the MATLAB pyrunfile path, run the way
+# pyrunfile runs it (a fresh namespace holding `script` and `argv`, outputs read back).
+# ---------------------------------------------------------------------------
+
+
+def _bridge(script: str, argv) -> tuple[int, str, str]:
+    saved = list(sys.argv), list(sys.path)
+    ns = runpy.run_path(str(BRIDGE), init_globals={"script": str(REPO / "python" / script), "argv": argv})
+    assert (list(sys.argv), list(sys.path)) == saved, "the bridge must restore sys.argv and sys.path"
+    return ns["status"], ns["out_text"], ns["err_text"]
+
+
+def test_bridge_reports_exit_status_and_error_lines(tmp_path):
+    missing = tmp_path / "missing clip.wav"
+    status, out, err = _bridge("B2_model_wav2vec2.py", json.dumps([str(missing), "--output-dir", str(tmp_path)]))
+    assert status == 1 and out == ""
+    assert _error_lines(err) == [f"error: {missing}: file not found"]
+
+    status, _, err = _bridge("embed.py", (str(CLIP), "--device", "tpu"))  # argparse: SystemExit(2)
+    assert status == 2 and "error: argument --device" in err
+
+    status, _, err = _bridge("no_such_script.py", "[]")
+    assert status == 1 and "error: " in err
+
+
+def test_bridge_runs_a_script_to_completion(runs, tmp_path):
+    model = runs["paths"]["model"]
+    argv = json.dumps([str(CLIP), "--model", str(model), "--output-dir", str(tmp_path), "--basename", "bridged",
+                       "--device", "cpu", "--layers", "1,3"])
+    status, out, err = _bridge("B2_model_wav2vec2.py", argv)
+    assert status == 0, err
+    assert str(tmp_path / "bridged.npy") in out
+    emb = np.load(tmp_path / "bridged.npy")
+    assert emb.dtype == np.float32 and emb.shape[0] == 2 and emb.shape[2] == 32
