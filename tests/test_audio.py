@@ -102,3 +102,10 @@ def test_too_short_and_non_finite(tmp_path):
 def test_synthetic_tone():
     x = audio.synthetic_tone(duration_s=0.5, sample_rate_hz=32000, frequency_hz=1000.0)
     assert x.shape == (16000,) and x.dtype == np.float32 and abs(x.max() - 0.5) < 1e-3
+
+
+def test_integer_arrays_in_memory_are_scaled():
+    got = audio.prepare(np.array([-32768, 0, 16384], np.int16), RATE, target_rate_hz=RATE).samples
+    np.testing.assert_array_equal(got, [-1.0, 0.0, 0.5])
+    got8 = audio.prepare(np.array([0, 128, 192], np.uint8), RATE, target_rate_hz=RATE).samples
+    np.testing.assert_array_equal(got8, [-1.0, 0.0, 0.5])

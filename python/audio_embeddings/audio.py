@@ -201,9 +201,9 @@ def prepare(
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.integer):
         info = np.iinfo(data.dtype)
-        scale = float(-info.min) if info.min < 0 else float(info.max)
-        offset = 0.0 if info.min < 0 else (info.max + 1) / 2.0
-        data = (data.astype(np.float64) - offset) / (scale if info.min < 0 else offset)
+        half_range = (float(info.max) + 1.0) / 2.0 if info.min == 0 else -float(info.min)
+        zero = half_range if info.min == 0 else 0.0  # unsigned PCM (8-bit WAV) is centred on 128
+        data = (data.astype(np.float64) - zero) / half_range
     if data.ndim not in (1, 2):
         raise AudioError(f"{name}: audio must be [N] or [N, channels], got shape {data.shape}")
     if data.ndim == 2 and data.shape[0] < data.shape[1] and data.shape[0] <= 8:

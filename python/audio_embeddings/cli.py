@@ -131,6 +131,11 @@ def run(args: argparse.Namespace, *, argv: Sequence[str] | None = None) -> int:
 
 def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     """Entry point of a thin script: sanitise the environment, parse, run."""
+    import os
+
     sanitize_mkl_threads()
     args = build_parser(defaults).parse_args(argv)
+    if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     return run(args, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
