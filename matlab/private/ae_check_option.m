@@ -20,7 +20,7 @@ switch name
         what = 'a number of seconds >= 0';
     case 'Layers'
         if isText
-            ok = ~isempty(regexp(strtrim(value), '^(last|all|\d+(\s*,\s*\d+)*)$', 'once'));
+            ok = ~isempty(regexpi(strtrim(value), '^(last|all|\d+(\s*,\s*\d+)*)$', 'once'));
         else
             ok = isNum && isvector(value) && all(value(:) >= 0 & value(:) == round(value(:)));
         end

@@ -28,7 +28,7 @@ for k = 1:size(flags, 1)
             if isnumeric(value)
                 value = strjoin(arrayfun(@(x) sprintf('%d', x), value(:)', 'UniformOutput', false), ',');
             else
-                value = regexprep(strtrim(value), '\s+', '');
+                value = lower(regexprep(strtrim(value), '\s+', ''));
             end
         case {'ChunkSeconds', 'ContextSeconds'}
             value = ae_format_number(value);
