@@ -121,3 +121,13 @@ def test_normalisation_uses_whole_file_statistics(tiny_model):
     x = 3.0 * noise(1.0, 16000) + 0.2
     y = backend.prepare(x).samples
     assert abs(float(y.mean())) < 1e-5 and abs(float(y.std()) - 1.0) < 1e-3
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "wav2vec2-stable"])
+def test_batched_chunks_equal_chunks_run_one_by_one(kind, tiny_model):
+    x = modulated_noise(14.0)
+    backend = load_backend(str(tiny_model(kind)), device="cpu")
+    batched = embed_audio(backend, as_audio(x), chunk_s=4.0, context_s=0.5, batch_size=8)
+    single = embed_audio(backend, as_audio(x), chunk_s=4.0, context_s=0.5, batch_size=1)
+    assert batched.chunking["n_chunks"] >= 4
+    np.testing.assert_allclose(batched.embeddings, single.embeddings, rtol=0, atol=1e-5)
