@@ -65,7 +65,8 @@ def seed_run(path: Path, model_dir: Path, device: str, chunk_s: float) -> np.nda
     return np.concatenate(outs)
 
 
-def our_run(path: Path, model_dir: Path, device: str, chunk_s: float, batch_size: int) -> np.ndarray:
+def our_run(path: Path, model_dir: Path, device: str, chunk_s: float, context_s: float,
+            batch_size: int) -> np.ndarray:
     """This toolkit: load, prepare, context chunks, batched."""
     from audio_embeddings import audio
     from audio_embeddings.pipeline import embed_audio
@@ -73,7 +74,7 @@ def our_run(path: Path, model_dir: Path, device: str, chunk_s: float, batch_size
 
     backend = load_backend(str(model_dir), device=device)
     loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, min_samples=backend.min_samples)
-    return embed_audio(backend, loaded, chunk_s=chunk_s, batch_size=batch_size).embeddings
+    return embed_audio(backend, loaded, chunk_s=chunk_s, context_s=context_s, batch_size=batch_size).embeddings
 
 
 def main() -> None:
@@ -82,6 +83,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk-seconds", type=float, default=20.0)
+    p.add_argument("--context-seconds", type=float, default=2.0, help="ours: context per side (default 2)")
     p.add_argument("--batch-size", type=int, default=4)
     args = p.parse_args()
     import torch
@@ -92,7 +94,8 @@ def main() -> None:
         wav = tmp / "bench.wav"
         make_audio(wav, args.seconds)
         runs = {"seed": lambda: seed_run(wav, model_dir, args.device, args.chunk_seconds),
-                "ours": lambda: our_run(wav, model_dir, args.device, args.chunk_seconds, args.batch_size)}
+                "ours": lambda: our_run(wav, model_dir, args.device, args.chunk_seconds, args.context_seconds,
+                                        args.batch_size)}
         for fn in runs.values():  # warm-up: imports, allocator, kernels
             fn()
         times: dict[str, list[float]] = {k: [] for k in runs}
@@ -108,7 +111,8 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     expected = (int(args.seconds * 16000) - 400) // 320 + 1
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"audio={args.seconds:.0f}s chunk={args.chunk_seconds:.0f}s repeats={args.repeats}")
+          f"audio={args.seconds:.0f}s chunk={args.chunk_seconds:.0f}s context={args.context_seconds:g}s "
+          f"batch={args.batch_size} repeats={args.repeats}")
     speed = {}
     for name in runs:
         med = statistics.median(times[name])
