@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .device import DEVICES, DTYPES, sanitize_mkl_threads
+from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, embed_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_INPUT_FAILED = 1
@@ -53,10 +54,10 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                        "%(default)s", defaults.output_subdir))
     p.add_argument("--basename", default=defaults.basename,
                    help="output file base name (default: %s)" % (defaults.basename or "the input file's stem"))
-    p.add_argument("--chunk-seconds", type=_positive_float, default=20.0,
-                   help="longest model input in seconds for sequence models (default: 20)")
-    p.add_argument("--context-seconds", type=float, default=2.0,
-                   help="context kept on each side of a chunk and dropped from its output (default: 2)")
+    p.add_argument("--chunk-seconds", type=_positive_float, default=DEFAULT_CHUNK_S,
+                   help="longest model input in seconds for sequence models (default: %(default)g)")
+    p.add_argument("--context-seconds", type=float, default=DEFAULT_CONTEXT_S,
+                   help="context kept on each side of a chunk and dropped from its output (default: %(default)g)")
     p.add_argument("--layers", default=None,
                    help="wav2vec2 family: last | all | I,J,... (0 = input to the first transformer layer)")
     p.add_argument("--no-trim-silence", dest="trim_silence", action="store_const", const=False, default=None,
@@ -79,7 +80,6 @@ def run(args: argparse.Namespace, *, argv: Sequence[str] | None = None) -> int:
     """Embed each input and write its outputs; return the exit status."""
     from . import audio
     from .outputs.contract import now_iso, write_outputs
-    from .pipeline import embed_audio
     from .registry import load_backend
 
     started = now_iso()

@@ -10,7 +10,6 @@ with WebRTC VAD; row times are mapped back to the untrimmed file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..device import resolve_device, resolve_dtype
 from ..framing import covering_window_onsets
-from .base import Prepared
+from .base import Prepared, file_sha256
 
 SAMPLE_RATE_HZ = 16000
 N_FFT = 400  # 25 ms
@@ -160,7 +159,7 @@ class GE2EBackend:
         mel = librosa.filters.mel(sr=SAMPLE_RATE_HZ, n_fft=N_FFT, n_mels=N_MELS)  # Slaney, as resemblyzer
         provenance = {
             "checkpoint": str(weights.resolve()),
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "weights_sha256": file_sha256(weights),
             "model_class": "GE2E LSTM speaker encoder (resemblyzer)",
         }
         return cls(model, torch.from_numpy(mel).to(torch_device), device=torch_device, dtype=torch_dtype,

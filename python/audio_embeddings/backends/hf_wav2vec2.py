@@ -7,14 +7,13 @@ the published models).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..device import resolve_device, resolve_dtype
-from .base import Prepared
+from .base import Prepared, file_sha256
 
 #: ``config.model_type`` values this backend accepts.
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer", "unispeech", "unispeech-sat")
@@ -65,16 +64,8 @@ def conv_geometry(kernels: list[int], strides: list[int]) -> tuple[int, int]:
 
 
 def _weights_sha256(directory: Path) -> dict[str, str]:
-    digests = {}
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        f = directory / name
-        if f.is_file():
-            h = hashlib.sha256()
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-            digests[name] = h.hexdigest()
-    return digests
+    names = ("model.safetensors", "pytorch_model.bin")
+    return {name: file_sha256(directory / name) for name in names if (directory / name).is_file()}
 
 
 class HFWav2Vec2Backend:
