@@ -17,7 +17,6 @@ DEFAULTS = ScriptDefaults(
     model="ge2e",
     output_subdir="ge2e",
     basename=None,
-    multi_input=True,
 )
 
 if __name__ == "__main__":

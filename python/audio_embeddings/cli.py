@@ -1,5 +1,6 @@
-"""Command-line parsing and the per-file run behind the B-scripts and ``embed.py``.
+"""Command-line parsing behind the B-scripts and ``embed.py``; every run goes through the corpus engine.
 
+An input is one or more audio files, a directory (searched recursively) or a manifest.
 Errors reach the user as one line, ``error: <file>: <reason>``, on stderr, and a non-zero
 exit status: 1 when an input failed, 2 for a usage or model error.
 """
@@ -7,13 +8,14 @@ exit status: 1 when an input failed, 2 for a usage or model error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .device import DEVICES, DTYPES, sanitize_mkl_threads
-from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, embed_audio
+from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_INPUT_FAILED = 1
@@ -29,7 +31,7 @@ class ScriptDefaults:
     model: str
     output_subdir: str
     basename: str | None  # None: the input file's stem
-    multi_input: bool = False
+    formats: str = "npy,mat,json"  # for file inputs; directories and manifests default to npy
 
 
 def _positive_float(text: str) -> float:
@@ -39,21 +41,64 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _shard_arg(text: str) -> str:
+    from .corpus.shard import parse_shard
+
+    try:
+        parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from .outputs.contract import FORMATS
+
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in items if t not in FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (comma-separated), got {text!r}")
+    return items
+
+
+def default_workers() -> int:
+    """Decoding processes for corpus runs: up to 4, leaving a core for the model."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     """The shared parser; flag names mirror the MATLAB name-value options."""
     p = argparse.ArgumentParser(prog=defaults.prog, description=defaults.description)
-    if defaults.multi_input:
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file(s); also .mat with 'audio' and 'fs'")
-    else:
-        p.add_argument("input", metavar="INPUT", help="audio file (wav/flac/ogg/mp3, anything ffmpeg reads, or "
-                                                      ".mat with 'audio' and 'fs')")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="audio file(s) (wav/flac/ogg/mp3, anything ffmpeg reads, .mat with 'audio' and 'fs'), "
+                        "or one directory (searched recursively), or one manifest (.txt/.csv/.tsv/.lst/.scp)")
+    g = p.add_argument_group("corpus")
+    g.add_argument("--audio-dir", default=None, help="corpus root: keys (and relative manifest entries) start here")
+    g.add_argument("--part", default=None, help="only this sub-folder of the corpus root")
+    g.add_argument("--pattern", action="append", default=None,
+                   help="glob on the relative path or file name (repeatable; default: common audio extensions)")
+    g.add_argument("--max-files", type=int, default=None, help="only the first N files (sorted)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: up to 4 for directories/manifests, 0 for single files)")
+    g.add_argument("--store", default=None, metavar="FILE.h5",
+                   help="one HDF5 store for the whole corpus instead of per-file outputs")
+    g.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist (default: skip them)")
+    g.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
+                   help="process shard I of N (0-based; default from SLURM_ARRAY_TASK_ID/COUNT; torchrun splits it)")
+    g.add_argument("--merge", action="store_true",
+                   help="only join the shard summaries (and store parts) in --output-dir into summary.json")
+    g.add_argument("--long-file-seconds", type=_positive_float, default=600.0,
+                   help="stream recordings longer than this block by block (default: %(default)g)")
     p.add_argument("--model", default=defaults.model,
                    help=f"preset name, hub id or local model directory (default: {defaults.model})")
     p.add_argument("--output-dir", default=str(REPO_ROOT / "Models" / defaults.output_subdir),
-                   help="where outputs go (default: Models/%(default)s under the repository)".replace(
-                       "%(default)s", defaults.output_subdir))
-    p.add_argument("--basename", default=defaults.basename,
-                   help="output file base name (default: %s)" % (defaults.basename or "the input file's stem"))
+                   help=f"where outputs go (default: Models/{defaults.output_subdir} under the repository)")
+    p.add_argument("--basename", default=None,
+                   help="output base name for a single input file (default: %s)" % (
+                       defaults.basename or "the input file's stem"))
+    p.add_argument("--formats", type=_formats, default=None,
+                   help=f"per-file outputs, from npy,mat,json (default: {defaults.formats} for files, "
+                        "npy for directories and manifests)")
     p.add_argument("--chunk-seconds", type=_positive_float, default=DEFAULT_CHUNK_S,
                    help="longest model input in seconds for sequence models (default: %(default)g)")
     p.add_argument("--context-seconds", type=float, default=DEFAULT_CONTEXT_S,
@@ -64,11 +109,14 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="GE2E: do not trim long silences before embedding")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--dtype", default="float32", choices=DTYPES)
-    p.add_argument("--batch-size", type=int, default=4, help="chunks or windows per model call (default: 4)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="model inputs (chunks or windows, from any files) per model call (default: %(default)s)")
     p.add_argument("--mat-version", default="auto", choices=("5", "7.3", "auto"),
                    help="auto: v5 unless a variable reaches 2^31 bytes (default: auto)")
     p.add_argument("--channel", type=int, default=None, help="keep this 0-based channel instead of averaging")
-    p.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity.add_argument("--verbose", action="store_true", help="a line per file and per batch (GPU memory/use)")
     return p
 
 
@@ -76,66 +124,165 @@ def _fail(message: str) -> str:
     return "error: " + " ".join(str(message).split())
 
 
-def run(args: argparse.Namespace, *, argv: Sequence[str] | None = None) -> int:
-    """Embed each input and write its outputs; return the exit status."""
+def _usage(message: str) -> int:
+    print(_fail(message), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:
+    """Join shard summaries (and store parts) of ``output_dir`` into ``summary.json``/``failures.csv`` (and FILE.h5)."""
+    from .corpus.report import merge_reports
+    from .corpus.store import merge_store
+
+    merged = merge_reports(output_dir)
+    if store:
+        merged["store_index"] = merge_store(store)
+    return merged
+
+
+def _device_for_rank(device: str, dist: Any) -> str:
+    if dist is None or device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else device
+
+
+def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
+    """Discover, shard, load the model, run the corpus engine, report; return the exit status."""
     from . import audio
-    from .outputs.contract import now_iso, write_outputs
+    from .corpus.discover import CorpusError, discover
+    from .corpus.engine import ConfigMismatch, RunOptions, check_run_config, run_corpus
+    from .corpus.progress import Progress
+    from .corpus.report import RunReport, all_shards_reported
+    from .corpus.shard import distributed_env, resolve_shard
+    from .corpus.store import StoreWriter, parts_root
+    from .corpus.writers import TreeWriter, colliding_keys
+    from .outputs.contract import now_iso
     from .registry import load_backend
 
-    started = now_iso()
-    inputs = list(getattr(args, "inputs", None) or [args.input])
-    if args.basename and len(inputs) > 1:
-        print(_fail("--basename needs a single input"), file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        audio.check_file(inputs[0])  # fail fast, before a model download
-        backend = load_backend(args.model, device=args.device, dtype=args.dtype, layers=args.layers,
-                               trim_silence=args.trim_silence)
-    except audio.AudioError as exc:
-        print(_fail(exc), file=sys.stderr)
-        return EXIT_INPUT_FAILED
-    except (ValueError, OSError, ImportError) as exc:
-        print(_fail(f"{args.model}: {exc}"), file=sys.stderr)
-        return EXIT_USAGE
-    model_name = getattr(backend, "source", None) or args.model
-    failed = 0
-    for path in inputs:
+    if args.merge:
         try:
-            data, rate = audio.decode(path)
-            loaded = audio.prepare(data, rate, target_rate_hz=backend.sample_rate_hz, channel=args.channel,
-                                   min_samples=backend.min_samples, name=str(path))
-            try:
-                result = embed_audio(backend, loaded, chunk_s=args.chunk_seconds, context_s=args.context_seconds,
-                                     batch_size=args.batch_size)
-            except ValueError as exc:
-                raise audio.AudioError(f"{path}: {exc}") from exc
-            written = write_outputs(
-                result, output_dir=args.output_dir, basename=args.basename or Path(path).stem,
-                model_name=str(model_name), backend_info=backend.describe(), backend_fields=backend.mat_fields(),
-                input_path=str(path), audio_info={"source_sample_rate": loaded.source_sample_rate_hz,
-                                                  "source_channels": loaded.source_channels,
-                                                  "channel": loaded.channel, "duration_s": loaded.duration_s},
-                started_at=started, mat_version=args.mat_version, argv=list(argv) if argv is not None else None,
-            )
-        except audio.AudioError as exc:
-            failed += 1
-            print(_fail(exc), file=sys.stderr)
-            continue
-        if written["mat_error"]:
-            print(f"warning: {path}: .mat not written ({written['mat_error']}); see {written['npy']}.", file=sys.stderr)
+            merged = merge_outputs(args.output_dir, args.store)
+        except FileNotFoundError as exc:
+            return _usage(exc)
         if not args.quiet:
-            shape = "x".join(str(s) for s in result.embeddings.shape)
-            print(f"{path}: {shape} -> {written['npy']}")
-    return EXIT_INPUT_FAILED if failed else 0
+            print(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
+                  f"{merged['files_failed']} failed -> {Path(args.output_dir) / 'summary.json'}")
+        return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else 0
+    try:
+        shard = resolve_shard(args.shard)
+        corpus = discover(args.inputs, audio_dir=args.audio_dir, part=args.part, patterns=args.pattern,
+                          max_files=args.max_files, exclude=[args.output_dir])
+    except (CorpusError, ValueError, OSError) as exc:
+        return _usage(exc)
+    single = corpus.kind == "files" and len(corpus.items) == 1
+    if args.basename and not single:
+        return _usage("--basename needs a single input file")
+    items = shard.select(corpus.items)
+    basename = (args.basename or defaults.basename) if single else None
+    if basename is None and (clashes := colliding_keys(i.key for i in items)):
+        a, b = clashes[0]
+        return _usage(f"{a} and {b} would write the same outputs; select one with --pattern")
+    if corpus.kind == "files":
+        try:
+            audio.check_file(corpus.items[0].path)  # fail fast, before a model download
+        except audio.AudioError as exc:
+            print(_fail(exc), file=sys.stderr)
+            return EXIT_INPUT_FAILED
+    dist = distributed_env(os.environ)
+    try:
+        backend = load_backend(args.model, device=_device_for_rank(args.device, dist), dtype=args.dtype,
+                               layers=args.layers, trim_silence=args.trim_silence)
+    except (ValueError, OSError, ImportError) as exc:
+        return _usage(f"{args.model}: {exc}")
+    model_name = str(getattr(backend, "source", None) or args.model)
+    formats = args.formats or (tuple(defaults.formats.split(",")) if corpus.kind == "files" else ("npy",))
+    run_info = {"model_name": model_name, "backend_info": backend.describe(), "backend_fields": backend.mat_fields(),
+                "started_at": now_iso(), "mat_version": args.mat_version,
+                "argv": list(argv) if argv is not None else None}
+    resume = corpus.is_tree and not args.overwrite
+    settings = {"model": model_name, "layers": args.layers, "chunk_seconds": args.chunk_seconds,
+                "context_seconds": args.context_seconds, "channel": args.channel, "dtype": args.dtype,
+                "trim_silence": args.trim_silence}
+    try:
+        if args.store:
+            check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
+            writer: Any = StoreWriter(args.store, shard=shard, overwrite=args.overwrite,
+                                      run_info={"model_name": model_name, "sample_rate_hz": backend.sample_rate_hz,
+                                                "frame_stride_s": backend.frame_stride_s, "window_s": backend.window_s})
+        else:
+            if corpus.is_tree:
+                check_run_config(args.output_dir, settings, overwrite=args.overwrite)
+            writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=basename)
+    except (ConfigMismatch, OSError) as exc:
+        return _usage(exc)
+    workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
+    options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
+                         workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
+                         resume=resume)
+    report = RunReport(args.output_dir, shard=shard, context={
+        "model": model_name, "backend": backend.describe(),
+        "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),
+                  "audio_dir": args.audio_dir, "part": args.part, "patterns": args.pattern,
+                  "max_files": args.max_files},
+        "outputs": {"output_dir": str(Path(args.output_dir).resolve()), "formats": list(formats),
+                    "store": str(Path(args.store).resolve()) if args.store else None},
+        "options": {"batch_size": args.batch_size, "workers": workers, "chunk_seconds": args.chunk_seconds,
+                    "context_seconds": args.context_seconds, "overwrite": args.overwrite,
+                    "long_file_seconds": args.long_file_seconds},
+        "command_line": list(argv) if argv is not None else sys.argv,
+    })
+    from .outputs.contract import package_versions
+
+    report.context["versions"] = package_versions()
+    progress = Progress(len(items), quiet=args.quiet, verbose=args.verbose or (corpus.kind == "files"),
+                        file_lines=sys.stdout if corpus.kind == "files" else None,
+                        desc=f"{backend.name} {shard.label}" if not shard.is_whole else backend.name)
+    try:
+        run_corpus(backend, items, writer, report, options=options,
+                   scratch_dir=Path(args.output_dir) / ".scratch" / shard.label, progress=progress)
+    finally:
+        progress.close()
+    summary_path = report.write()
+    if args.store and shard.is_whole:
+        from .corpus.store import merge_store
+
+        merge_store(args.store)
+    if not shard.is_whole:
+        group = _barrier(dist)
+        if (group and dist.rank == 0) or (not group and all_shards_reported(args.output_dir, shard.count)):
+            merge_outputs(args.output_dir, args.store)
+            summary_path = Path(args.output_dir) / "summary.json"
+        if group:
+            group.destroy_process_group()
+    if not args.quiet and corpus.is_tree:
+        d = report.to_dict()
+        print(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
+              f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary_path}",
+              file=sys.stderr)
+    return EXIT_INPUT_FAILED if report.failures else 0
+
+
+def _barrier(dist: Any) -> Any:
+    """Under torchrun, wait for every rank (gloo); returns ``torch.distributed`` or None."""
+    if dist is None or dist.launcher != "torchrun":
+        return None
+    import datetime
+
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    tdist.barrier()
+    return tdist
 
 
 def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     """Entry point of a thin script: sanitise the environment, parse, run."""
-    import os
-
     sanitize_mkl_threads()
     args = build_parser(defaults).parse_args(argv)
     if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return run(args, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
+    return run(args, defaults=defaults, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])

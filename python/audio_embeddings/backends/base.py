@@ -52,6 +52,10 @@ class Backend(Protocol):
     ``window_offset_samples`` (input window start relative to the row's onset),
     ``hop_samples``, and ``plan_rows(n_samples) -> int [W]`` (row onsets in samples,
     computed with :mod:`audio_embeddings.framing`).
+
+    Optional: ``input_norm`` (``"none"`` or ``"zscore"`` with ``norm_eps``) says that
+    ``prepare`` is that whole-file normalisation and nothing else, so the corpus engine may
+    stream a long file block by block with whole-file statistics instead of loading it.
     """
 
     name: str

@@ -75,6 +75,7 @@ class HFWav2Vec2Backend:
     """
 
     framing = "sequence"
+    norm_eps = NORM_EPS
 
     def __init__(self, model: Any, *, name: str, source: str, do_normalize: bool, sample_rate_hz: int,
                  layers: list[int] | None, device: Any, dtype: Any, provenance: dict[str, Any]):
@@ -83,6 +84,8 @@ class HFWav2Vec2Backend:
         self.source = source
         self.model = model
         self.do_normalize = do_normalize
+        #: Streamable preparation: whole-file z-score (or none), applied block by block to long files.
+        self.input_norm = "zscore" if do_normalize else "none"
         self.sample_rate_hz = int(sample_rate_hz)
         self.layers = layers
         self.device = device

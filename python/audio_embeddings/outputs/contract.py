@@ -130,8 +130,9 @@ def write_outputs(
     base = out_dir / basename
     paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
     embeddings = np.asarray(result.embeddings, dtype=np.float32)
-    if "npy" in formats:
-        paths["npy"] = str(save_npy(base.with_name(base.name + ".npy"), embeddings))
+    npy_path = base.with_name(base.name + ".npy")
+    if "npy" in formats:  # the .npy itself is written last: it marks the file complete (resume)
+        paths["npy"] = str(npy_path)
         for key, value in result.extras.items():
             extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), np.asarray(value, dtype=np.float32))
             paths["extras"][key] = str(extra)
@@ -169,4 +170,20 @@ def write_outputs(
         }
         write_text_atomic(json_path, json.dumps(meta, indent=2) + "\n")
         paths["json"] = str(json_path)
+    if "npy" in formats:
+        save_npy(npy_path, embeddings)
     return paths
+
+
+def completion_marker(base: Path, formats: Iterable[str]) -> list[Path]:
+    """Files whose existence means ``write_outputs`` finished for ``base`` (any one of them).
+
+    ``write_outputs`` writes extras, ``.mat`` (or ``.mat.failed``), ``.json`` and the
+    ``.npy`` last, each atomically, so the last requested format marks completion.
+    """
+    formats = tuple(formats)
+    if "npy" in formats:
+        return [base.with_name(base.name + ".npy")]
+    if "json" in formats:
+        return [base.with_name(base.name + ".json")]
+    return [base.with_name(base.name + ".mat"), base.with_name(base.name + ".mat.failed")]

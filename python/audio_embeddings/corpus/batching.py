@@ -1,0 +1,340 @@
+"""Model inputs of many files, batched together without changing any result.
+
+A file becomes a :class:`FileJob`: its prepared audio (a :class:`ArraySource` in memory,
+or a :class:`RawFileSource` streamed from a scratch file for long recordings) and a plan
+of :class:`Piece` s, the equal-length model inputs (context chunks for sequence models,
+windows for window models). :class:`BatchScheduler` groups pieces **of the same length**
+from any number of files into batches, so nothing is ever padded to fit a batch, and
+writes each output back into its file's rows. A batch equals its items run one by one
+(up to float rounding of the batched kernels).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.base import FileEmbedding
+from ..framing import conv_frame_count, frame_times_s, plan_context_chunks
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One model input of a file.
+
+    Attributes
+    ----------
+    start_sample : int
+        First sample in the prepared audio; windows may start before 0 or run past the
+        end (zero-filled there).
+    n_samples : int
+        Model input length; pieces batch together only with pieces of the same length.
+    keep_start, keep_stop : int
+        Output rows of this piece that are kept (context frames are dropped).
+    out_start : int
+        The file's row index of the first kept row.
+    """
+
+    start_sample: int
+    n_samples: int
+    keep_start: int
+    keep_stop: int
+    out_start: int
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How one file is cut: ``pieces``, ``onsets`` (int64 [T] row onsets in prepared samples), ``info``."""
+
+    pieces: tuple[Piece, ...]
+    onsets: np.ndarray
+    info: dict[str, Any]
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.onsets.shape[0])
+
+
+def plan_file(backend: Any, n_samples: int, *, chunk_s: float, context_s: float) -> FilePlan:
+    """Cut ``n_samples`` of prepared audio into the backend's model inputs.
+
+    Sequence backends get context chunks (one piece when the file fits in ``chunk_s``);
+    window backends get one piece per output row at ``backend.plan_rows``.
+    """
+    rate = backend.sample_rate_hz
+    if backend.framing == "sequence":
+        chunks = plan_context_chunks(
+            n_samples,
+            chunk_samples=int(round(chunk_s * rate)),
+            context_samples=int(round(context_s * rate)),
+            receptive_field_samples=backend.receptive_field_samples,
+            hop_samples=backend.hop_samples,
+        )
+        pieces = tuple(Piece(c.start_sample, c.n_samples, c.keep_start, c.keep_stop, c.out_start) for c in chunks)
+        n_rows = conv_frame_count(n_samples, receptive_field_samples=backend.receptive_field_samples,
+                                  hop_samples=backend.hop_samples)
+        onsets = np.arange(n_rows, dtype=np.int64) * backend.hop_samples
+        info = {"mode": "single" if len(chunks) == 1 else "context-chunks", "chunk_seconds": float(chunk_s),
+                "context_seconds": float(context_s) if len(chunks) > 1 else 0.0, "n_chunks": len(chunks),
+                "chunk_samples": chunks[0].n_samples}
+    else:
+        onsets = np.asarray(backend.plan_rows(n_samples), dtype=np.int64)
+        offset, width = int(backend.window_offset_samples), int(backend.window_samples)
+        pieces = tuple(Piece(int(o) + offset, width, 0, 1, i) for i, o in enumerate(onsets))
+        info = {"mode": "windows", "n_windows": int(len(onsets)), "window_samples": width,
+                "hop_samples": int(backend.hop_samples)}
+    return FilePlan(pieces, onsets, info)
+
+
+def _zero_filled(read, n_total: int, start: int, n: int) -> np.ndarray:
+    lo, hi = max(start, 0), min(start + n, n_total)
+    if lo == start and hi == start + n:
+        return read(lo, hi)
+    out = np.zeros(n, dtype=np.float32)
+    if hi > lo:
+        out[lo - start:hi - start] = read(lo, hi)
+    return out
+
+
+class ArraySource:
+    """Prepared audio in memory, float32 [N]."""
+
+    def __init__(self, samples: np.ndarray):
+        self.samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self.n_samples = int(self.samples.shape[0])
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """float32 [n] from ``start`` (zero-filled outside the file)."""
+        return _zero_filled(lambda lo, hi: self.samples[lo:hi], self.n_samples, start, n)
+
+    def close(self) -> None:
+        self.samples = np.zeros(0, dtype=np.float32)
+
+
+class RawFileSource:
+    """Audio streamed from a raw float32 scratch file, optionally z-scored with whole-file statistics.
+
+    Only the requested block is ever in memory, so a recording of any length costs one
+    chunk of RAM. The scratch file is deleted by :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, n_samples: int, *, mean: float | None = None, std: float | None = None):
+        self.path = Path(path)
+        self.n_samples = int(n_samples)
+        self.mean = None if mean is None else np.float32(mean)
+        self.std = None if std is None else np.float32(std)
+
+    def _read(self, lo: int, hi: int) -> np.ndarray:
+        block = np.fromfile(self.path, dtype="<f4", count=hi - lo, offset=4 * lo)
+        if self.mean is not None:
+            block = (block - self.mean) / self.std
+        return block.astype(np.float32, copy=False)
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """float32 [n] from ``start`` (zero-filled outside the file)."""
+        return _zero_filled(self._read, self.n_samples, start, n)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(eq=False)
+class FileJob:
+    """A file in flight: its source, plan, and the rows filled in so far.
+
+    Attributes
+    ----------
+    key : str
+        Corpus key (path relative to the input root).
+    source : ArraySource or RawFileSource
+    plan : FilePlan
+    source_index : numpy.ndarray or None
+        int64 [N'] map from prepared samples to the file's samples (silence trimming).
+    meta : dict
+        Anything the writer needs (input path, audio info).
+    """
+
+    key: str
+    source: Any
+    plan: FilePlan
+    source_index: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    rows: np.ndarray | None = None
+    remaining: int = -1
+    error: str | None = None
+
+    def __post_init__(self):
+        self.remaining = len(self.plan.pieces)
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or self.remaining == 0
+
+    def accept(self, piece: Piece, output: np.ndarray) -> None:
+        """Store one piece's output [..., t, D] into the file's rows."""
+        kept = output[..., piece.keep_start:piece.keep_stop, :]
+        if self.rows is None:
+            self.rows = np.empty(kept.shape[:-2] + (self.plan.n_rows, kept.shape[-1]), dtype=np.float32)
+        self.rows[..., piece.out_start:piece.out_start + kept.shape[-2], :] = kept
+        self.remaining -= 1
+
+    def fail(self, reason: str) -> None:
+        self.error = reason
+        self.release()
+
+    def release(self) -> None:
+        """Free the audio (and delete a scratch file)."""
+        self.source.close()
+
+    def result(self, backend: Any) -> FileEmbedding:
+        """The finished file as a :class:`FileEmbedding` on the file's own time grid."""
+        rate = backend.sample_rate_hz
+        onsets = self.plan.onsets
+        if self.source_index is not None and len(self.source_index):
+            time_axis = self.source_index[np.minimum(onsets, len(self.source_index) - 1)] / float(rate)
+        else:
+            time_axis = frame_times_s(len(onsets), hop_s=backend.hop_samples / rate)
+        rows = self.rows if self.rows is not None else np.zeros((0, backend.embedding_dim), np.float32)
+        return FileEmbedding(
+            embeddings=rows,
+            time_axis_s=np.asarray(time_axis, dtype=np.float64),
+            frame_stride_s=float(backend.frame_stride_s),
+            window_s=float(backend.window_s),
+            sample_rate_hz=int(rate),
+            n_samples=int(self.meta.get("n_input_samples", 0)),
+            extras=backend.summarize(rows),
+            chunking=self.plan.info,
+        )
+
+
+def prepare_job(backend: Any, key: str, samples: np.ndarray, *, chunk_s: float, context_s: float,
+                meta: dict[str, Any] | None = None) -> FileJob:
+    """A :class:`FileJob` for mono float32 [N] audio at the model rate, after ``backend.prepare``.
+
+    Raises
+    ------
+    ValueError
+        The backend's preparation rejected the audio, or left it too short for the model.
+    """
+    prepared = backend.prepare(samples)
+    n = int(prepared.samples.shape[0])
+    if n < backend.min_samples:
+        raise ValueError(f"too short after preprocessing ({n} samples, the model needs {backend.min_samples})")
+    plan = plan_file(backend, n, chunk_s=chunk_s, context_s=context_s)
+    return FileJob(key, ArraySource(prepared.samples), plan, source_index=prepared.source_index,
+                   meta={"n_input_samples": int(samples.shape[0]), **(meta or {})})
+
+
+def streamed_job(backend: Any, key: str, path: str | Path, n_samples: int, *, mean: float, var: float,
+                 chunk_s: float, context_s: float, meta: dict[str, Any] | None = None) -> FileJob:
+    """A :class:`FileJob` reading a raw float32 scratch file block by block.
+
+    ``mean``/``var`` are the whole file's statistics; they z-score each block when the
+    backend normalises its input (``backend.input_norm == "zscore"``).
+    """
+    zscore = getattr(backend, "input_norm", "none") == "zscore"
+    source = RawFileSource(path, n_samples, mean=mean if zscore else None,
+                           std=float(np.sqrt(var + getattr(backend, "norm_eps", 0.0))) if zscore else None)
+    plan = plan_file(backend, n_samples, chunk_s=chunk_s, context_s=context_s)
+    return FileJob(key, source, plan, meta={"n_input_samples": int(n_samples), **(meta or {})})
+
+
+class BatchScheduler:
+    """Equal-length pieces from many files -> full batches; outputs written back per file.
+
+    Parameters
+    ----------
+    backend : Backend
+        Its ``embed_batch`` takes float32 [B, N].
+    batch_size : int
+        Pieces per model call.
+    """
+
+    def __init__(self, backend: Any, *, batch_size: int):
+        self.backend = backend
+        self.batch_size = max(1, int(batch_size))
+        self._queues: dict[int, deque] = {}
+        self._jobs: OrderedDict[int, FileJob] = OrderedDict()
+        self.n_batches = 0
+        self.n_pieces = 0
+
+    @property
+    def n_jobs(self) -> int:
+        """Files in flight."""
+        return len(self._jobs)
+
+    def add(self, job: FileJob) -> None:
+        """Queue a file's pieces (a file without pieces is finished at once by :meth:`take_finished`)."""
+        self._jobs[id(job)] = job
+        for piece in job.plan.pieces:
+            self._queues.setdefault(piece.n_samples, deque()).append((job, piece))
+
+    def _pop(self, length: int) -> list:
+        queue = self._queues.get(length, deque())
+        batch = []
+        while queue and len(batch) < self.batch_size:
+            job, piece = queue.popleft()
+            if job.error is None:
+                batch.append((job, piece))
+        if not queue:
+            self._queues.pop(length, None)
+        return batch
+
+    def next_batch(self, *, flush: bool = False) -> list:
+        """A full batch if any length has one; with ``flush``, else the oldest file's (partial) batch."""
+        for length, queue in list(self._queues.items()):
+            if sum(job.error is None for job, _ in queue) >= self.batch_size:
+                return self._pop(length)
+        if flush:
+            for job in self._jobs.values():
+                if job.remaining > 0 and job.error is None:
+                    batch = self._pop(job.plan.pieces[0].n_samples)
+                    if batch:
+                        return batch
+        return []
+
+    def run(self, batch: list, *, catch: bool = True) -> None:
+        """Embed a batch and store its outputs; a failing batch is retried item by item.
+
+        With ``catch``, an item that fails alone fails its file (reason kept in
+        ``job.error``) and the run goes on; without, the exception propagates.
+        """
+        if not batch:
+            return
+        try:
+            windows = np.stack([job.source.read(piece.start_sample, piece.n_samples) for job, piece in batch])
+            outputs = self.backend.embed_batch(windows)
+        except Exception as exc:  # noqa: BLE001 - one bad item must not take its batch mates down
+            if len(batch) > 1:
+                for item in batch:
+                    if item[0].error is None:
+                        self.run([item], catch=catch)
+                return
+            if not catch:
+                raise
+            batch[0][0].fail(f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            return
+        if self.backend.framing == "windows":
+            outputs = outputs[..., None, :]  # one row per window -> [B, 1, D]
+        self.n_batches += 1
+        self.n_pieces += len(batch)
+        for (job, piece), output in zip(batch, outputs):
+            job.accept(piece, output)
+
+    def take_finished(self) -> list[FileJob]:
+        """Files that are complete or failed since the last call, in arrival order."""
+        finished = [job for job in self._jobs.values() if job.done]
+        for job in finished:
+            del self._jobs[id(job)]
+        return finished
+
+    def release_all(self) -> None:
+        """Drop every file in flight and free its audio (after an interruption)."""
+        for job in self._jobs.values():
+            job.release()
+        self._jobs.clear()
+        self._queues.clear()

@@ -1,0 +1,155 @@
+"""``summary.json`` and ``failures.csv`` of a corpus run, per shard and merged.
+
+A whole run writes ``summary.json`` and ``failures.csv`` in the output directory; a
+shard writes ``summary.<label>.json`` and ``failures.<label>.csv`` there, and
+:func:`merge_reports` joins them into ``summary.json``/``failures.csv`` once every shard
+has reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..outputs.atomic import write_text_atomic
+from ..outputs.contract import now_iso
+from .shard import Shard
+
+SUMMARY = "summary.json"
+FAILURES = "failures.csv"
+_SUMMED = ("files_total", "files_done", "files_skipped", "files_failed", "audio_seconds", "batches", "pieces")
+
+
+def _names(shard: Shard) -> tuple[str, str]:
+    if shard.is_whole:
+        return SUMMARY, FAILURES
+    return f"summary.{shard.label}.json", f"failures.{shard.label}.csv"
+
+
+def _failures_csv(rows: list[dict[str, str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    writer.writerows([r["path"], r["reason"]] for r in rows)
+    return buf.getvalue()
+
+
+def _rates(summary: dict[str, Any]) -> dict[str, Any]:
+    wall = summary["wall_time_s"]
+    return {"audio_hours": round(summary["audio_seconds"] / 3600.0, 6),
+            "files_per_s": round(summary["files_done"] / wall, 4) if wall > 0 else None,
+            "audio_s_per_s": round(summary["audio_seconds"] / wall, 4) if wall > 0 else None}
+
+
+class RunReport:
+    """Counts, failures and timing of one process's run.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        Where the summary and failures go.
+    shard : Shard
+    context : dict
+        JSON-able fields copied into the summary (model, backend, input, outputs, options...).
+    """
+
+    def __init__(self, output_dir: str | Path, *, shard: Shard, context: dict[str, Any]):
+        self.output_dir = Path(output_dir)
+        self.shard = shard
+        self.context = context
+        self.started_at = now_iso()
+        self._t0 = time.perf_counter()
+        self.files_total = 0
+        self.files_done = 0
+        self.files_skipped = 0
+        self.failures: list[dict[str, str]] = []
+        self.audio_seconds = 0.0
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def files_failed(self) -> int:
+        return len(self.failures)
+
+    def done(self, duration_s: float) -> None:
+        self.files_done += 1
+        self.audio_seconds += float(duration_s)
+
+    def failed(self, path: str, reason: str) -> None:
+        self.failures.append({"path": str(path), "reason": " ".join(str(reason).split())})
+
+    def to_dict(self) -> dict[str, Any]:
+        summary = {
+            "status": "complete" if not self.failures else "some files failed",
+            "files_total": self.files_total,
+            "files_done": self.files_done,
+            "files_skipped": self.files_skipped,
+            "files_failed": self.files_failed,
+            "audio_seconds": round(self.audio_seconds, 6),
+            "wall_time_s": round(time.perf_counter() - self._t0, 3),
+            **self.extra,
+            "shard": {"index": self.shard.index, "count": self.shard.count},
+            **self.context,
+            "failures": self.failures,
+            "started_at": self.started_at,
+            "finished_at": now_iso(),
+        }
+        return {**summary, **_rates(summary)}
+
+    def write(self) -> Path:
+        """Write the summary and failures (atomically); returns the summary path."""
+        summary_name, failures_name = _names(self.shard)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.output_dir / failures_name, _failures_csv(self.failures))
+        path = self.output_dir / summary_name
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+def shard_summaries(output_dir: str | Path) -> list[Path]:
+    """The shard summaries present in ``output_dir``."""
+    return sorted(Path(output_dir).glob("summary.shard-*-of-*.json"))
+
+
+def all_shards_reported(output_dir: str | Path, count: int) -> bool:
+    """Every shard of a ``count``-way run has written its summary."""
+    labels = {p.name for p in shard_summaries(output_dir)}
+    return all(f"summary.{Shard(i, count).label}.json" in labels for i in range(count))
+
+
+def merge_reports(output_dir: str | Path) -> dict[str, Any]:
+    """Join the shard summaries (of the largest shard count present) into ``summary.json`` and ``failures.csv``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No shard summaries in ``output_dir``.
+    """
+    out = Path(output_dir)
+    loaded = [json.loads(p.read_text()) for p in shard_summaries(out)]
+    if not loaded:
+        raise FileNotFoundError(f"no shard summaries (summary.shard-*.json) in {out}")
+    count = max(s["shard"]["count"] for s in loaded)
+    shards = sorted((s for s in loaded if s["shard"]["count"] == count), key=lambda s: s["shard"]["index"])
+    missing = sorted(set(range(count)) - {s["shard"]["index"] for s in shards})
+    merged = {k: v for k, v in shards[0].items() if k not in ("shard", "failures", "started_at", "finished_at")}
+    for key in _SUMMED:
+        merged[key] = sum(s.get(key, 0) for s in shards)
+    failures = [f for s in shards for f in s["failures"]]
+    merged.update({
+        "status": ("incomplete: shards missing" if missing else "complete" if not failures else "some files failed"),
+        "shards_merged": [s["shard"]["index"] for s in shards],
+        "shards_missing": missing,
+        "shard": {"index": 0, "count": 1},
+        "wall_time_s": max(s["wall_time_s"] for s in shards),
+        "started_at": min(s["started_at"] for s in shards),
+        "finished_at": max(s["finished_at"] for s in shards),
+        "failures": failures,
+    })
+    merged.update(_rates(merged))
+    write_text_atomic(out / FAILURES, _failures_csv(failures))
+    write_text_atomic(out / SUMMARY, json.dumps(merged, indent=2) + "\n")
+    return merged

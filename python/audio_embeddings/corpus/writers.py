@@ -1,0 +1,68 @@
+"""Per-file outputs of a corpus run, mirroring the input tree (``a/b/x.wav`` -> ``a/b/x.npy``)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+from ..outputs.contract import completion_marker, write_outputs
+
+
+def output_base(key: str) -> str:
+    """``a/b/x.wav`` -> ``a/b/x`` (the extension is dropped, the tree kept)."""
+    return PurePosixPath(key).with_suffix("").as_posix()
+
+
+def colliding_keys(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of keys that would write the same outputs (``x.wav`` and ``x.flac`` in one folder)."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for key in keys:
+        base = output_base(key)
+        if base in seen:
+            clashes.append((seen[base], key))
+        else:
+            seen[base] = key
+    return clashes
+
+
+class TreeWriter:
+    """Writes ``<output_dir>/<key without extension>.{npy,mat,json}`` per file.
+
+    Parameters
+    ----------
+    output_dir : path-like
+    formats : iterable of {"npy", "mat", "json"}
+    run_info : dict
+        ``model_name``, ``backend_info``, ``backend_fields``, ``started_at``, ``mat_version``, ``argv``.
+    basename : str, optional
+        Name of the outputs of a single-file run (instead of the key).
+    """
+
+    def __init__(self, output_dir: str | Path, *, formats: Iterable[str], run_info: dict[str, Any],
+                 basename: str | None = None):
+        self.output_dir = Path(output_dir)
+        self.formats = tuple(formats)
+        self.run_info = run_info
+        self.basename = basename
+
+    def base(self, key: str) -> Path:
+        return self.output_dir / (self.basename or output_base(key))
+
+    def is_complete(self, key: str) -> bool:
+        """All requested outputs of ``key`` exist (the last-written one is there)."""
+        return any(p.exists() for p in completion_marker(self.base(key), self.formats))
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
+        """Write one file's outputs; returns their paths and any ``.mat`` error."""
+        base = self.base(key)
+        info = self.run_info
+        return write_outputs(
+            result, output_dir=base.parent, basename=base.name, model_name=info["model_name"],
+            backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
+            audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
+            mat_version=info.get("mat_version", "auto"), argv=info.get("argv"),
+        )
+
+    def close(self) -> None:
+        """Nothing is buffered."""
