@@ -1,0 +1,136 @@
+"""Corpus building blocks: discovery, manifests, shards, streaming loader, scheduler, reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audio_embeddings.corpus.discover import CorpusError, discover, read_manifest
+from audio_embeddings.corpus.loader import LoadTask, Prefetcher, load_item
+from audio_embeddings.corpus.report import RunReport, merge_reports
+from audio_embeddings.corpus.shard import Shard, parse_shard, resolve_shard
+from audio_embeddings.corpus.writers import colliding_keys
+from helpers import noise
+
+
+def _touch_wav(path, seconds=0.1, rate=16000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, noise(seconds, rate), rate)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "audios"
+    for rel in ("part_000/e8/7b/a.wav", "part_000/e8/b9/b.flac", "part_001/c.wav", "part_001/notes.txt",
+                "part_001/.hidden.wav", "d.WAV"):
+        p = root / rel
+        if rel.endswith(".txt"):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("not audio")
+        else:
+            _touch_wav(p)
+    return root
+
+
+def test_directory_is_searched_recursively_with_relative_sorted_keys(tree):
+    corpus = discover([str(tree)])
+    assert corpus.kind == "directory" and corpus.root == tree
+    assert [i.key for i in corpus.items] == ["d.WAV", "part_000/e8/7b/a.wav", "part_000/e8/b9/b.flac",
+                                             "part_001/c.wav"]
+
+
+def test_pattern_part_and_max_files_select_as_the_seed_does(tree):
+    assert [i.key for i in discover([str(tree)], patterns=["*.flac"]).items] == ["part_000/e8/b9/b.flac"]
+    part = discover([], audio_dir=str(tree), part="part_000")
+    assert [i.key for i in part.items] == ["part_000/e8/7b/a.wav", "part_000/e8/b9/b.flac"]  # keys from the root
+    assert len(discover([str(tree)], max_files=2).items) == 2
+
+
+def test_no_files_found_says_where_it_looked(tree, tmp_path):
+    with pytest.raises(CorpusError, match=r"no audio files found in .*part_001.*\*\.mp3"):
+        discover([], audio_dir=str(tree), part="part_001", patterns=["*.mp3"])
+    with pytest.raises(CorpusError, match="no such folder"):
+        discover([str(tree)], part="part_999")
+
+
+def test_output_dir_inside_the_input_is_not_searched(tree):
+    _touch_wav(tree / "out" / "old.wav")
+    keys = [i.key for i in discover([str(tree)], exclude=[tree / "out"]).items]
+    assert not any(k.startswith("out/") for k in keys)
+
+
+def test_text_and_csv_manifests_keep_missing_entries_for_the_report(tree, tmp_path):
+    txt = tmp_path / "list.txt"
+    txt.write_text(f"# comment\npart_001/c.wav\n{tree / 'd.WAV'}\n\nmissing.wav\n")
+    corpus = discover([str(txt)], audio_dir=str(tree))
+    assert corpus.kind == "manifest"
+    assert [i.key for i in corpus.items] == ["d.WAV", "missing.wav", "part_001/c.wav"]
+    csv_path = tree / "list.csv"
+    csv_path.write_text("speaker,path\ns1,part_001/c.wav\ns2,part_000/e8/7b/a.wav\n")
+    assert [p.name for p in read_manifest(csv_path)] == ["c.wav", "a.wav"]
+
+
+def test_colliding_output_names_are_found():
+    assert colliding_keys(["a/x.wav", "a/x.flac", "b/x.wav"]) == [("a/x.wav", "a/x.flac")]
+
+
+def test_shards_are_disjoint_cover_everything_and_compose_with_torchrun():
+    items = list(range(11))
+    shards = [Shard(i, 3).select(items) for i in range(3)]
+    assert sorted(sum(shards, [])) == items and shards[0] == [0, 3, 6, 9]
+    assert parse_shard("1/4") == Shard(1, 4)
+    with pytest.raises(ValueError, match="I/N"):
+        parse_shard("4")
+    with pytest.raises(ValueError):
+        parse_shard("4/4")
+    slurm = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert resolve_shard(None, slurm) == Shard(2, 4)
+    both = {**slurm, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}
+    assert resolve_shard(None, both) == Shard(5, 8)
+    assert resolve_shard("0/2", {}) == Shard(0, 2)
+    assert resolve_shard(None, {}) == Shard(0, 1)
+
+
+def test_streamed_loading_matches_loading_whole(tmp_path):
+    path = tmp_path / "long.wav"
+    x = noise(23.0, 44100, seed=3, channels=2)
+    sf.write(path, x, 44100, subtype="PCM_16")
+    whole = load_item(LoadTask("long.wav", str(path), 16000))
+    streamed = load_item(LoadTask("long.wav", str(path), 16000, stream_above_samples=16000, scratch_dir=str(tmp_path)))
+    assert whole.error is None and streamed.error is None and streamed.samples is None
+    raw = np.fromfile(streamed.raw_path, dtype="<f4")
+    assert raw.shape == whole.samples.shape == (streamed.n_samples,)
+    np.testing.assert_allclose(raw, whole.samples, atol=2e-4)  # soxr stream vs one shot: filter edges only
+    assert streamed.mean == pytest.approx(float(raw.astype(np.float64).mean()), abs=1e-9)
+    assert streamed.var == pytest.approx(float(raw.astype(np.float64).var()), rel=1e-9)
+
+
+def test_loader_reports_bad_files_in_one_line_and_keeps_order(tmp_path):
+    good = _touch_wav(tmp_path / "good.wav", seconds=0.5)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    tasks = [LoadTask(p.name, str(p), 16000, min_samples=400) for p in (good, empty, tmp_path / "gone.wav")]
+    results = list(Prefetcher(tasks, workers=2, ahead=2))
+    assert [r.key for r in results] == ["good.wav", "empty.wav", "gone.wav"]
+    assert results[0].error is None and results[0].n_samples == 8000
+    assert "empty.wav" in results[1].error and "gone.wav" in results[2].error
+    assert all("\n" not in r.error for r in results[1:])
+
+
+def test_shard_reports_merge_into_one_summary(tmp_path):
+    for i in range(2):
+        report = RunReport(tmp_path, shard=Shard(i, 2), context={"model": "m"})
+        report.files_total = 3
+        report.done(1.5)
+        report.failed(f"bad{i}.wav", f"bad{i}.wav: corrupt")
+        report.write()
+    merged = merge_reports(tmp_path)
+    assert merged["files_done"] == 2 and merged["files_failed"] == 2 and merged["files_total"] == 6
+    assert merged["shards_missing"] == [] and merged["audio_seconds"] == pytest.approx(3.0)
+    assert json.loads((tmp_path / "summary.json").read_text())["files_failed"] == 2
+    assert (tmp_path / "failures.csv").read_text().splitlines() == ["path,reason", "bad0.wav,bad0.wav: corrupt",
+                                                                   "bad1.wav,bad1.wav: corrupt"]
