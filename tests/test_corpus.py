@@ -242,3 +242,31 @@ def test_no_files_found_is_a_usage_error_naming_the_folder(tmp_path):
     proc = run_script("embed.py", str(tmp_path), "--pattern", "*.nothing")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: no audio files found in {tmp_path} (recursive, *.nothing)"
+
+
+def test_slurm_array_tasks_with_a_store_merge_into_one_store(tmp_path, corpus, tiny_model, monkeypatch):
+    model, store, out = tiny_model(), tmp_path / "emb.h5", tmp_path / "out"
+    for task in (1, 2):  # an array 1-2, as `sbatch --array=1-2` numbers it
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+        assert embed(corpus, "--model", model, "--output-dir", out, "--device", "cpu", "--workers", "0",
+                     "--store", store, "--quiet") == 0
+    (out / "summary.json").unlink()
+    assert embed("--merge", "--output-dir", out, "--store", store, "--quiet") == 0  # the merge stage
+    assert json.loads((out / "summary.json").read_text())["files_done"] == 12
+    with h5py.File(store, "r") as f:
+        assert len(f["index/key"]) == 12
+        assert {Path(p.decode()).parent.name for p in f["index/part"][()]} == {"shard-0000-of-0002",
+                                                                                "shard-0001-of-0002"}
+
+
+def test_long_recordings_for_whole_file_models_are_decoded_in_blocks(tmp_path):
+    root = tmp_path / "audio"
+    root.mkdir()
+    data, rate = sf.read(DEMO_CLIPS[0])
+    sf.write(root / "speech.wav", np.stack([data, data], axis=1), rate)  # stereo
+    args = [root, "--model", "ge2e", "--device", "cpu", "--workers", "0", "--quiet"]
+    assert embed(*args, "--output-dir", tmp_path / "whole") == 0
+    assert embed(*args, "--output-dir", tmp_path / "blocks", "--long-file-seconds", "1") == 0
+    assert_same_outputs(read_tree(tmp_path / "blocks"), read_tree(tmp_path / "whole"), atol=1e-3)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from ..outputs.atomic import write_text_atomic
 from ..pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
 from .batching import BatchScheduler, FileJob, prepare_job, streamed_job
@@ -40,7 +41,8 @@ class RunOptions:
     channel : int, optional
         Keep this channel instead of averaging.
     stream_above_s : float, optional
-        Stream longer recordings (models whose preparation is a whole-file z-score or nothing).
+        Decode longer recordings block by block into a scratch file; streamable models (whole-file
+        z-score or no preparation) then read it one chunk at a time.
     max_files_in_flight : int, optional
         Files held at once while batches fill (default ``max(2 * batch_size, 16)``).
     resume : bool
@@ -81,6 +83,12 @@ def check_run_config(output_dir: str | Path, config: dict[str, Any], *, overwrit
 
 def _job(backend: Any, loaded: Loaded, options: RunOptions) -> FileJob:
     meta = {"path": loaded.path, "audio_info": loaded.audio_info}
+    if loaded.raw_path and getattr(backend, "input_norm", None) is None:
+        # Preparation needs the whole file (silence trimming): read the decoded mono float32 back.
+        samples = np.fromfile(loaded.raw_path, dtype="<f4")
+        Path(loaded.raw_path).unlink(missing_ok=True)
+        return prepare_job(backend, loaded.key, samples, chunk_s=options.chunk_s, context_s=options.context_s,
+                           meta=meta)
     if loaded.raw_path:
         return streamed_job(backend, loaded.key, loaded.raw_path, loaded.n_samples, mean=loaded.mean,
                             var=loaded.var, chunk_s=options.chunk_s, context_s=options.context_s, meta=meta)
@@ -120,9 +128,9 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
     rate = backend.sample_rate_hz
-    streamable = getattr(backend, "input_norm", None) is not None and options.stream_above_s
-    tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples),
-                      int(options.stream_above_s * rate) if streamable else None, str(scratch)) for i in todo)
+    stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
+    tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch))
+             for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(getattr(backend, "device", "cpu"))
