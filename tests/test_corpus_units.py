@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import soundfile as sf
 
 from audio_embeddings.corpus.discover import CorpusError, discover, read_manifest
 from audio_embeddings.corpus.loader import LoadTask, Prefetcher, load_item
+from audio_embeddings.corpus.progress import GpuMonitor, Progress
 from audio_embeddings.corpus.report import RunReport, merge_reports
 from audio_embeddings.corpus.shard import Shard, parse_shard, resolve_shard
 from audio_embeddings.corpus.writers import colliding_keys
@@ -134,3 +136,34 @@ def test_shard_reports_merge_into_one_summary(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["files_failed"] == 2
     assert (tmp_path / "failures.csv").read_text().splitlines() == ["path,reason", "bad0.wav,bad0.wav: corrupt",
                                                                    "bad1.wav,bad1.wav: corrupt"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_errors_always():
+    piped = io.StringIO()
+    progress = Progress(3, stream=piped)
+    progress.file_done(7200.0, "a.wav: 10x32 -> a.npy")
+    progress.file_failed("b.wav: file is empty")
+    progress.close()
+    assert piped.getvalue() == "error: b.wav: file is empty\n"  # no bar, no per-file line by default
+    tty = _Terminal()
+    progress = Progress(3, stream=tty, verbose=True)
+    progress.file_done(7200.0, "a.wav: 10x32 -> a.npy")
+    progress.close()
+    text = tty.getvalue()
+    assert "1/3" in text and "2.00 h audio" in text and "a.wav: 10x32 -> a.npy" in text
+    quiet = _Terminal()
+    progress = Progress(3, stream=quiet, quiet=True, verbose=True)
+    progress.file_done(1.0, "a.wav")
+    progress.file_failed("b.wav: bad")
+    progress.close()
+    assert quiet.getvalue() == "error: b.wav: bad\n"
+
+
+def test_gpu_monitor_is_silent_off_gpu():
+    monitor = GpuMonitor("cpu")
+    assert monitor.batch() is None and monitor.summary() == {}
