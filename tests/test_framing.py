@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from audio_embeddings.framing import (
-    conv_frame_count, covering_window_onsets, extract_windows, naive_chunk_frame_count, plan_context_chunks,
+    conv_frame_count, covering_window_onsets, naive_chunk_frame_count, plan_context_chunks, windows_to_cover,
 )
 
 RF, HOP, RATE = 400, 320, 16000
@@ -56,15 +56,10 @@ def test_context_larger_than_chunk_is_refused():
                             hop_samples=HOP)
 
 
-def test_extract_windows_zero_fills_outside_the_signal():
-    x = np.arange(1, 11, dtype=np.float32)
-    w = extract_windows(x, np.array([-2, 8]), 4)
-    np.testing.assert_array_equal(w, [[0, 0, 1, 2], [9, 10, 0, 0]])
 
 
-@pytest.mark.parametrize("n", [1, 480, 16000, 25600, 38000, 38500, 100_001])
-def test_covering_windows_equal_resemblyzer_partial_slices(n):
-    voice_encoder = pytest.importorskip("resemblyzer.voice_encoder")
-    wav_slices, _ = voice_encoder.VoiceEncoder.compute_partial_slices(n, rate=1.3, min_coverage=0.75)
-    onsets = covering_window_onsets(n, grid_samples=160, window_frames=160, step_frames=77, min_coverage=0.75)
-    np.testing.assert_array_equal(onsets, [s.start for s in wav_slices])
+def test_windows_to_cover_reach_the_end_with_the_fewest_windows():
+    assert windows_to_cover(10, window_samples=5, hop_samples=5).tolist() == [0, 5]
+    assert windows_to_cover(11, window_samples=5, hop_samples=5).tolist() == [0, 5, 10]
+    assert windows_to_cover(3, window_samples=5, hop_samples=5).tolist() == [0]
+    assert windows_to_cover(12, window_samples=5, hop_samples=2).tolist() == [0, 2, 4, 6, 8]

@@ -126,32 +126,6 @@ def naive_chunk_frame_count(
     )
 
 
-def extract_windows(samples: np.ndarray, starts: np.ndarray, n_samples: int) -> np.ndarray:
-    """Cut windows ``samples[s : s + n_samples]`` for each start, zero-filled outside the signal.
-
-    Parameters
-    ----------
-    samples : numpy.ndarray
-        float32 [N].
-    starts : numpy.ndarray
-        int [W]; may be negative or run past the end.
-    n_samples : int
-        Window length.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 [W, n_samples].
-    """
-    out = np.zeros((len(starts), n_samples), dtype=np.float32)
-    total = samples.shape[0]
-    for i, s in enumerate(np.asarray(starts, dtype=np.int64)):
-        lo, hi = max(int(s), 0), min(int(s) + n_samples, total)
-        if hi > lo:
-            out[i, lo - s:hi - s] = samples[lo:hi]
-    return out
-
-
 def covering_window_onsets(
     n_samples: int, *, grid_samples: int, window_frames: int, step_frames: int, min_coverage: float
 ) -> np.ndarray:
@@ -175,3 +149,19 @@ def covering_window_onsets(
     if coverage < min_coverage and len(onsets) > 1:
         onsets = onsets[:-1]
     return onsets
+
+
+def windows_to_cover(n_samples: int, *, window_samples: int, hop_samples: int) -> np.ndarray:
+    """Onsets of the fewest windows, ``hop_samples`` apart, whose last one reaches the end of the signal.
+
+    ``1 + ceil(max(N - window, 0) / hop)`` windows; with ``hop == window`` that is
+    ``ceil(N / window)`` fixed fragments (Perch's and BirdNET's slicing), the last one
+    running past the end and padded by the caller.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 [W] window onsets in samples.
+    """
+    count = 1 + -(-max(n_samples - window_samples, 0) // hop_samples)
+    return np.arange(count, dtype=np.int64) * hop_samples

