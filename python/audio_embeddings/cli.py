@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .device import DEVICES, DTYPES, sanitize_mkl_threads
+from .device import DEVICES, DTYPES, quiet_framework_logs, sanitize_mkl_threads
 from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,7 @@ class ScriptDefaults:
     output_subdir: str
     basename: str | None  # None: the input file's stem
     formats: str = "npy,mat,json"  # for file inputs; directories and manifests default to npy
+    seed_flags: bool = False  # the Perch script's --input/--output/--duration_sec, and a tone without input
 
 
 def _positive_float(text: str) -> float:
@@ -58,6 +59,8 @@ def _formats(text: str) -> tuple[str, ...]:
     bad = [t for t in items if t not in FORMATS]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (comma-separated), got {text!r}")
+    if not set(items) & {"npy", "json", "mat"}:
+        raise argparse.ArgumentTypeError("txt fragments come with npy, json or mat (which mark a file complete)")
     return items
 
 
@@ -107,6 +110,25 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="wav2vec2 family: last | all | I,J,... (0 = input to the first transformer layer)")
     p.add_argument("--no-trim-silence", dest="trim_silence", action="store_const", const=False, default=None,
                    help="GE2E: do not trim long silences before embedding")
+    w = p.add_argument_group("window models (Perch, BirdNET)")
+    w.add_argument("--hop-seconds", type=_positive_float, default=None,
+                   help="seconds between window starts (default: the window length)")
+    w.add_argument("--force_10sec", action="store_const", const=True, default=None,
+                   help="Perch: 10 s windows at 16 kHz instead of 5 s at 32 kHz")
+    w.add_argument("--logits", action="store_const", const=True, default=None,
+                   help="also write the class logits per window (<base>_label.npy, .mat 'label')")
+    w.add_argument("--spatial", action="store_const", const=True, default=None,
+                   help="Perch: also write spatial_embedding [T, 16, 4, 1536]")
+    w.add_argument("--top-k", type=int, default=0,
+                   help="the K best labels per window into the .json and <base>_labels.csv (implies --logits)")
+    if defaults.seed_flags:
+        s = p.add_argument_group("the extraction script's spellings")
+        s.add_argument("--input", dest="seed_inputs", action="append", default=None, metavar="AUDIO",
+                       help="audio file (same as INPUT); without any input a synthetic tone is embedded")
+        s.add_argument("--output", dest="output_dir", default=argparse.SUPPRESS, metavar="DIR",
+                       help="same as --output-dir")
+        s.add_argument("--duration_sec", type=_positive_float, default=10.0,
+                       help="length of the synthetic tone made when no input is given (default: %(default)g)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--batch-size", type=int, default=8,
@@ -140,6 +162,19 @@ def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str,
     return merged
 
 
+def _synthetic_input(output_dir: str, *, duration_s: float, sample_rate_hz: int = 32000) -> Path:
+    """The Perch script's smoke-test input: a 440 Hz tone, ``synthetic_perch_32khz_<D>s.wav``."""
+    import soundfile as sf
+
+    from .audio import synthetic_tone
+    from .outputs.atomic import atomic_path
+
+    path = Path(output_dir) / f"synthetic_perch_32khz_{float(duration_s)}s.wav"
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(tmp, synthetic_tone(duration_s=duration_s, sample_rate_hz=sample_rate_hz), sample_rate_hz)
+    return path
+
+
 def _device_for_rank(device: str, dist: Any) -> str:
     if dist is None or device not in ("auto", "cuda"):
         return device
@@ -170,9 +205,12 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
             print(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
                   f"{merged['files_failed']} failed -> {Path(args.output_dir) / 'summary.json'}")
         return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else 0
+    inputs = list(args.inputs) + list(getattr(args, "seed_inputs", None) or [])
+    if not inputs and not args.audio_dir and defaults.seed_flags:
+        inputs = [str(_synthetic_input(args.output_dir, duration_s=args.duration_sec))]
     try:
         shard = resolve_shard(args.shard)
-        corpus = discover(args.inputs, audio_dir=args.audio_dir, part=args.part, patterns=args.pattern,
+        corpus = discover(inputs, audio_dir=args.audio_dir, part=args.part, patterns=args.pattern,
                           max_files=args.max_files, exclude=[args.output_dir])
     except (CorpusError, ValueError, OSError) as exc:
         return _usage(exc)
@@ -193,7 +231,9 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     dist = distributed_env(os.environ)
     try:
         backend = load_backend(args.model, device=_device_for_rank(args.device, dist), dtype=args.dtype,
-                               layers=args.layers, trim_silence=args.trim_silence)
+                               layers=args.layers, trim_silence=args.trim_silence, hop_s=args.hop_seconds,
+                               force_10sec=args.force_10sec, logits=True if args.top_k > 0 else args.logits,
+                               spatial=args.spatial)
     except (ValueError, OSError, ImportError) as exc:
         return _usage(f"{args.model}: {exc}")
     model_name = str(getattr(backend, "source", None) or args.model)
@@ -204,7 +244,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     resume = corpus.is_tree and not args.overwrite
     settings = {"model": model_name, "layers": args.layers, "chunk_seconds": args.chunk_seconds,
                 "context_seconds": args.context_seconds, "channel": args.channel, "dtype": args.dtype,
-                "trim_silence": args.trim_silence}
+                "trim_silence": args.trim_silence, "hop_seconds": args.hop_seconds, "force_10sec": args.force_10sec}
     try:
         if args.store:
             check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
@@ -214,7 +254,8 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
         else:
             if corpus.is_tree:
                 check_run_config(args.output_dir, settings, overwrite=args.overwrite)
-            writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=basename)
+            writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=basename,
+                                top_k=args.top_k, classes=getattr(backend, "classes", None))
     except (ConfigMismatch, OSError) as exc:
         return _usage(exc)
     workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
@@ -282,6 +323,8 @@ def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     """Entry point of a thin script: sanitise the environment, parse, run."""
     sanitize_mkl_threads()
     args = build_parser(defaults).parse_args(argv)
+    if not args.verbose:
+        quiet_framework_logs()
     if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -58,3 +58,9 @@ def resolve_dtype(name: str = "float32") -> Any:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     return getattr(torch, name)
+
+
+def quiet_framework_logs(environ: MutableMapping[str, str] | None = None) -> None:
+    """Silence TensorFlow's and XLA's C++ start-up logging (before TensorFlow is imported; keeps a user's setting)."""
+    env = os.environ if environ is None else environ
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

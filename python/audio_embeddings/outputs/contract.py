@@ -15,7 +15,7 @@ import numpy as np
 from .atomic import atomic_path, write_text_atomic
 from .matfile import write_mat_or_record_failure
 
-FORMATS = ("npy", "mat", "json")
+FORMATS = ("npy", "mat", "json", "txt")
 #: Keep about this many ``time_axis_seconds`` values in the ``.json`` (the seed's sparsified axis).
 JSON_TIME_AXIS_POINTS = 1000
 #: Extras with more values than this (per-window logits) are only referenced from the ``.json``.
@@ -90,6 +90,7 @@ def write_outputs(
     formats: Iterable[str] = FORMATS,
     mat_version: str = "auto",
     argv: list[str] | None = None,
+    annotations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write one file's outputs and return their paths (and a ``mat_error`` if the ``.mat`` failed).
 
@@ -113,10 +114,14 @@ def write_outputs(
         Source rate, channels, duration.
     started_at : str
         ISO time the run started.
-    formats : iterable of {"npy", "mat", "json"}
+    formats : iterable of {"npy", "mat", "json", "txt"}
+        ``txt``: the Perch script's ``<basename>_frag<i>.txt``, one row of comma-separated
+        floats per embedding row (``np.loadtxt(path, delimiter=",")`` gives it back).
     mat_version : {"5", "7.3", "auto"}
     argv : list of str, optional
         Command line to record (default ``sys.argv``).
+    annotations : dict, optional
+        Extra JSON-able fields for the ``.json`` (e.g. ``top_labels``).
 
     Returns
     -------
@@ -139,6 +144,8 @@ def write_outputs(
         for key, value in result.extras.items():
             extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), np.asarray(value, dtype=np.float32))
             paths["extras"][key] = str(extra)
+    if "txt" in formats:
+        paths["txt"] = write_fragments(base, embeddings)
     if "mat" in formats:
         mat_path, error = write_mat_or_record_failure(
             base.with_name(base.name + ".mat"),
@@ -168,6 +175,7 @@ def write_outputs(
                        for k, v in result.extras.items()},
             "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
                                                                "mat_failed": paths["mat_error"]},
+            **(annotations or {}),
             "versions": package_versions(),
             "command_line": list(sys.argv if argv is None else argv),
             "started_at": started_at,
@@ -178,6 +186,20 @@ def write_outputs(
     if "npy" in formats:
         save_npy(npy_path, embeddings)
     return paths
+
+
+def write_fragments(base: Path, embeddings: np.ndarray) -> list[str]:
+    """``<base>_frag<i>.txt`` for each row of float32 [T, D] (shortest text that reads back exactly)."""
+    if embeddings.ndim != 2:
+        raise ValueError(f"txt fragments need [T, D] embeddings, got shape {embeddings.shape}")
+    written = []
+    for i, row in enumerate(embeddings):
+        path = base.with_name(f"{base.name}_frag{i}.txt")
+        write_text_atomic(path, ",".join(np.format_float_positional(v, unique=True, trim="-")
+                                         if abs(v) >= 1e-4 or v == 0 else np.format_float_scientific(v, unique=True)
+                                         for v in row) + "\n")
+        written.append(str(path))
+    return written
 
 
 def completion_marker(base: Path, formats: Iterable[str]) -> list[Path]:
