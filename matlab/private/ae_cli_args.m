@@ -10,7 +10,10 @@ flags = {'Model',          '--model'
          'Device',         '--device'
          'Dtype',          '--dtype'
          'MatVersion',     '--mat-version'
-         'Channel',        '--channel'};
+         'Channel',        '--channel'
+         'HopSeconds',     '--hop-seconds'
+         'TopK',           '--top-k'
+         'Force10sec',     '--force_10sec'};
 args = {};
 for k = 1:size(flags, 1)
     name = flags{k, 1};
@@ -21,8 +24,8 @@ for k = 1:size(flags, 1)
     switch name
         case 'Model'
             value = strtrim(value);
-            if exist(value, 'dir') == 7          % a local model folder: absolute, as Python's
-                value = ae_abspath(value);       % working folder may differ from ours
+            if exist(value, 'dir') == 7 || exist(value, 'file') == 2  % a local model folder or file:
+                value = ae_abspath(value);       % absolute, as Python's working folder may differ
             end
         case 'Layers'
             if isnumeric(value)
@@ -30,8 +33,15 @@ for k = 1:size(flags, 1)
             else
                 value = lower(regexprep(strtrim(value), '\s+', ''));
             end
-        case {'ChunkSeconds', 'ContextSeconds'}
+        case {'ChunkSeconds', 'ContextSeconds', 'HopSeconds'}
             value = ae_format_number(value);
+        case 'TopK'
+            value = sprintf('%d', value);
+        case 'Force10sec'                        % a switch: the flag alone, or nothing
+            if value
+                args = [args, flags(k, 2)]; %#ok<AGROW>
+            end
+            continue
         case 'MatVersion'
             if isnumeric(value)
                 value = ae_format_number(value);

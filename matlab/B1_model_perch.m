@@ -1,0 +1,62 @@
+function [emb, info] = B1_model_perch(audioFile, varargin)
+%B1_MODEL_PERCH Perch 2.0 (or BirdNET) embeddings per window of an audio file (runs python/B1_model_perch.py).
+%   [EMB, INFO] = B1_MODEL_PERCH(AUDIOFILE) embeds AUDIOFILE with Perch 2.0: 5 s windows at 32 kHz,
+%   the last one reflection-padded, one 1536-d row each. Returns
+%     EMB   single, T-by-D (one row per window)
+%     INFO  struct with the other variables of the result .mat -- time_axis (T-by-1 window starts,
+%           s), frame_stride (s), sample_rate (Hz), model_name, window_s (s), hop_s -- the absolute
+%           paths npy_file, mat_file, json_file, and frag_files (T-by-1 cell of the per-window
+%           <basename>_frag<i>.txt files, one row of comma-separated floats each).
+%
+%   Name-value options (passed to Python only when given; the Python defaults apply otherwise):
+%     'Model'       'perch_v2' | 'perch_v2_cpu' | 'birdnet' | SavedModel folder | .onnx file ('perch_v2')
+%     'OutputDir'   folder for the outputs                       (<repo>/Models/perch)
+%     'Basename'    output file base name                        (the audio file's name)
+%     'Force10sec'  true: 10 s windows at 16 kHz                 (false)
+%     'HopSeconds'  seconds between window starts                (the window length)
+%     'TopK'        best labels per window into the .json and <basename>_labels.csv (0)
+%     'Device'      'auto' | 'cpu' | 'cuda'                      ('auto')
+%     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
+%
+%   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
+%
+%   Example:
+%     [emb, info] = B1_model_perch('dawn_chorus.wav', 'Model', 'perch_v2_cpu');
+%     imagesc(info.time_axis, 1:size(emb, 2), emb')
+%
+%   See also B2_model_wav2vec2, audioEmbeddings.
+
+p = inputParser;
+p.FunctionName = 'B1_model_perch';
+p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
+p.addParameter('Model', 'perch_v2', @(v) ae_check_option('Model', v));
+p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'perch'), @(v) ae_check_option('OutputDir', v));
+p.addParameter('Basename', '', @(v) isempty(v) || ae_check_option('Basename', v));
+p.addParameter('Force10sec', false, @(v) ae_check_option('Force10sec', v));
+p.addParameter('HopSeconds', 5, @(v) ae_check_option('HopSeconds', v));
+p.addParameter('TopK', 0, @(v) ae_check_option('TopK', v));
+p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
+p.addParameter('Python', '', @(v) ae_check_option('Python', v));
+p.parse(audioFile, varargin{:});
+opts = p.Results;
+given = setdiff(fieldnames(opts), p.UsingDefaults);
+
+py = ae_python(opts.Python);
+outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
+audioPath = ae_abspath(ae_text(opts.audioFile));
+base = strtrim(ae_text(opts.Basename));
+if isempty(base)
+    [~, base] = fileparts(audioPath);
+end
+args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given)];
+ae_run_script(py, 'B1_model_perch.py', args);
+
+info = ae_load_mat(fullfile(outDir, [base '.mat']));
+emb = info.embeddings;
+info = rmfield(info, 'embeddings');
+info.npy_file = fullfile(outDir, [base '.npy']);
+info.mat_file = fullfile(outDir, [base '.mat']);
+info.json_file = fullfile(outDir, [base '.json']);
+info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
+                           'UniformOutput', false);
+end
