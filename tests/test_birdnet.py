@@ -224,6 +224,6 @@ def test_cli_end_to_end(tmp_path):
         assert np.load(out / f"{clip.stem}_label.npy").shape == (t, 6522)  # --top-k implies the logits
         rows = (out / f"{clip.stem}_labels.csv").read_text().splitlines()
         assert rows[0] == "start_s,rank,label,logit" and len(rows) == 1 + 2 * t
-        assert all(" " in r.split(",")[2] and "_" in r.split(",")[2] for r in rows[1:])  # "Genus species_Common"
+        assert all("_" in r.split(",")[2] for r in rows[1:])  # "Scientific_Common" names, not class indices
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files_done"] == len(DEMO_CLIPS) and summary["files_failed"] == 0
