@@ -34,3 +34,12 @@ def tiny_model(tmp_path_factory):
         return cache[kind]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_perch_model(tmp_path_factory):
+    """A tiny SavedModel with Perch 2.0's signature (tests/tiny_perch.py); skips without TensorFlow."""
+    pytest.importorskip("tensorflow")
+    import tiny_perch
+
+    return tiny_perch.build_savedmodel(tmp_path_factory.mktemp("tiny-perch") / "perch_v2")

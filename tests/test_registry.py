@@ -15,11 +15,17 @@ HF_KIND = {"wav2vec2": "wav2vec2-stable", "wav2vec2-base": "wav2vec2", "hubert-b
            "data2vec-audio-base": "data2vec-audio"}
 
 
+PERCH = ("perch_v2", "perch_v2_cpu")
+
+
 @pytest.mark.parametrize("name", sorted(registry.PRESETS))
-def test_every_preset_loads_through_its_real_loader(name, tiny_model):
+def test_every_preset_loads_through_its_real_loader(name, tiny_model, request):
     preset = registry.PRESETS[name]
     cls = registry.backend_class(preset)
-    source = None if preset.checkpoint is None else str(tiny_model(HF_KIND[name]))
+    if name in PERCH:
+        source = str(request.getfixturevalue("tiny_perch_model"))
+    else:
+        source = None if preset.checkpoint is None else str(tiny_model(HF_KIND[name]))
     backend = cls.load(source, name=name, device="cpu")
     assert backend.sample_rate_hz == preset.sample_rate_hz
     assert backend.frame_stride_s == pytest.approx(preset.frame_stride_s)
@@ -27,15 +33,28 @@ def test_every_preset_loads_through_its_real_loader(name, tiny_model):
     json.dumps(backend.describe())  # provenance must be JSON-able
 
 
-def test_every_hf_preset_has_a_tiny_model_kind():
-    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND)
+def test_every_downloaded_preset_has_a_tiny_stand_in():
+    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND) | set(PERCH)
+
+
+def test_perch_by_kaggle_handle_downloads_the_cpu_build_without_a_gpu(monkeypatch, tiny_perch_model):
+    """The real download path (kagglehub, stubbed here: no network in tests); no GPU -> perch_v2_cpu."""
+    kagglehub = pytest.importorskip("kagglehub")
+    import tensorflow as tf
+
+    asked = []
+    monkeypatch.setattr(kagglehub, "model_download", lambda handle: asked.append(handle) or str(tiny_perch_model))
+    backend = registry.load_backend("perch_v2", device="auto")
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert asked == [registry.PRESETS["perch_v2" if gpu else "perch_v2_cpu"].checkpoint]
+    assert backend.describe()["checkpoint"] == asked[0]
 
 
 def test_resolve_recognises_names_ids_and_directories(tiny_model, tmp_path):
     assert registry.resolve("wav2vec2")[1] == "facebook/wav2vec2-large-xlsr-53"
     assert registry.resolve("microsoft/wavlm-large") == (registry.PRESETS["wav2vec2"], "microsoft/wavlm-large")
     assert registry.resolve(str(tiny_model("hubert")))[1] == str(tiny_model("hubert"))
-    with pytest.raises(ValueError, match="config.json"):
+    with pytest.raises(ValueError, match="config.json.*saved_model.pb"):
         registry.resolve(str(tmp_path))
     with pytest.raises(ValueError, match="unknown model"):
         registry.resolve("no-such-model")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, MutableMapping
+import sys
+from typing import Any, Iterator, MutableMapping
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -64,3 +66,24 @@ def quiet_framework_logs(environ: MutableMapping[str, str] | None = None) -> Non
     """Silence TensorFlow's and XLA's C++ start-up logging (before TensorFlow is imported; keeps a user's setting)."""
     env = os.environ if environ is None else environ
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Hide native start-up lines (TensorFlow's oneDNN/XLA/absl, LiteRT's XNNPACK) when ``TF_CPP_MIN_LOG_LEVEL`` >= 2.
+
+    They are written to file descriptor 2 directly, below Python; errors still surface as
+    Python exceptions.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import quiet_native_stderr
 from ..framing import windows_to_cover
 from .base import Prepared, file_sha256
 
@@ -175,7 +176,7 @@ class BirdNETBackend:
         self.embedding_index = embedding_index
         self.logits_index = logits_index
         self._provenance = provenance
-        with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice, when it is the runtime
+        with warnings.catch_warnings(), quiet_native_stderr():  # LiteRT's XNNPACK line; tf.lite's deprecation
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             self._interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
         inp = self._interpreter.get_input_details()[0]
@@ -184,7 +185,9 @@ class BirdNETBackend:
                              f"[batch, {WINDOW_SAMPLES}] (3 s at 48 kHz)")
         self._input_index = int(inp["index"])
         self._interpreter.resize_tensor_input(self._input_index, [1, WINDOW_SAMPLES])
-        self._interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            self._interpreter.allocate_tensors()
+            self._interpreter.invoke()  # the first call creates the XNNPACK delegate (and logs it)
         self._batch_size = 1
         self.batchable = int(inp.get("shape_signature", inp["shape"])[0]) == -1
         out = self._interpreter.get_output_details()

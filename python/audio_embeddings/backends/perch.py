@@ -15,15 +15,13 @@ GPU; without one the ``perch_v2`` preset takes the CPU build (``perch_v2_cpu``).
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..device import quiet_native_stderr
 from ..framing import windows_to_cover
 from .base import Prepared, file_sha256
 
@@ -58,30 +56,9 @@ def read_class_list(model_dir: Path) -> list[str] | None:
     return None
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Hide TensorFlow's C++ start-up lines (oneDNN, XLA, absl) when ``TF_CPP_MIN_LOG_LEVEL`` >= 2.
-
-    They are written to file descriptor 2 directly, below Python; errors still surface as
-    Python exceptions.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class _SavedModelRunner:
     def __init__(self, model_dir: Path, *, device: str):
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             self._load(model_dir, device=device)
 
     def _load(self, model_dir: Path, *, device: str) -> None:
@@ -107,7 +84,7 @@ class _SavedModelRunner:
     def __call__(self, batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         if not self._warm:  # the first call compiles (XLA) and logs
             self._warm = True
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 out = self.fn(inputs=self.tf.constant(batch))
             return {k: out[k].numpy() for k in names}
         out = self.fn(inputs=self.tf.constant(batch))
