@@ -216,18 +216,19 @@ def model_timing(model_dir: Path, paths: list[Path], device: str, batch_size: in
 
 
 def gib(n: float) -> str:
+    """Bytes as GiB, fixed width."""
     return f"{n / 2**30:6.2f} GiB"
 
 
 def engine_cmd(inputs: Path, model_dir: Path, out: Path, args: argparse.Namespace, corpus: bool) -> list[str]:
+    """``embed.py`` on a corpus directory (with ``--workers``) or on one file (the CLI's default: no workers)."""
     cmd = [sys.executable, str(REPO / "python" / "embed.py"), str(inputs), "--model", str(model_dir),
-           "--output-dir", str(out), "--device", args.device, "--formats", "npy"]
-    if corpus:
-        cmd += ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
-    return cmd
+           "--output-dir", str(out), "--device", args.device, "--formats", "npy", "--batch-size", str(args.batch_size)]
+    return cmd + ["--workers", str(args.workers)] if corpus else cmd
 
 
 def main() -> None:
+    """Build model and corpus, run seed and engine, print the figures."""
     from audio_embeddings.cli import default_workers
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -308,8 +309,9 @@ def main() -> None:
 
         if not args.skip_long:
             audio_rate = statistics.median(s["audio_s_per_s"] for s in summaries)
-            print(f"long file: {args.long_seconds:g} s; estimate from the corpus rate ({audio_rate:.1f} audio-s/s, "
-                  f"x1.2 for 2 s context per side of 20 s chunks): ~{args.long_seconds * 1.2 / audio_rate / 60:.1f} min")
+            print(f"long file: {args.long_seconds:g} s, batch {args.batch_size} (streamed above 600 s); estimate "
+                  f"from the corpus rate ({audio_rate:.1f} audio-s/s, x1.2 for the 2 s context per side of 20 s "
+                  f"chunks): ~{args.long_seconds * 1.2 / audio_rate / 60:.1f} min", flush=True)
             long_wav = tmp / "long.wav"
             frames = make_long(long_wav, args.long_seconds)
             out = tmp / "long_out"

@@ -167,3 +167,15 @@ def test_progress_bar_only_on_a_terminal_and_errors_always():
 def test_gpu_monitor_is_silent_off_gpu():
     monitor = GpuMonitor("cpu")
     assert monitor.batch() is None and monitor.summary() == {}
+
+
+def test_long_pieces_go_in_smaller_batches_under_the_audio_cap():
+    from types import SimpleNamespace
+
+    from audio_embeddings.corpus.batching import BatchScheduler
+
+    scheduler = BatchScheduler(SimpleNamespace(sample_rate_hz=16000), batch_size=8, max_batch_seconds=60.0)
+    assert scheduler.size_for(5 * 16000) == 8  # eight 5 s inputs fit
+    assert scheduler.size_for(24 * 16000) == 2  # 20 s chunks with 2 s context on each side
+    assert scheduler.size_for(100 * 16000) == 1  # never zero
+    assert BatchScheduler(SimpleNamespace(sample_rate_hz=16000), batch_size=8).size_for(10 ** 9) == 8

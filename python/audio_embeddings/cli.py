@@ -90,6 +90,8 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="process shard I of N (0-based; default from SLURM_ARRAY_TASK_ID/COUNT; torchrun splits it)")
     g.add_argument("--merge", action="store_true",
                    help="only join the shard summaries (and store parts) in --output-dir into summary.json")
+    g.add_argument("--max-batch-seconds", type=_positive_float, default=60.0,
+                   help="most audio per model call; long chunks go in smaller batches (default: %(default)g)")
     g.add_argument("--long-file-seconds", type=_positive_float, default=600.0,
                    help="stream recordings longer than this block by block (default: %(default)g)")
     p.add_argument("--model", default=defaults.model,
@@ -261,6 +263,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
+                         max_batch_seconds=args.max_batch_seconds,
                          resume=resume)
     report = RunReport(args.output_dir, shard=shard, context={
         "model": model_name, "backend": backend.describe(),
@@ -271,7 +274,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
                     "store": str(Path(args.store).resolve()) if args.store else None},
         "options": {"batch_size": args.batch_size, "workers": workers, "chunk_seconds": args.chunk_seconds,
                     "context_seconds": args.context_seconds, "overwrite": args.overwrite,
-                    "long_file_seconds": args.long_file_seconds},
+                    "long_file_seconds": args.long_file_seconds, "max_batch_seconds": args.max_batch_seconds},
         "command_line": list(argv) if argv is not None else sys.argv,
     })
     from .outputs.contract import package_versions

@@ -270,11 +270,16 @@ class BatchScheduler:
         Its ``embed_batch`` takes float32 [B, N].
     batch_size : int
         Pieces per model call.
+    max_batch_seconds : float, optional
+        Most audio per model call: long pieces (20 s context chunks) go in smaller batches,
+        so activation memory stays bounded (a wav2vec2 conv front end holds 512 channels at
+        a fifth of the sample rate per input sample). None: no cap.
     """
 
-    def __init__(self, backend: Any, *, batch_size: int):
+    def __init__(self, backend: Any, *, batch_size: int, max_batch_seconds: float | None = None):
         self.backend = backend
         self.batch_size = max(1, int(batch_size))
+        self.max_batch_samples = None if max_batch_seconds is None else max_batch_seconds * backend.sample_rate_hz
         self._queues: dict[int, deque] = {}
         self._jobs: OrderedDict[int, FileJob] = OrderedDict()
         self.n_batches = 0
@@ -291,10 +296,16 @@ class BatchScheduler:
         for piece in job.plan.pieces:
             self._queues.setdefault(piece.n_samples, deque()).append((job, piece))
 
+    def size_for(self, length: int) -> int:
+        """Pieces of ``length`` samples per model call (``batch_size``, fewer for long pieces)."""
+        if self.max_batch_samples is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.max_batch_samples // length)))
+
     def _pop(self, length: int) -> list:
         queue = self._queues.get(length, deque())
         batch = []
-        while queue and len(batch) < self.batch_size:
+        while queue and len(batch) < self.size_for(length):
             job, piece = queue.popleft()
             if job.error is None:
                 batch.append((job, piece))
@@ -305,7 +316,7 @@ class BatchScheduler:
     def next_batch(self, *, flush: bool = False) -> list:
         """A full batch if any length has one; with ``flush``, else the oldest file's (partial) batch."""
         for length, queue in list(self._queues.items()):
-            if sum(job.error is None for job, _ in queue) >= self.batch_size:
+            if sum(job.error is None for job, _ in queue) >= self.size_for(length):
                 return self._pop(length)
         if flush:
             for job in self._jobs.values():

@@ -24,6 +24,8 @@ from .report import RunReport
 #: Recordings longer than this are streamed block by block from a scratch file (streamable models).
 STREAM_ABOVE_S = 600.0
 RUN_CONFIG = ".audio_embeddings_run.json"
+#: Default cap on audio per model call (seconds): 8 x 5 s files fit; 24 s context chunks go 2 at a time.
+MAX_BATCH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class RunOptions:
     stream_above_s : float, optional
         Decode longer recordings block by block into a scratch file; streamable models (whole-file
         z-score or no preparation) then read it one chunk at a time.
+    max_batch_seconds : float, optional
+        Most audio per model call (long context chunks go in smaller batches); None: no cap.
     max_files_in_flight : int, optional
         Files held at once while batches fill (default ``max(2 * batch_size, 16)``).
     resume : bool
@@ -55,6 +59,7 @@ class RunOptions:
     workers: int = 0
     channel: int | None = None
     stream_above_s: float | None = STREAM_ABOVE_S
+    max_batch_seconds: float | None = MAX_BATCH_S
     max_files_in_flight: int | None = None
     resume: bool = True
 
@@ -131,7 +136,7 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
     tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch))
              for i in todo)
-    scheduler = BatchScheduler(backend, batch_size=options.batch_size)
+    scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(getattr(backend, "device", "cpu"))
     prefetcher = Prefetcher(tasks, workers=options.workers, ahead=max(2 * options.workers, 2))
