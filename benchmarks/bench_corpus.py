@@ -309,9 +309,9 @@ def main() -> None:
 
         if not args.skip_long:
             audio_rate = statistics.median(s["audio_s_per_s"] for s in summaries)
-            print(f"long file: {args.long_seconds:g} s, batch {args.batch_size} (streamed above 600 s); estimate "
-                  f"from the corpus rate ({audio_rate:.1f} audio-s/s, x1.2 for the 2 s context per side of 20 s "
-                  f"chunks): ~{args.long_seconds * 1.2 / audio_rate / 60:.1f} min", flush=True)
+            print(f"long file: {args.long_seconds:g} s, batch {args.batch_size} (streamed above 600 s); rough "
+                  f"estimate from the corpus rate ({audio_rate:.1f} audio-s/s) plus 20% for the 2 s context per side "
+                  f"of 20 s chunks: ~{args.long_seconds * 1.2 / audio_rate / 60:.1f} min", flush=True)
             long_wav = tmp / "long.wav"
             frames = make_long(long_wav, args.long_seconds)
             out = tmp / "long_out"
