@@ -51,12 +51,7 @@ end
 args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given)];
 ae_run_script(py, 'B1_model_perch.py', args);
 
-info = ae_load_mat(fullfile(outDir, [base '.mat']));
-emb = info.embeddings;
-info = rmfield(info, 'embeddings');
-info.npy_file = fullfile(outDir, [base '.npy']);
-info.mat_file = fullfile(outDir, [base '.mat']);
-info.json_file = fullfile(outDir, [base '.json']);
+[emb, info] = ae_read_result(outDir, base);
 info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
                            'UniformOutput', false);
 end

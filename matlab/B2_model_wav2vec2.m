@@ -59,10 +59,5 @@ if ~isempty(notWritten)   % e.g. a variable too large for MAT v5: the .npy is st
     error('audioEmbeddings:output', '%s', strtrim(notWritten));
 end
 
-info = ae_load_mat(fullfile(outDir, [base '.mat']));
-emb = info.embeddings;
-info = rmfield(info, 'embeddings');
-info.npy_file = fullfile(outDir, [base '.npy']);
-info.mat_file = fullfile(outDir, [base '.mat']);
-info.json_file = fullfile(outDir, [base '.json']);
+[emb, info] = ae_read_result(outDir, base);
 end

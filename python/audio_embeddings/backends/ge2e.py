@@ -10,7 +10,6 @@ with WebRTC VAD; row times are mapped back to the untrimmed file.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..device import resolve_device, resolve_dtype
 from ..framing import covering_window_onsets
-from .base import Prepared, file_sha256
+from .base import Prepared, file_sha256, installed_package_dir
 
 SAMPLE_RATE_HZ = 16000
 N_FFT = 400  # 25 ms
@@ -44,10 +43,7 @@ def packaged_weights() -> Path:
     FileNotFoundError
         resemblyzer is not installed.
     """
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the GE2E weights come with the 'resemblyzer' package: pip install --no-deps resemblyzer")
-    return Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    return installed_package_dir("resemblyzer", provides="the GE2E weights") / "pretrained.pt"
 
 
 def normalize_volume(samples: np.ndarray, *, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
