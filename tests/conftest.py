@@ -43,3 +43,11 @@ def tiny_perch_model(tmp_path_factory):
     import tiny_perch
 
     return tiny_perch.build_savedmodel(tmp_path_factory.mktemp("tiny-perch") / "perch_v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_metis_model(tmp_path_factory):
+    """Paths of a tiny Metis stack (tests/tiny_metis.py): ``model`` (w2v-bert dir), ``codec``, ``stats``."""
+    import tiny_metis
+
+    return tiny_metis.build(tmp_path_factory.mktemp("tiny-metis"))

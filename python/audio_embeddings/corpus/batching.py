@@ -2,11 +2,14 @@
 
 A file becomes a :class:`FileJob`: its prepared audio (a :class:`ArraySource` in memory,
 or a :class:`RawFileSource` streamed from a scratch file for long recordings) and a plan
-of :class:`Piece` s, the equal-length model inputs (context chunks for sequence models,
-windows for window models). :class:`BatchScheduler` groups pieces **of the same length**
-from any number of files into batches, so nothing is ever padded to fit a batch, and
-writes each output back into its file's rows. A batch equals its items run one by one
-(up to float rounding of the batched kernels).
+of :class:`Piece` s, the model inputs (context chunks for sequence models, windows for
+window models, the whole recording for utterance models). :class:`BatchScheduler` groups
+pieces from any number of files into batches and writes each output back into its file's
+rows. Pieces batch only with pieces **of the same length**, so nothing is padded, unless
+the backend masks padding itself (``accepts_lengths``: then pieces of similar length, in
+buckets at most 25 % apart, share a batch, zero-padded to the longest, with their lengths
+passed along). Either way a batch equals its items run one by one (up to float rounding of
+the batched kernels).
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ def plan_file(backend: Any, n_samples: int, *, chunk_s: float, context_s: float)
     """Cut ``n_samples`` of prepared audio into the backend's model inputs.
 
     Sequence backends get context chunks (one piece when the file fits in ``chunk_s``);
-    window backends get one piece per output row at ``backend.plan_rows``.
+    window backends get one piece per output row at ``backend.plan_rows``; utterance
+    backends (one embedding per recording) get the whole file as one piece and one row.
     """
     rate = backend.sample_rate_hz
+    if backend.framing == "utterance":
+        return FilePlan((Piece(0, int(n_samples), 0, 1, 0),), np.zeros(1, dtype=np.int64),
+                        {"mode": "utterance", "n_samples": int(n_samples)})
     if backend.framing == "sequence":
         chunks = plan_context_chunks(
             n_samples,
@@ -187,17 +194,20 @@ class FileJob:
     def accept(self, piece: Piece, output: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> None:
         """Store one piece's output [..., t, D] into the file's rows.
 
-        ``extras`` (window models: one array per window, e.g. ``label`` logits [C]) fill
-        per-row arrays [T, ...] of the same name.
+        ``extras`` are per-row arrays of the piece, [t, ...] (window models' ``label``
+        logits, a sequence model's ``codes``); their kept rows fill per-row arrays
+        [T, ...] of the same name and dtype.
         """
         kept = output[..., piece.keep_start:piece.keep_stop, :]
         if self.rows is None:
             self.rows = np.empty(kept.shape[:-2] + (self.plan.n_rows, kept.shape[-1]), dtype=np.float32)
-        self.rows[..., piece.out_start:piece.out_start + kept.shape[-2], :] = kept
+        stop = piece.out_start + kept.shape[-2]
+        self.rows[..., piece.out_start:stop, :] = kept
         for name, value in (extras or {}).items():
             if name not in self.extra_rows:
-                self.extra_rows[name] = np.empty((self.plan.n_rows,) + value.shape, dtype=np.float32)
-            self.extra_rows[name][piece.out_start] = value
+                dtype = value.dtype if np.issubdtype(value.dtype, np.integer) else np.float32
+                self.extra_rows[name] = np.empty((self.plan.n_rows,) + value.shape[1:], dtype=dtype)
+            self.extra_rows[name][piece.out_start:stop] = value[piece.keep_start:piece.keep_stop]
         self.remaining -= 1
 
     def fail(self, reason: str) -> None:
@@ -262,12 +272,13 @@ def streamed_job(backend: Any, key: str, path: str | Path, n_samples: int, *, me
 
 
 class BatchScheduler:
-    """Equal-length pieces from many files -> full batches; outputs written back per file.
+    """Pieces from many files -> full batches; outputs written back per file.
 
     Parameters
     ----------
     backend : Backend
-        Its ``embed_batch`` takes float32 [B, N].
+        Its ``embed_batch`` takes float32 [B, N] (and ``lengths=`` int [B] when the backend
+        has ``accepts_lengths``).
     batch_size : int
         Pieces per model call.
     max_batch_seconds : float, optional
@@ -276,10 +287,14 @@ class BatchScheduler:
         a fifth of the sample rate per input sample). None: no cap.
     """
 
+    #: Masking backends: pieces whose lengths fall in one bucket ([r^k, r^(k+1)) samples) share a batch.
+    BUCKET_RATIO = 1.25
+
     def __init__(self, backend: Any, *, batch_size: int, max_batch_seconds: float | None = None):
         self.backend = backend
         self.batch_size = max(1, int(batch_size))
         self.max_batch_samples = None if max_batch_seconds is None else max_batch_seconds * backend.sample_rate_hz
+        self.masked = bool(getattr(backend, "accepts_lengths", False))
         self._queues: dict[int, deque] = {}
         self._jobs: OrderedDict[int, FileJob] = OrderedDict()
         self.n_batches = 0
@@ -290,11 +305,21 @@ class BatchScheduler:
         """Files in flight."""
         return len(self._jobs)
 
+    def bucket(self, length: int) -> int:
+        """Queue of a piece of ``length`` samples: the length itself, or (masking backends) its bucket."""
+        if not self.masked:
+            return int(length)
+        return int(np.floor(np.log(max(length, 1)) / np.log(self.BUCKET_RATIO)))
+
+    def _longest(self, bucket: int) -> int:
+        """Longest piece a queue can hold (for the audio cap)."""
+        return bucket if not self.masked else int(np.ceil(self.BUCKET_RATIO ** (bucket + 1)))
+
     def add(self, job: FileJob) -> None:
         """Queue a file's pieces (a file without pieces is finished at once by :meth:`take_finished`)."""
         self._jobs[id(job)] = job
         for piece in job.plan.pieces:
-            self._queues.setdefault(piece.n_samples, deque()).append((job, piece))
+            self._queues.setdefault(self.bucket(piece.n_samples), deque()).append((job, piece))
 
     def size_for(self, length: int) -> int:
         """Pieces of ``length`` samples per model call (``batch_size``, fewer for long pieces)."""
@@ -302,29 +327,41 @@ class BatchScheduler:
             return self.batch_size
         return max(1, min(self.batch_size, int(self.max_batch_samples // length)))
 
-    def _pop(self, length: int) -> list:
-        queue = self._queues.get(length, deque())
+    def _pop(self, bucket: int) -> list:
+        queue = self._queues.get(bucket, deque())
         batch = []
-        while queue and len(batch) < self.size_for(length):
+        while queue and len(batch) < self.size_for(self._longest(bucket)):
             job, piece = queue.popleft()
             if job.error is None:
                 batch.append((job, piece))
         if not queue:
-            self._queues.pop(length, None)
+            self._queues.pop(bucket, None)
         return batch
 
     def next_batch(self, *, flush: bool = False) -> list:
-        """A full batch if any length has one; with ``flush``, else the oldest file's (partial) batch."""
-        for length, queue in list(self._queues.items()):
-            if sum(job.error is None for job, _ in queue) >= self.size_for(length):
-                return self._pop(length)
+        """A full batch if any queue has one; with ``flush``, else the oldest file's (partial) batch."""
+        for bucket, queue in list(self._queues.items()):
+            if sum(job.error is None for job, _ in queue) >= self.size_for(self._longest(bucket)):
+                return self._pop(bucket)
         if flush:
             for job in self._jobs.values():
                 if job.remaining > 0 and job.error is None:
-                    batch = self._pop(job.plan.pieces[0].n_samples)
+                    batch = self._pop(self.bucket(job.plan.pieces[0].n_samples))
                     if batch:
                         return batch
         return []
+
+    def _inputs(self, batch: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 [B, N] model inputs (zero-padded to the longest for masking backends) and lengths."""
+        pad_mode = getattr(self.backend, "pad_mode", "zeros")
+        pieces = [job.source.read(p.start_sample, p.n_samples, pad_mode) for job, p in batch]
+        if not self.masked:
+            return np.stack(pieces), None
+        lengths = np.array([x.shape[0] for x in pieces], dtype=np.int64)
+        audio = np.zeros((len(pieces), int(lengths.max())), dtype=np.float32)
+        for row, x in zip(audio, pieces):
+            row[:x.shape[0]] = x
+        return audio, lengths
 
     def run(self, batch: list, *, catch: bool = True) -> None:
         """Embed a batch and store its outputs; a failing batch is retried item by item.
@@ -334,10 +371,10 @@ class BatchScheduler:
         """
         if not batch:
             return
-        pad_mode = getattr(self.backend, "pad_mode", "zeros")
         try:
-            windows = np.stack([job.source.read(p.start_sample, p.n_samples, pad_mode) for job, p in batch])
-            outputs = self.backend.embed_batch(windows)
+            audio, lengths = self._inputs(batch)
+            outputs = self.backend.embed_batch(audio) if lengths is None else self.backend.embed_batch(
+                audio, lengths=lengths)
         except Exception as exc:  # noqa: BLE001 - one bad item must not take its batch mates down
             if len(batch) > 1:
                 for item in batch:
@@ -349,11 +386,12 @@ class BatchScheduler:
             batch[0][0].fail(f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
             return
         extras: dict[str, np.ndarray] = {}
-        if isinstance(outputs, dict):  # window models: {"embedding": [B, D], "label": [B, C], ...}
+        if isinstance(outputs, dict):  # {"embedding": [B, (t,) D], "label": [B, (t,) C], ...}
             extras = {k: np.asarray(v) for k, v in outputs.items() if k != "embedding"}
             outputs = outputs["embedding"]
-        if self.backend.framing == "windows":
-            outputs = outputs[..., None, :]  # one row per window -> [B, 1, D]
+        if self.backend.framing in ("windows", "utterance"):
+            outputs = outputs[..., None, :]  # one row per input -> [B, 1, D]
+            extras = {k: v[:, None] for k, v in extras.items()}
         self.n_batches += 1
         self.n_pieces += len(batch)
         for i, ((job, piece), output) in enumerate(zip(batch, outputs)):

@@ -1,0 +1,292 @@
+"""B3: Metis / MaskGCT 8-D semantic latents (w2v-bert-2.0 layer 17 -> normalisation -> RepCodec projection).
+
+The steps of Amphion's semantic tokenizer, up to the continuous latents before vector
+quantisation:
+
+1. 16 kHz audio -> 80-bin Kaldi fbank of the int16-scaled waveform, normalised per mel bin
+   over the file (mean, unbiased variance), padded to an even frame count and stacked in
+   pairs: [T, 160] at 50 Hz (``SeamlessM4TFeatureExtractor``, computed here in torch on the
+   model's device; the extractor stays the reference in the tests);
+2. ``Wav2Vec2BertModel`` (``facebook/w2v-bert-2.0``), ``hidden_states[layer]`` (17): only the
+   first ``layer`` conformer layers are built and run;
+3. ``(h - mean) / sqrt(var)`` with the 1024-d statistics file (``wav2vec2bert_stats.pt``);
+4. the RepCodec encoder and ``quantizer.quantizers.0.in_project`` -> [T, 8]
+   (:mod:`.repcodec`); optionally the codebook index of every frame (``codes``).
+
+Row ``t`` starts at ``t * 320`` samples (20 ms). A file of N samples gives
+``floor((N - 400) / 320) + 1`` rows, as the extractor's frame count ``F = 1 + (N - 400) // 160``
+gives ``ceil(F / 2)`` stacked frames; when F is odd the last one is half padding and masked
+from attention, as in the published pipeline.
+
+Batches of different lengths are exact: fbank frames past an item's end are zeroed, the
+attention mask covers its padded frames, and the codec zeroes them before each convolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..device import resolve_device, resolve_dtype
+from ..fbank import KaldiFbank, fbank_frame_count
+from .base import Prepared, file_sha256
+from .repcodec import CODEC_FILENAME, CODEC_REPO_ID, load_codec
+
+W2V_BERT_ID = "facebook/w2v-bert-2.0"
+#: Where Amphion publishes the w2v-bert-2.0 layer-17 statistics (``mean``, ``var``, 1024 each).
+STATS_URL = "https://github.com/open-mmlab/Amphion/raw/main/models/tts/maskgct/ckpt/wav2vec2bert_stats.pt"
+DEFAULT_LAYER = 17
+SAMPLE_RATE_HZ = 16000
+INT16_SCALE = 2.0 ** 15
+FBANK_FRAME = 400
+FBANK_SHIFT = 160
+STACK = 2  # fbank frames per model frame
+MEL_NORM_EPS = 1e-7
+
+
+def metis_frame_count(n_samples: int) -> int:
+    """Rows of latents for ``n_samples`` of 16 kHz audio: ceil(fbank frames / 2)."""
+    return (fbank_frame_count(n_samples, frame_length=FBANK_FRAME, frame_shift=FBANK_SHIFT) + 1) // STACK
+
+
+def _download_url(url: str, *, local_only: bool) -> Path:
+    import torch
+
+    cache = Path(torch.hub.get_dir()) / "audio_embeddings"
+    target = cache / Path(url).name
+    if not target.is_file():
+        if local_only:
+            raise FileNotFoundError(f"{target} is not cached and downloads are off; pass --stats FILE")
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    return target
+
+
+def load_stats(spec: str | None, *, hidden_size: int, local_only: bool = False) -> tuple[Any, Any, str]:
+    """``mean`` and ``sqrt(var)`` (float32 tensors [hidden_size]) from a statistics file, and its path.
+
+    ``spec`` is a local file or None (Amphion's published file, downloaded once). The file
+    is read with ``torch.load(weights_only=True)``.
+
+    Raises
+    ------
+    ValueError
+        The file lacks ``mean``/``var`` or their size is not ``hidden_size``.
+    """
+    import torch
+
+    path = Path(spec) if spec else _download_url(STATS_URL, local_only=local_only)
+    if not path.is_file():
+        raise FileNotFoundError(f"statistics file not found: {path}")
+    stats = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(stats, dict) or not {"mean", "var"} <= set(stats):
+        raise ValueError(f"{path}: a statistics file holds 'mean' and 'var' tensors")
+    mean, var = (torch.as_tensor(stats[k], dtype=torch.float32).reshape(-1) for k in ("mean", "var"))
+    if mean.numel() != hidden_size or var.numel() != hidden_size:
+        raise ValueError(f"{path}: mean/var have {mean.numel()}/{var.numel()} values, the model's features "
+                         f"have {hidden_size}")
+    return mean, torch.sqrt(var), str(path)
+
+
+def codec_file(spec: str | None, *, local_only: bool = False) -> Path:
+    """The codec's safetensors file: a local file, a directory holding it, or a hub id (default amphion/MaskGCT)."""
+    if spec and Path(spec).expanduser().is_file():
+        return Path(spec).expanduser()
+    if spec and Path(spec).expanduser().is_dir():
+        for candidate in (Path(spec) / CODEC_FILENAME, Path(spec) / "model.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{spec}: no {CODEC_FILENAME} or model.safetensors in this directory")
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(spec or CODEC_REPO_ID, CODEC_FILENAME, local_files_only=local_only))
+
+
+class MetisBackend:
+    """Continuous 8-D semantic latents at 50 Hz. Use :meth:`load`.
+
+    ``embed_batch(audio, lengths=)`` returns [B, T, 8] (and ``codes`` [B, T] when asked).
+    """
+
+    framing = "sequence"
+    accepts_lengths = True
+    sample_rate_hz = SAMPLE_RATE_HZ
+    hop_samples = STACK * FBANK_SHIFT
+    #: Row count follows a conv grid of 400 samples every 320 (see the module docstring).
+    receptive_field_samples = FBANK_FRAME
+    frame_stride_s = hop_samples / SAMPLE_RATE_HZ
+    window_s = (FBANK_FRAME + FBANK_SHIFT) / SAMPLE_RATE_HZ
+    #: Two fbank frames: one unmasked model frame, and an unbiased variance per mel bin.
+    min_samples = FBANK_FRAME + FBANK_SHIFT
+
+    def __init__(self, *, name: str, source: str, model: Any, codec: Any, mean: Any, std: Any, layer: int,
+                 codes: bool, device: Any, dtype: Any, provenance: dict[str, Any]):
+        self.name = name
+        self.source = source
+        self.model = model
+        self.codec = codec
+        self.layer = layer
+        self.codes = codes
+        self.device = device
+        self.dtype = dtype
+        self.mean = mean.to(device)
+        self.std = std.to(device)
+        self.embedding_dim = int(codec.codebook_dim)
+        self.fbank = KaldiFbank(sample_rate_hz=SAMPLE_RATE_HZ, num_mel_bins=80, device=device)
+        self._provenance = provenance
+
+    @classmethod
+    def load(cls, source: str = W2V_BERT_ID, *, name: str = "metis", device: str = "auto", dtype: str = "float32",
+             codec: str | None = None, stats: str | None = None, layer: int = DEFAULT_LAYER, codes: bool = False,
+             local_only: bool = False) -> "MetisBackend":
+        """Load w2v-bert (first ``layer`` layers), the statistics and the codec encoder.
+
+        Parameters
+        ----------
+        source : str
+            w2v-bert-2.0 hub id or a local directory (``config.json`` + weights).
+        codec : str, optional
+            ``semantic_codec/model.safetensors`` of amphion/MaskGCT: a file, a directory, or a hub id.
+        stats : str, optional
+            The 1024-d ``mean``/``var`` file (default: Amphion's ``wav2vec2bert_stats.pt``).
+        layer : int
+            ``hidden_states`` index (17): 0 is the feature projection's output.
+        codes : bool
+            Also return each frame's codebook index.
+        device, dtype : str
+            w2v-bert runs in ``dtype``; features, normalisation and the codec in float32.
+        local_only : bool
+            Never download.
+
+        Raises
+        ------
+        ValueError
+            Not a w2v-bert checkpoint, a layer out of range, or a codec/statistics file that
+            does not fit (the message names the file and the key).
+        """
+        import torch
+        from transformers import AutoConfig, Wav2Vec2BertModel
+
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        if config.model_type != "wav2vec2-bert":
+            raise ValueError(f"{source}: model_type {config.model_type!r} is not wav2vec2-bert (w2v-bert-2.0)")
+        layer = int(layer)
+        if not 0 <= layer <= config.num_hidden_layers:
+            raise ValueError(f"--layer {layer} out of range: this model has hidden states 0..{config.num_hidden_layers}")
+        _check_feature_extractor(source, local_only=local_only)
+        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+        model = Wav2Vec2BertModel.from_pretrained(source, config=config, local_files_only=local_only)
+        # hidden_states[layer] is the output of the first `layer` layers: drop the rest before moving to the device
+        model.encoder.layers = model.encoder.layers[:layer]
+        model.config.num_hidden_layers = layer
+        model.eval().to(device=torch_device, dtype=torch_dtype)
+        codec_path = codec_file(codec, local_only=local_only)
+        codec_model = load_codec(codec_path).to(torch_device)
+        if codec_model.hidden_size != config.hidden_size:
+            raise ValueError(f"{codec_path}: the codec takes {codec_model.hidden_size}-d features, "
+                             f"{source} gives {config.hidden_size}-d")
+        if codes and not hasattr(codec_model.quantizer.quantizers[0], "codebook"):
+            raise ValueError(f"{codec_path}: no quantizer.quantizers.0.codebook.weight, so no --codes")
+        mean, std, stats_path = load_stats(stats, hidden_size=int(config.hidden_size), local_only=local_only)
+        local = Path(source).is_dir()
+        provenance = {
+            "checkpoint": str(Path(source).resolve()) if local else source,
+            "revision": getattr(config, "_commit_hash", None),
+            "weights_sha256": {p.name: file_sha256(p) for p in Path(source).glob("*.safetensors")} if local else {},
+            "codec": str(codec_path), "codec_sha256": file_sha256(codec_path),
+            "stats": stats_path, "stats_sha256": file_sha256(stats_path),
+            "model_class": "Wav2Vec2BertModel", "codec_layers": codec_model.num_layers,
+            "codec_context_frames": codec_model.receptive_half_width,
+        }
+        return cls(name=name, source=source, model=model, codec=codec_model, mean=mean, std=std, layer=layer,
+                   codes=bool(codes), device=torch_device, dtype=torch_dtype, provenance=provenance)
+
+    def prepare(self, samples: np.ndarray) -> Prepared:
+        """No file-level preparation: the per-mel-bin normalisation is part of the features."""
+        return Prepared(samples)
+
+    def features(self, audio: Any, lengths: Any) -> tuple[Any, Any, Any]:
+        """Stacked, normalised fbank features of a padded batch.
+
+        Parameters
+        ----------
+        audio : torch.Tensor
+            float32 [B, N] at 16 kHz in [-1, 1], zero-padded past ``lengths``.
+        lengths : torch.Tensor
+            int64 [B] valid samples.
+
+        Returns
+        -------
+        features : torch.Tensor
+            float32 [B, T, 160].
+        attention_mask : torch.Tensor
+            int64 [B, T]: 1 where both stacked fbank frames are real.
+        rows : torch.Tensor
+            int64 [B] model frames of each item alone (ceil(fbank frames / 2)).
+        """
+        import torch
+
+        fb = self.fbank(audio * INT16_SCALE)  # [B, F, 80]
+        n_frames = torch.clamp((lengths - FBANK_FRAME) // FBANK_SHIFT + 1, min=0)
+        valid = (torch.arange(fb.shape[1], device=fb.device)[None, :] < n_frames[:, None]).to(fb.dtype)[..., None]
+        count = n_frames.to(fb.dtype)[:, None, None]
+        mean = (fb * valid).sum(1, keepdim=True) / count
+        var = ((fb - mean).square() * valid).sum(1, keepdim=True) / (count - 1)
+        fb = (fb - mean) / torch.sqrt(var + MEL_NORM_EPS) * valid
+        if fb.shape[1] % STACK:
+            fb = torch.nn.functional.pad(fb, (0, 0, 0, STACK - fb.shape[1] % STACK))
+        stacked = fb.reshape(fb.shape[0], fb.shape[1] // STACK, STACK * fb.shape[2])
+        steps = torch.arange(stacked.shape[1], device=fb.device)[None, :]
+        return stacked, (steps < (n_frames // STACK)[:, None]).long(), (n_frames + 1) // STACK
+
+    def embed_batch(self, audio: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Latents of float32 [B, N] audio (valid lengths ``lengths`` [B]) -> ``{"embedding": [B, T, 8]}``.
+
+        With ``codes``, also ``"codes"``: int64 [B, T] codebook indices.
+        """
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
+        n = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64) if lengths is None else \
+            torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
+        n = n.to(self.device)
+        with torch.inference_mode():
+            feats, mask, rows = self.features(x, n)
+            hidden = self.model.feature_projection(feats.to(self.dtype))[0]
+            hidden = self.model.encoder(hidden, attention_mask=mask).last_hidden_state
+            normed = (hidden.float() - self.mean) / self.std
+            latents = self.codec(normed, rows)
+            out = {"embedding": latents.cpu().numpy()}
+            if self.codes:
+                out["codes"] = self.codec.codes(latents).cpu().numpy()
+        return out
+
+    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """No whole-file extras."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance and sizes for the ``.json``."""
+        return {**self._provenance, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "layer": self.layer, "latent_dim": self.embedding_dim, "codes": self.codes,
+                "features": "kaldi fbank 80 (torch), per-mel-bin normalised, stacked x2 (SeamlessM4TFeatureExtractor)"}
+
+    def mat_fields(self) -> dict[str, Any]:
+        """``layer`` (the w2v-bert hidden-state index) as a double."""
+        return {"layer": float(self.layer)}
+
+
+def _check_feature_extractor(source: str, *, local_only: bool) -> None:
+    """Refuse a checkpoint whose feature extractor differs from the one computed here."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        fe = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
+    except OSError:  # no preprocessor_config.json: w2v-bert-2.0's own settings are assumed
+        return
+    got = (type(fe).__name__, getattr(fe, "num_mel_bins", 80), getattr(fe, "stride", STACK),
+           getattr(fe, "sampling_rate", SAMPLE_RATE_HZ))
+    if got != ("SeamlessM4TFeatureExtractor", 80, STACK, SAMPLE_RATE_HZ):
+        raise ValueError(f"{source}: feature extractor {got} is not SeamlessM4T 80 bins, stride 2, 16 kHz")
