@@ -31,6 +31,7 @@ if str(REPO / "tests") not in sys.path:  # tiny_models lives next to this file
     sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import noise  # noqa: E402
+import tiny_metis  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
 
 OCTAVE = shutil.which("octave-cli")
@@ -109,6 +110,11 @@ def runs(tmp_path_factory, tiny_model):
                          "--basename", "never"], {}),
         "ref_bad_model": ([py, embed, str(CLIP), "--model", BAD_MODEL, "--output-dir", str(p["err_dir"])], {}),
     }
+    p["metis"] = base / "metis model"
+    tiny_metis.build(p["metis"])
+    p["b3_out"] = base / "b3 out"
+    p["b3_result"] = base / "octave_b3_results.mat"
+    jobs["octave_b3"] = (_octave_call("test_B3_model_metis", p["metis"], p["b3_out"], p["b3_result"], CLIP), {})
     if importlib.util.find_spec("tensorflow") is not None:  # B1 needs a (tiny) Perch SavedModel
         import tiny_perch
 
@@ -143,6 +149,15 @@ def test_b1_wrapper_writes_fragments_equal_to_its_rows(runs):
     out = runs["paths"]["b1_out"]
     np.testing.assert_array_equal(got["emb"], np.load(out / "clip 12.5s.npy"))
     assert got["emb10"].shape == (2, 1536)
+
+
+def test_b3_wrapper_returns_the_latents_codes_and_corpus_json(runs):
+    _assert_ok(runs, "octave_b3")
+    got = scipy.io.loadmat(runs["paths"]["b3_result"])
+    out = runs["paths"]["b3_out"]
+    np.testing.assert_array_equal(got["emb"], np.load(out / "metis_latents.npy"))
+    np.testing.assert_array_equal(got["codes"][:, 0], np.load(out / "metis_latents_codes.npy"))
+    assert got["emb5"].shape == got["emb"].shape
 
 
 def test_b2_wrapper_matches_python_outputs(runs):

@@ -6,7 +6,7 @@ value = ae_text(value);
 isText = ischar(value) && (isrow(value) || isempty(value));
 isNum = isnumeric(value) && isreal(value) && ~isempty(value) && all(isfinite(value(:)));
 switch name
-    case {'AudioFile', 'Model', 'OutputDir', 'Python'}
+    case {'AudioFile', 'Model', 'OutputDir', 'Python', 'Codec', 'Stats'}
         ok = isText && ~isempty(strtrim(value));
         what = 'a non-empty character vector or string scalar';
     case 'Basename'
@@ -21,7 +21,10 @@ switch name
     case 'TopK'
         ok = isNum && isscalar(value) && value >= 0 && value == round(value);
         what = 'an integer >= 0';
-    case 'Force10sec'
+    case 'Layer'
+        ok = isNum && isscalar(value) && value >= 0 && value == round(value);
+        what = 'a hidden-state index (integer >= 0)';
+    case {'Force10sec', 'Codes'}
         ok = (islogical(value) || isNum) && isscalar(value);
         what = 'true or false';
     case 'ContextSeconds'

@@ -13,7 +13,11 @@ flags = {'Model',          '--model'
          'Channel',        '--channel'
          'HopSeconds',     '--hop-seconds'
          'TopK',           '--top-k'
-         'Force10sec',     '--force_10sec'};
+         'Force10sec',     '--force_10sec'
+         'Codec',          '--codec'
+         'Stats',          '--stats'
+         'Layer',          '--layer'
+         'Codes',          '--codes'};
 args = {};
 for k = 1:size(flags, 1)
     name = flags{k, 1};
@@ -22,7 +26,7 @@ for k = 1:size(flags, 1)
     end
     value = ae_text(opts.(name));
     switch name
-        case 'Model'
+        case {'Model', 'Codec', 'Stats'}
             value = strtrim(value);
             if exist(value, 'dir') == 7 || exist(value, 'file') == 2  % a local model folder or file:
                 value = ae_abspath(value);       % absolute, as Python's working folder may differ
@@ -35,9 +39,9 @@ for k = 1:size(flags, 1)
             end
         case {'ChunkSeconds', 'ContextSeconds', 'HopSeconds'}
             value = ae_format_number(value);
-        case 'TopK'
+        case {'TopK', 'Layer'}
             value = sprintf('%d', value);
-        case 'Force10sec'                        % a switch: the flag alone, or nothing
+        case {'Force10sec', 'Codes'}             % a switch: the flag alone, or nothing
             if value
                 args = [args, flags(k, 2)]; %#ok<AGROW>
             end
