@@ -110,7 +110,7 @@ def engine_run(paths: dict, root: Path, out: Path, device: str, batch_size: int)
     start = time.perf_counter()
     rc = main(DEFAULTS, [str(root), "--output-dir", str(out), "--model", str(paths["model"]), "--codec",
                          str(paths["codec"]), "--stats", str(paths["stats"]), "--device", device, "--batch-size",
-                         str(batch_size), "--workers", "1", "--quiet", "--overwrite"])
+                         str(batch_size), "--workers", "1", "--layer", str(_layers(paths)), "--quiet", "--overwrite"])
     assert rc == 0
     return time.perf_counter() - start
 
@@ -157,6 +157,7 @@ def dtype_check(paths: dict, device: str, seconds: float = 20.0, batch: int = 8,
 
 
 def chunk_check(paths: dict, seconds: float, device: str) -> None:
+    from audio_embeddings.audio import Audio
     from audio_embeddings.backends.metis import MetisBackend
     from audio_embeddings.pipeline import embed_audio
 
@@ -164,7 +165,8 @@ def chunk_check(paths: dict, seconds: float, device: str) -> None:
                                 device=device, layer=_layers(paths))
     x = (0.1 * np.random.default_rng(2).standard_normal(int(seconds * 16000))).astype(np.float32)
     whole = backend.embed_batch(x[None])["embedding"][0]
-    chunked = embed_audio(backend, x, chunk_s=30.0, context_s=5.0).embeddings
+    chunked = embed_audio(backend, Audio(x, 16000, 16000, 1, None, "synthetic"), chunk_s=30.0,
+                          context_s=5.0).embeddings
     diff = np.abs(whole - chunked)
     corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(whole, chunked)]
     print(f"chunking {seconds:g} s (30 s chunks + 5 s context), {_layers(paths)} random layers: |chunked - whole| "
@@ -185,6 +187,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = build_stack(tmp / "stack", layers)
+        if args.files == 0:
+            chunk_check(paths, args.chunk_check, args.device)
+            return
         root = make_corpus(tmp / "corpus", args.files)
         seed_s, engine_s = [], []
         for _ in range(args.repeats):

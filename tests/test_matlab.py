@@ -36,6 +36,7 @@ from tiny_models import build_tiny_model  # noqa: E402
 
 OCTAVE = shutil.which("octave-cli")
 CLIP = REPO / "data" / "speech_en_us.wav"
+DEMO_CLIPS = sorted((REPO / "data").glob("*.wav"))
 BRIDGE = REPO / "matlab" / "private" / "ae_bridge.py"
 TIMEOUT_S = 300
 BAD_MODEL = "no-such-model-preset"  # must match tests/matlab/test_matlab_errors.m
@@ -115,6 +116,15 @@ def runs(tmp_path_factory, tiny_model):
     p["b3_out"] = base / "b3 out"
     p["b3_result"] = base / "octave_b3_results.mat"
     jobs["octave_b3"] = (_octave_call("test_B3_model_metis", p["metis"], p["b3_out"], p["b3_result"], CLIP), {})
+    p["b4_root"] = base / "speaker root"
+    for clip in DEMO_CLIPS[:2]:
+        x, rate = sf.read(clip, dtype="float32")
+        for i, part in enumerate((x[:len(x) // 2], x[len(x) // 2:]), 1):
+            (p["b4_root"] / "demo" / clip.stem).mkdir(parents=True, exist_ok=True)
+            sf.write(p["b4_root"] / "demo" / clip.stem / f"utt{i}.wav", part, rate)
+    p["b4_out"] = base / "b4 out"
+    p["b4_result"] = base / "octave_b4_results.mat"
+    jobs["octave_b4"] = (_octave_call("test_B4_model_speaker", p["b4_root"], p["b4_out"], p["b4_result"]), {})
     if importlib.util.find_spec("tensorflow") is not None:  # B1 needs a (tiny) Perch SavedModel
         import tiny_perch
 
@@ -158,6 +168,16 @@ def test_b3_wrapper_returns_the_latents_codes_and_corpus_json(runs):
     np.testing.assert_array_equal(got["emb"], np.load(out / "metis_latents.npy"))
     np.testing.assert_array_equal(got["codes"][:, 0], np.load(out / "metis_latents_codes.npy"))
     assert got["emb5"].shape == got["emb"].shape
+
+
+def test_b4_wrapper_returns_utterance_and_speaker_matrices(runs):
+    _assert_ok(runs, "octave_b4")
+    got = scipy.io.loadmat(runs["paths"]["b4_result"])
+    final = runs["paths"]["b4_out"] / "final_embeddings"
+    np.testing.assert_array_equal(got["emb"], np.load(final / "utterance_embeddings.npy"))
+    np.testing.assert_array_equal(got["speaker_embeddings"], np.load(final / "speaker_embeddings.npy"))
+    ids = [u["id"] for u in json.loads((final / "utterance_list.json").read_text())]
+    assert [c[0] for c in got["utterance_ids"].ravel()] == ids
 
 
 def test_b2_wrapper_matches_python_outputs(runs):

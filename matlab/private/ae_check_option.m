@@ -6,7 +6,7 @@ value = ae_text(value);
 isText = ischar(value) && (isrow(value) || isempty(value));
 isNum = isnumeric(value) && isreal(value) && ~isempty(value) && all(isfinite(value(:)));
 switch name
-    case {'AudioFile', 'Model', 'OutputDir', 'Python', 'Codec', 'Stats'}
+    case {'AudioFile', 'Model', 'OutputDir', 'Python', 'Codec', 'Stats', 'Checkpoint'}
         ok = isText && ~isempty(strtrim(value));
         what = 'a non-empty character vector or string scalar';
     case 'Basename'

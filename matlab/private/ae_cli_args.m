@@ -17,7 +17,8 @@ flags = {'Model',          '--model'
          'Codec',          '--codec'
          'Stats',          '--stats'
          'Layer',          '--layer'
-         'Codes',          '--codes'};
+         'Codes',          '--codes'
+         'Checkpoint',     '--checkpoint'};
 args = {};
 for k = 1:size(flags, 1)
     name = flags{k, 1};
@@ -26,7 +27,7 @@ for k = 1:size(flags, 1)
     end
     value = ae_text(opts.(name));
     switch name
-        case {'Model', 'Codec', 'Stats'}
+        case {'Model', 'Codec', 'Stats', 'Checkpoint'}
             value = strtrim(value);
             if exist(value, 'dir') == 7 || exist(value, 'file') == 2  % a local model folder or file:
                 value = ae_abspath(value);       % absolute, as Python's working folder may differ

@@ -8,6 +8,7 @@ exit status: 1 when an input failed, 2 for a usage or model error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class ScriptDefaults:
     chunk_s: float = DEFAULT_CHUNK_S
     context_s: float = DEFAULT_CONTEXT_S
     corpus_json: str | None = None  # default --output-file: one JSON {relative_path: rows} for the corpus
+    speakers: bool = False  # B4: utterance vectors per file, then per-utterance/per-speaker files (speakers.py)
 
 
 def _positive_float(text: str) -> float:
@@ -139,6 +141,14 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
         m.add_argument("--output-file", default=defaults.corpus_json,
                        help="the corpus JSON {relative_path: [[...], ...]} in --output-dir (default: %(default)s; "
                             "'' for none)")
+    if defaults.speakers:
+        k = p.add_argument_group("speaker embeddings (B4)")
+        k.add_argument("--checkpoint", default=None, metavar="FILE_OR_ID",
+                       help="weights of --model: a local file, or a ModelScope id (default: the published model)")
+        k.add_argument("--final-output-dir", default=None, metavar="DIR",
+                       help="per-utterance and per-speaker files (default: OUTPUT_DIR/final_embeddings)")
+        k.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                       help="only print the cosine similarity of two recordings' embeddings")
     if defaults.seed_flags:
         s = p.add_argument_group("the extraction script's spellings")
         s.add_argument("--input", dest="seed_inputs", action="append", default=None, metavar="AUDIO",
@@ -213,17 +223,27 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
     from .corpus.writers import TreeWriter, colliding_keys
     from .outputs.contract import now_iso, package_versions
     from .outputs.corpus_json import write_corpus_json
-    from .registry import load_backend
+    from .speakers import SpeakerWriter
 
     if args.merge:
+        whole = Path(args.output_dir) / "summary.json"
         try:
             merged = merge_outputs(args.output_dir, args.store)
         except FileNotFoundError as exc:
-            return _usage(exc)
+            if not (defaults.speakers and whole.is_file()):
+                return _usage(exc)
+            merged = {**json.loads(whole.read_text()), "shards_merged": [], "shards_missing": []}  # one process
         if not args.quiet:
             print(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
-                  f"{merged['files_failed']} failed -> {Path(args.output_dir) / 'summary.json'}")
+                  f"{merged['files_failed']} failed -> {whole}")
+        if defaults.speakers:
+            try:
+                _finalize_speakers(args, merged.get("model"))
+            except FileNotFoundError as exc:
+                return _usage(exc)
         return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else 0
+    if getattr(args, "compare", None):
+        return _compare(args, defaults)
     inputs = list(args.inputs) + list(getattr(args, "seed_inputs", None) or [])
     if not inputs and not args.audio_dir and defaults.seed_flags:
         inputs = [str(_synthetic_input(args.output_dir, duration_s=args.duration_sec))]
@@ -249,12 +269,8 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
             return EXIT_INPUT_FAILED
     dist = distributed_env(os.environ)
     try:
-        backend = load_backend(args.model, device=_device_for_rank(args.device, dist), dtype=args.dtype,
-                               preset=defaults.backend, codec=args.codec, stats=args.stats, layer=args.layer,
-                               codes=args.codes, layers=args.layers, trim_silence=args.trim_silence, hop_s=args.hop_seconds,
-                               force_10sec=args.force_10sec, logits=True if args.top_k > 0 else args.logits,
-                               spatial=args.spatial)
-    except (ValueError, OSError, ImportError) as exc:
+        backend = _load(args, defaults, device=_device_for_rank(args.device, dist))
+    except (ValueError, OSError, ImportError, KeyError) as exc:
         return _usage(f"{args.model}: {exc}")
     model_name = str(getattr(backend, "source", None) or args.model)
     formats = args.formats or (tuple(defaults.formats.split(",")) if corpus.kind == "files" else ("npy",))
@@ -278,7 +294,7 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
         else:
             if corpus.is_tree:
                 check_run_config(args.output_dir, settings, overwrite=args.overwrite)
-            writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=basename,
+            writer = SpeakerWriter(args.output_dir) if defaults.speakers else TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=basename,
                                 top_k=args.top_k, classes=getattr(backend, "classes", None))
     except (ConfigMismatch, OSError) as exc:
         return _usage(exc)
@@ -320,7 +336,13 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
             summary_path = Path(args.output_dir) / "summary.json"
         if group:
             group.destroy_process_group()
-    if corpus_json and (shard.is_whole or summary_path == Path(args.output_dir) / "summary.json"):
+    merged_here = shard.is_whole or summary_path == Path(args.output_dir) / "summary.json"
+    if defaults.speakers and merged_here and not args.store:
+        try:
+            _finalize_speakers(args, model_name, backend.describe())
+        except FileNotFoundError as exc:  # every file failed
+            print(_fail(exc), file=sys.stderr)
+    if corpus_json and merged_here:
         n = write_corpus_json(Path(args.output_dir) / corpus_json, _stored_rows(corpus.items, writer, args.store))
         if not args.quiet:
             print(f"{n} file(s) -> {Path(args.output_dir) / corpus_json}", file=sys.stderr)
@@ -330,6 +352,60 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
               f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary_path}",
               file=sys.stderr)
     return EXIT_INPUT_FAILED if report.failures else 0
+
+
+def _load(args: argparse.Namespace, defaults: ScriptDefaults, *, device: str) -> Any:
+    """The backend of a run: ``--model`` (a preset, or a checkpoint of the script's fixed backend) and its options."""
+    from .registry import load_backend
+
+    preset, spec = defaults.backend, args.model
+    if getattr(args, "checkpoint", None):
+        preset, spec = args.model, args.checkpoint
+    return load_backend(spec, device=device, dtype=args.dtype, preset=preset, codec=args.codec, stats=args.stats,
+                        layer=args.layer, codes=args.codes, layers=args.layers, trim_silence=args.trim_silence,
+                        hop_s=args.hop_seconds, force_10sec=args.force_10sec,
+                        logits=True if args.top_k > 0 else args.logits, spatial=args.spatial)
+
+
+def _final_dir(args: argparse.Namespace) -> Path:
+    from .speakers import FINAL_DIR
+
+    return Path(args.final_output_dir) if args.final_output_dir else Path(args.output_dir) / FINAL_DIR
+
+
+def _finalize_speakers(args: argparse.Namespace, model: Any, backend_info: dict | None = None) -> None:
+    """Stage 2 of B4: per-utterance and per-speaker files from the utterance vectors in ``--output-dir``."""
+    from .outputs.contract import package_versions
+    from .speakers import finalize
+
+    summary = finalize(args.output_dir, _final_dir(args), provenance={
+        "model": model, "backend": backend_info, "versions": package_versions()})
+    if not args.quiet:
+        print(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
+              f"{summary['embedding_dimension']}-d -> {_final_dir(args)}", file=sys.stderr)
+
+
+def _compare(args: argparse.Namespace, defaults: ScriptDefaults) -> int:
+    """``--compare A B``: print the cosine similarity of two recordings' speaker embeddings."""
+    from . import audio
+    from .pipeline import embed_audio
+    from .speakers import cosine, utterance_vector
+
+    try:
+        backend = _load(args, defaults, device=args.device)
+    except (ValueError, OSError, ImportError, KeyError) as exc:
+        return _usage(f"{args.model}: {exc}")
+    vectors = []
+    for path in args.compare:
+        try:
+            loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=args.channel,
+                                min_samples=int(backend.min_samples))
+            vectors.append(utterance_vector(embed_audio(backend, loaded)))
+        except (audio.AudioError, ValueError) as exc:
+            print(_fail(exc if str(path) in str(exc) else f"{path}: {exc}"), file=sys.stderr)
+            return EXIT_INPUT_FAILED
+    print(f"cosine similarity: {cosine(*vectors):.6f}")
+    return 0
 
 
 def _stored_rows(items: Sequence[Any], writer: Any, store: str | None):

@@ -1,0 +1,61 @@
+function [emb, info] = B4_model_speaker(input, varargin)
+%B4_MODEL_SPEAKER Speaker embeddings of a file or a data_root tree (runs python/B4_model_speaker.py).
+%   [EMB, INFO] = B4_MODEL_SPEAKER(INPUT) embeds INPUT -- an audio file, or a folder laid out as
+%   data_root/dataset/speaker/utterance.wav -- with 3D-Speaker's ERes2NetV2 and returns
+%     EMB   single, U-by-D utterance embeddings (1-by-D for a single file)
+%     INFO  struct: utterance_ids, utterance_speakers, utterance_paths (U-by-1 cell),
+%           speaker_embeddings (S-by-D single, mean of each speaker's utterances), speaker_ids,
+%           num_utterances (S-by-1), embedding_dimension, model_name, and final_dir, the folder
+%           holding the pickles, lists, summary.json, .npy and embeddings.mat.
+%   The final files cover every utterance embedded into OutputDir so far (runs resume there).
+%
+%   Name-value options (passed to Python only when given; the Python defaults apply otherwise):
+%     'Model'       'eres2netv2' | 'eres2netv2_w24s4ep4' | 'campplus' | 'ge2e' (offline) ('eres2netv2')
+%     'Checkpoint'  weights file or ModelScope id                    (the published checkpoint)
+%     'OutputDir'   folder for the outputs                           (<repo>/Models/speaker)
+%     'Device'      'auto' | 'cpu' | 'cuda' | 'mps'                  ('auto')
+%     'Dtype'       'float32' | 'float16' | 'bfloat16'               ('float32')
+%     'Channel'     0-based channel to keep instead of the average of all channels
+%     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
+%
+%   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
+%
+%   Example:
+%     [U, info] = B4_model_speaker('data_root', 'Model', 'campplus', 'Checkpoint', 'campplus_cn_common.bin');
+%     S = info.speaker_embeddings ./ vecnorm(info.speaker_embeddings, 2, 2);
+%     imagesc(S * S')      % speaker-to-speaker cosine similarity
+%
+%   See also audioEmbeddings.
+
+p = inputParser;
+p.FunctionName = 'B4_model_speaker';
+p.addRequired('input', @(v) ae_check_option('AudioFile', v));
+p.addParameter('Model', 'eres2netv2', @(v) ae_check_option('Model', v));
+p.addParameter('Checkpoint', '', @(v) ae_check_option('Checkpoint', v));
+p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'speaker'), @(v) ae_check_option('OutputDir', v));
+p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
+p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
+p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
+p.addParameter('Python', '', @(v) ae_check_option('Python', v));
+p.parse(input, varargin{:});
+opts = p.Results;
+given = setdiff(fieldnames(opts), p.UsingDefaults);
+
+py = ae_python(opts.Python);
+outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
+finalDir = fullfile(outDir, 'final_embeddings');
+args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir}, ...
+        ae_cli_args(opts, given)];
+ae_run_script(py, 'B4_model_speaker.py', args);
+
+matFile = fullfile(finalDir, 'embeddings.mat');
+if exist(matFile, 'file') ~= 2
+    error('audioEmbeddings:output', 'The Python run reported success but %s was not written.', matFile);
+end
+info = load(matFile);
+emb = single(info.utterance_embeddings);
+info = rmfield(info, 'utterance_embeddings');
+info.speaker_embeddings = single(info.speaker_embeddings);
+info.model_name = char(info.model_name);
+info.final_dir = finalDir;
+end
