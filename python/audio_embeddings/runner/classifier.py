@@ -1,0 +1,463 @@
+"""Linear classifiers on window embeddings: plain-JSON model files, training, held-out metrics.
+
+The model file is perch-hoplite's ``LinearClassifier`` JSON (``beta``, ``beta_bias``,
+``classes``, ``model_config``), so either tool reads the other's files:
+
+- ``beta``: base64 of float32 little-endian weights [D, C] in C order;
+- ``beta_bias``: base64 of float32 little-endian biases [C];
+- ``classes``: the C label names;
+- ``model_config``: ``{"model_key": <embedding model>, "embedding_dim": D, "model_config": {...}}``.
+
+We add ``embedding_model``, ``embedding_dim``, ``score``, ``format`` and training notes at
+the top level (hoplite ignores unknown keys). Nothing is pickled, so a model file can sit,
+base64-encoded, in the YAML config.
+
+Scores are **logits**, as hoplite's ``LinearClassifier.__call__`` returns them:
+``score = embedding @ beta + beta_bias`` per label; ``sigmoid(score)`` is the probability
+of the label under the one-vs-rest logistic model that made the weights. They are computed
+in float64 from the float32 embeddings and weights and rounded to float32 once, which
+makes a row's score independent of how many rows are scored together (float32 BLAS can
+change the last bit with the matrix shape); training-time metrics use the same function on
+the weights as saved, so ``classify`` gives the held-out scores bit for bit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FORMAT = "perch-hoplite LinearClassifier"
+SCORE = "logit: embedding @ beta + beta_bias (sigmoid(score) is the label's probability)"
+#: Different names of one embedding function (builds or spellings of the same model).
+MODEL_ALIASES = {"perch_v2_cpu": "perch_v2", "perch_v2_gpu": "perch_v2", "birdnet_v2.4": "birdnet",
+                 "birdnet_v2_4": "birdnet"}
+
+
+class ClassifierError(ValueError):
+    """A model file that is not a usable linear classifier, or one that does not fit the run."""
+
+
+def model_family(name: str) -> str:
+    """Canonical embedding-model name (``perch_v2_cpu`` -> ``perch_v2``) for compatibility checks."""
+    key = str(name).strip().lower()
+    return MODEL_ALIASES.get(key, key)
+
+
+def b64_float32(array: np.ndarray) -> str:
+    """Base64 of an array as float32 little-endian bytes, C order."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def float32_from_b64(text: Any, *, field_name: str) -> np.ndarray:
+    """Decode :func:`b64_float32` text to a 1-D float32 array; errors name ``field_name``."""
+    if not isinstance(text, str):
+        raise ClassifierError(f"{field_name}: expected a base64 string, got {type(text).__name__}")
+    try:
+        raw = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ClassifierError(f"{field_name}: not valid base64 ({exc})") from None
+    if len(raw) % 4:
+        raise ClassifierError(f"{field_name}: {len(raw)} bytes is not a whole number of float32 values")
+    values = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise ClassifierError(f"{field_name}: contains NaN or Inf")
+    return values
+
+
+@dataclass(frozen=True)
+class LinearClassifier:
+    """A linear classifier over D-dimensional embeddings with C labels.
+
+    Attributes
+    ----------
+    beta : numpy.ndarray
+        float32 [D, C] weights.
+    beta_bias : numpy.ndarray
+        float32 [C] biases.
+    classes : tuple of str
+        Label names, one per column of ``beta``.
+    embedding_model : str
+        Model whose embeddings it takes (``birdnet``, ``perch_v2``, ...).
+    model_config : dict
+        hoplite's ``model_config``: ``model_key``, ``embedding_dim`` and the embedding model's own
+        settings (``window_s``, ``sample_rate_hz``, checkpoint, ...).
+    info : dict
+        Other top-level fields of the file (``created_at``, training notes); kept on save.
+    """
+
+    beta: np.ndarray
+    beta_bias: np.ndarray
+    classes: tuple[str, ...]
+    embedding_model: str
+    model_config: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        beta = np.ascontiguousarray(self.beta, dtype=np.float32)
+        bias = np.ascontiguousarray(self.beta_bias, dtype=np.float32).reshape(-1)
+        if beta.ndim != 2 or beta.shape[1] != len(self.classes) or bias.shape != (len(self.classes),):
+            raise ClassifierError(f"beta {list(beta.shape)} and beta_bias {list(bias.shape)} do not fit "
+                                  f"{len(self.classes)} classes ([D, C] and [C] expected)")
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "beta_bias", bias)
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.beta.shape[0])
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.scores(embeddings)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Logits float32 [T, C] of embeddings [T, D] (see the module notes on precision)."""
+        x = np.asarray(embeddings)
+        if x.ndim != 2 or x.shape[1] != self.embedding_dim:
+            raise ClassifierError(f"embeddings {list(x.shape)} do not match the classifier's dimension "
+                                  f"{self.embedding_dim}")
+        out = x.astype(np.float64) @ self.beta.astype(np.float64) + self.beta_bias.astype(np.float64)
+        return out.astype(np.float32)
+
+    def window_geometry(self) -> dict[str, Any]:
+        """``window_s`` and ``sample_rate_hz`` of the embeddings it was trained on, where recorded.
+
+        Read from ``model_config.model_config`` under our names or perch-hoplite's
+        (``window_size_s``, ``sample_rate``).
+        """
+        inner = self.model_config.get("model_config") or {}
+        if not isinstance(inner, dict):
+            return {}
+        found = {}
+        for name, aliases in (("window_s", ("window_s", "window_size_s")),
+                              ("sample_rate_hz", ("sample_rate_hz", "sample_rate"))):
+            value = next((inner[a] for a in aliases if isinstance(inner.get(a), (int, float))
+                          and not isinstance(inner.get(a), bool)), None)
+            if value is not None:
+                found[name] = value
+        return found
+
+    def check_fits(self, *, model: str, embedding_dim: int, window_s: float | None = None,
+                   sample_rate_hz: int | None = None, name: str = "classifier") -> None:
+        """Raise :class:`ClassifierError` unless the classifier takes this run's embeddings."""
+        geometry = self.window_geometry()
+        problems = []
+        if model_family(self.embedding_model) != model_family(model):
+            problems.append(f"embedding model {self.embedding_model!r}, not {model!r}")
+        if self.embedding_dim != int(embedding_dim):
+            problems.append(f"{self.embedding_dim}-d embeddings, not {int(embedding_dim)}-d")
+        if window_s is not None and "window_s" in geometry and abs(float(geometry["window_s"]) - window_s) > 1e-9:
+            problems.append(f"{geometry['window_s']:g} s windows, not {window_s:g} s")
+        if sample_rate_hz is not None and "sample_rate_hz" in geometry and \
+                int(geometry["sample_rate_hz"]) != int(sample_rate_hz):
+            problems.append(f"audio at {geometry['sample_rate_hz']} Hz, not {sample_rate_hz} Hz")
+        if problems:
+            raise ClassifierError(
+                f"{name} does not fit this run: it was trained on {'; '.join(problems)}. Train it on "
+                f"{model} embeddings, or run with --model {self.embedding_model} (or set model: in the config)")
+
+    # -- the file format ---------------------------------------------------------------------
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The model file's JSON object (hoplite's keys first)."""
+        config = {"model_key": self.embedding_model, "embedding_dim": self.embedding_dim,
+                  **{k: v for k, v in self.model_config.items() if k not in ("model_key", "embedding_dim")}}
+        return {
+            "model_config": config,
+            "classes": list(self.classes),
+            "beta": b64_float32(self.beta),
+            "beta_bias": b64_float32(self.beta_bias),
+            "format": FORMAT,
+            "embedding_model": self.embedding_model,
+            "embedding_dim": self.embedding_dim,
+            "weights": {"beta": {"dtype": "float32 little-endian", "shape": list(self.beta.shape), "order": "C"},
+                        "beta_bias": {"dtype": "float32 little-endian", "shape": list(self.beta_bias.shape)}},
+            "score": SCORE,
+            **{k: v for k, v in self.info.items() if k not in _RESERVED},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), indent=2) + "\n"
+
+    def to_base64(self) -> str:
+        """Base64 of the JSON file: what a config's ``classifiers[].model`` may hold."""
+        return base64.b64encode(json.dumps(self.to_json_dict(), separators=(",", ":")).encode("utf-8")).decode("ascii")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON model file atomically."""
+        from ..outputs.atomic import write_text_atomic
+
+        return write_text_atomic(path, self.to_json())
+
+    @classmethod
+    def from_json_dict(cls, data: Any) -> "LinearClassifier":
+        """Read a model file's JSON object (ours or perch-hoplite's); errors name the field."""
+        if not isinstance(data, dict):
+            raise ClassifierError(f"a linear classifier is a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("beta", "beta_bias", "classes") if k not in data]
+        if missing:
+            raise ClassifierError(f"not a linear classifier: missing {', '.join(repr(m) for m in missing)}")
+        classes = data["classes"]
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+            raise ClassifierError("classes: expected a non-empty list of label names")
+        if len(set(classes)) != len(classes):
+            raise ClassifierError("classes: label names repeat")
+        config = data.get("model_config") or {}
+        if not isinstance(config, dict):
+            raise ClassifierError(f"model_config: expected an object, got {type(config).__name__}")
+        model = data.get("embedding_model", config.get("model_key"))
+        if not isinstance(model, str) or not model:
+            raise ClassifierError("embedding_model: missing (nor model_config.model_key): which model's "
+                                  "embeddings the classifier takes must be recorded")
+        beta = float32_from_b64(data["beta"], field_name="beta")
+        bias = float32_from_b64(data["beta_bias"], field_name="beta_bias")
+        n = len(classes)
+        if bias.size != n:
+            raise ClassifierError(f"beta_bias: {bias.size} values for {n} classes")
+        if beta.size % n or beta.size == 0:
+            raise ClassifierError(f"beta: {beta.size} values is not D x {n} (one column per class)")
+        dim = beta.size // n
+        for where, value in (("embedding_dim", data.get("embedding_dim")),
+                             ("model_config.embedding_dim", config.get("embedding_dim"))):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value != dim):
+                raise ClassifierError(f"{where}: {value!r}, but beta holds {dim} x {n} weights")
+        info = {k: v for k, v in data.items() if k not in _RESERVED}
+        return cls(beta.reshape(dim, n), bias, tuple(classes), model, dict(config), info)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "LinearClassifier":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ClassifierError(f"not JSON ({exc})") from None
+        return cls.from_json_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LinearClassifier":
+        """Read a JSON model file."""
+        p = Path(path)
+        try:
+            text = p.read_bytes()
+        except OSError as exc:
+            raise ClassifierError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        try:
+            return cls.from_json(text)
+        except ClassifierError as exc:
+            raise ClassifierError(f"{p}: {exc}") from None
+
+    @classmethod
+    def from_base64(cls, text: str) -> "LinearClassifier":
+        """Decode :meth:`to_base64` text (whitespace and line breaks are ignored)."""
+        try:
+            raw = base64.b64decode("".join(str(text).split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ClassifierError(f"not valid base64 ({exc})") from None
+        try:
+            return cls.from_json(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ClassifierError("base64 decodes to bytes that are not UTF-8 JSON") from None
+        except ClassifierError as exc:
+            raise ClassifierError(f"decoded base64: {exc}") from None
+
+
+_RESERVED = ("model_config", "classes", "beta", "beta_bias", "format", "embedding_model", "embedding_dim",
+             "weights", "score")
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How :func:`train_linear_classifier` fits and evaluates.
+
+    Attributes
+    ----------
+    holdout_fraction : float
+        Share of each label's clips held out for the metrics, in [0, 1); whole clips are held
+        out (their windows never train), at least one per label that has two clips or more.
+    seed : int
+        Seed of the held-out draw.
+    regularization : float
+        scikit-learn's ``C`` (inverse L2 strength) on standardised embeddings.
+    max_iter : int
+        L-BFGS iterations per label.
+    """
+
+    holdout_fraction: float = 0.25
+    seed: int = 0
+    regularization: float = 1.0
+    max_iter: int = 1000
+
+
+@dataclass
+class TrainResult:
+    """A trained classifier, its held-out metrics, and which rows were held out.
+
+    Attributes
+    ----------
+    classifier : LinearClassifier
+    metrics : dict
+        JSON-able: per-class average precision and ROC AUC on held-out windows, macro means,
+        top-1 accuracy, counts.
+    heldout_rows : numpy.ndarray
+        bool [N] over the embedding rows.
+    heldout_scores : numpy.ndarray
+        float32 [N_heldout, C]: ``classifier.scores`` of the held-out rows.
+    """
+
+    classifier: LinearClassifier
+    metrics: dict[str, Any]
+    heldout_rows: np.ndarray
+    heldout_scores: np.ndarray
+
+
+def split_clips(clip_labels: Sequence[tuple[str, ...]], *, fraction: float, seed: int) -> np.ndarray:
+    """Stratified held-out draw of clips: bool [n_clips], True for held out.
+
+    Clips are grouped by their label set; each group gives ``round(fraction * n)`` clips
+    (at least one when the group has two or more and ``fraction > 0``; a group of one trains).
+    """
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(clip_labels), dtype=bool)
+    if fraction <= 0:
+        return held
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, labels in enumerate(clip_labels):
+        groups.setdefault(tuple(sorted(labels)), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        n = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        held[rng.permutation(np.asarray(members))[:n]] = True
+    return held
+
+
+def evaluate(scores: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Per-class average precision and ROC AUC (scikit-learn) of scores [N, C] against 0/1 targets [N, C]."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    per_class: dict[str, Any] = {}
+    aps, aucs = [], []
+    for c, name in enumerate(classes):
+        y, s = targets[:, c].astype(int), scores[:, c].astype(np.float64)
+        pos = int(y.sum())
+        entry: dict[str, Any] = {"positives": pos, "negatives": int(y.size - pos),
+                                 "chance_average_precision": round(pos / y.size, 6) if y.size else None}
+        if 0 < pos < y.size:
+            entry["average_precision"] = round(float(average_precision_score(y, s)), 6)
+            entry["roc_auc"] = round(float(roc_auc_score(y, s)), 6)
+            aps.append(entry["average_precision"])
+            aucs.append(entry["roc_auc"])
+        else:
+            entry["average_precision"] = entry["roc_auc"] = None
+            entry["note"] = "needs held-out windows with and without the label"
+        per_class[name] = entry
+    labelled = targets.sum(axis=1) > 0
+    top1 = targets[np.arange(len(targets)), np.argmax(scores, axis=1)][labelled] if len(targets) else np.zeros(0)
+    return {
+        "windows": int(len(targets)),
+        "macro_average_precision": round(float(np.mean(aps)), 6) if aps else None,
+        "macro_roc_auc": round(float(np.mean(aucs)), 6) if aucs else None,
+        "top1_accuracy": round(float(top1.mean()), 6) if top1.size else None,
+        "per_class": per_class,
+    }
+
+
+def train_linear_classifier(embeddings: np.ndarray, targets: np.ndarray, clip_of_row: np.ndarray,
+                            classes: Sequence[str], *, embedding_model: str, model_config: dict[str, Any],
+                            options: TrainOptions = TrainOptions(),
+                            info: dict[str, Any] | None = None) -> TrainResult:
+    """Fit one logistic regression per label (one-vs-rest) on the training clips; score the held-out ones.
+
+    Parameters
+    ----------
+    embeddings : numpy.ndarray
+        float32 [N, D], one row per window.
+    targets : numpy.ndarray
+        0/1 [N, C]: the labels of each window (its clip's).
+    clip_of_row : numpy.ndarray
+        int [N]: which clip each row comes from (held out together).
+    classes : sequence of str
+        The C label names.
+    embedding_model : str
+        Name of the model that made the embeddings.
+    model_config : dict
+        Its settings (``window_s``, ``sample_rate_hz``, checkpoint...), recorded in the file.
+    options : TrainOptions
+    info : dict, optional
+        Extra top-level fields for the model file.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ClassifierError
+        Fewer than two labels, or a label with no positive or no negative training window.
+
+    Notes
+    -----
+    scikit-learn's ``LogisticRegression`` (L-BFGS, ``class_weight="balanced"``) per label is the
+    same model as perch-hoplite's sigmoid cross-entropy head, fitted to convergence instead of a
+    fixed number of Adam steps. Embeddings are standardised for the fit and the scaling is folded
+    into ``beta``/``beta_bias``, so applying the classifier is one affine map on raw embeddings.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    y = np.asarray(targets).astype(bool)
+    classes = tuple(classes)
+    if len(classes) < 2:
+        raise ClassifierError(f"training needs at least two labels (got {list(classes)}): a label is learnt "
+                              "against the clips of the others")
+    clips = np.asarray(clip_of_row, dtype=np.int64)
+    if x.ndim != 2 or y.shape != (x.shape[0], len(classes)) or clips.shape != (x.shape[0],) or not len(x):
+        raise ClassifierError(f"embeddings {list(x.shape)}, targets {list(y.shape)} and clip indices "
+                              f"{list(clips.shape)} do not match ({len(classes)} classes)")
+    clip_ids, first_row, clip_of = np.unique(clips, return_index=True, return_inverse=True)
+    clip_labels = [tuple(c for c, on in zip(classes, y[r]) if on) for r in first_row]
+    held_clip = split_clips(clip_labels, fraction=options.holdout_fraction, seed=options.seed)
+    held = held_clip[clip_of]
+    train_x, train_y = x[~held].astype(np.float64), y[~held]
+    mean = train_x.mean(axis=0)
+    std = train_x.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    z = (train_x - mean) / std
+    beta = np.zeros((x.shape[1], len(classes)), dtype=np.float64)
+    bias = np.zeros(len(classes), dtype=np.float64)
+    for c, name in enumerate(classes):
+        yc = train_y[:, c]
+        if yc.all() or not yc.any():
+            raise ClassifierError(f"label {name!r} has {'no negative' if yc.all() else 'no positive'} training "
+                                  "windows; add clips (or lower training.holdout_fraction)")
+        model = LogisticRegression(C=options.regularization, class_weight="balanced", max_iter=options.max_iter)
+        model.fit(z, yc)
+        w = model.coef_[0] / std
+        beta[:, c] = w
+        bias[c] = model.intercept_[0] - float(np.dot(w, mean))
+    notes = {
+        "training": {
+            "method": "one-vs-rest logistic regression (scikit-learn LogisticRegression, lbfgs, "
+                      "class_weight=balanced) on standardised embeddings, scaling folded into beta",
+            "regularization_C": options.regularization, "max_iter": options.max_iter,
+            "holdout_fraction": options.holdout_fraction, "seed": options.seed,
+            "train_windows": int((~held).sum()), "heldout_windows": int(held.sum()),
+            "train_clips": int((~held_clip).sum()), "heldout_clips": int(held_clip.sum()),
+        },
+        **(info or {}),
+    }
+    classifier = LinearClassifier(beta.astype(np.float32), bias.astype(np.float32), classes, embedding_model,
+                                  {"model_key": embedding_model, "embedding_dim": int(x.shape[1]),
+                                   "model_config": dict(model_config)}, notes)
+    heldout_scores = classifier.scores(x[held])
+    metrics = {"heldout": evaluate(heldout_scores, y[held], classes) if held.any() else None,
+               "train": evaluate(classifier.scores(x[~held]), y[~held], classes),
+               "score": SCORE}
+    return TrainResult(classifier, metrics, held, heldout_scores)

@@ -1,0 +1,167 @@
+"""Argument parsing of ``python/perch_runner.py`` (the work is in :mod:`.commands`).
+
+Exit status: 0 when every input was written (or already was), 1 when an input failed
+(listed in ``failures.csv`` for directory, manifest and batch runs), 2 for a usage, config,
+model or classifier error; errors are one line, ``error: ...``, on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from ..device import DEVICES, quiet_framework_logs, sanitize_mkl_threads
+
+PROG = "perch_runner.py"
+USAGE = {
+    "generate": "generate [-F|--format csv|parquet] [-c|--config FILE] INPUT OUTPUT_DIR",
+    "classify": "classify [-F|--format csv|parquet] [-c|--config FILE] INPUT OUTPUT_DIR",
+    "distance": "distance [-F|--format csv|parquet] [-c|--config FILE] INPUT QUERY OUTPUT_DIR",
+    "train": "train [-c|--config FILE] LABELLED OUTPUT_DIR",
+    "batch": "batch [-F|--format csv|parquet] [-c|--config FILE] [--query FILE] COMMAND SOURCE_CSV",
+}
+DESCRIPTION = """\
+perch-runner on the audio_embeddings corpus engine: window embeddings (Perch 2.0 by default,
+or any model B1's --model takes) as self-describing CSV or Parquet tables, linear classifiers,
+and distances to a query window.
+
+""" + "\n".join(f"  {PROG} {line}" for line in USAGE.values())
+INPUT_HELP = "audio file (or a directory, searched recursively, or a manifest .txt/.csv of paths)"
+
+
+def _fmt(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("csv", "parquet"):
+        raise argparse.ArgumentTypeError(f"choose csv or parquet, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _row(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a 0-based row number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, *, table: bool) -> None:
+    if table:
+        p.add_argument("-F", "--format", dest="fmt", type=_fmt, default=None, metavar="csv|parquet",
+                       help="table format (default: csv; base64 float32 embeddings, '#' provenance lines)")
+    p.add_argument("-c", "--config", default=None, metavar="FILE",
+                   help="YAML config: hop_length_seconds, model, classifiers [{name, tags, model}], training")
+    g = p.add_argument_group("options")
+    g.add_argument("--model", default=None,
+                   help="model as B1's --model takes it: perch_v2 (default), perch_v2_cpu, birdnet, a SavedModel "
+                        "directory, .onnx or .tflite file; overrides the config's model")
+    g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--batch-size", type=_positive_int, default=8, help="windows per model call (default: 8)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: 0 for one file, up to 4 for directories and batches)")
+    g.add_argument("--overwrite", action="store_true", help="redo inputs whose table exists (default: skip them)")
+    verbosity = g.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity.add_argument("--verbose", action="store_true", help="a line per file and per batch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,classify,distance,train,batch}")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, usage=f"{PROG} {USAGE[name]}")
+
+    p = add("generate", "embeddings per window of INPUT -> OUTPUT_DIR/<stem>.embeddings.csv|parquet")
+    _common(p, table=True)
+    p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
+
+    p = add("classify", "the config's linear classifiers on every window -> OUTPUT_DIR/<stem>.classifications.*")
+    _common(p, table=True)
+    p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
+
+    p = add("distance", "embeddings and their distance to a one-window QUERY -> OUTPUT_DIR/<stem>.distances.*")
+    _common(p, table=True)
+    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
+                   help="cosine (1 - cosine similarity, default) or euclidean")
+    p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("query", metavar="QUERY", help="audio one window long (5 s for Perch, 3 s for BirdNET)")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
+
+    p = add("train", "a linear classifier from labelled clips -> <name>.json, .json.b64, .metadata.json, "
+                     ".heldout.csv")
+    _common(p, table=False)
+    p.add_argument("--name", default="linear_classifier", help="base name of the files (default: %(default)s)")
+    p.add_argument("labelled", metavar="LABELLED",
+                   help="a folder with a sub-folder of clips per label, or a CSV of path,label rows")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the model and its metadata go")
+
+    p = add("batch", "run generate, classify or distance over the source,output rows of a CSV (resumable)")
+    _common(p, table=True)
+    p.add_argument("--query", default=None, metavar="FILE", help="distance: the query (one window long)")
+    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"), help="distance: the metric")
+    p.add_argument("--start-row", type=_row, default=None, help="first row to run (0-based)")
+    p.add_argument("--end-row", type=_row, default=None, help="last row to run (0-based, inclusive)")
+    p.add_argument("--report-dir", default=None,
+                   help="where summary.json and failures.csv go (default: the CSV's folder)")
+    p.add_argument("batch_command", metavar="COMMAND", choices=("generate", "classify", "distance"),
+                   help="generate | classify | distance")
+    p.add_argument("source_csv", metavar="SOURCE_CSV",
+                   help="CSV with columns source (audio) and output (a folder, or the .csv/.parquet table itself)")
+    return parser
+
+
+def _error(message: object) -> int:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run, return the exit status (argparse's own usage errors exit 2 from ``parse_args``)."""
+    from .classifier import ClassifierError
+    from .commands import RunSettings, UsageError, run_batch, run_table_command
+    from .training import run_train
+    from .config import ConfigError, load_config
+    from .tables import TableError
+
+    sanitize_mkl_threads()
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_framework_logs()
+    if args.quiet or not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    command_line = [PROG, *(sys.argv[1:] if argv is None else list(argv))]
+    try:
+        config = load_config(args.config)
+        settings = RunSettings(fmt=getattr(args, "fmt", None), config=config, model=args.model, device=args.device,
+                               batch_size=args.batch_size, workers=args.workers, overwrite=args.overwrite,
+                               quiet=args.quiet, verbose=args.verbose, argv=command_line)
+        if args.command in ("generate", "classify"):
+            return run_table_command(args.command, args.input, args.output_dir, settings)
+        if args.command == "distance":
+            return run_table_command("distance", args.input, args.output_dir, settings, query=args.query,
+                                     metric=args.metric)
+        if args.command == "train":
+            return run_train(args.labelled, args.output_dir, settings, name=args.name)
+        if args.batch_command == "distance" and not args.query:
+            return _error("batch distance needs --query FILE (one window long)")
+        return run_batch(args.batch_command, args.source_csv, settings, query=args.query, metric=args.metric,
+                         start_row=args.start_row, end_row=args.end_row, report_dir=args.report_dir)
+    except (UsageError, ConfigError, ClassifierError, TableError) as exc:
+        return _error(exc)

@@ -1,0 +1,548 @@
+"""The runner's commands, each a run of the corpus engine with a writer that makes one table per input.
+
+``generate``, ``classify`` and ``distance`` take an audio file (or a directory, or a
+manifest: the tree is mirrored) and write ``<stem>.embeddings.csv``,
+``<stem>.classifications.csv`` or ``<stem>.distances.csv`` (``.parquet`` with
+``--format parquet``). ``batch`` runs one of them over the ``source,output`` rows of a CSV.
+``train`` (in :mod:`.training`) embeds labelled clips and writes a linear classifier.
+
+Every run resumes: an input whose table exists is skipped (``overwrite`` redoes it); a table
+made with other settings (model, hop, classifiers, query, metric) is refused rather than
+mixed in. Tables are written atomically, so a killed run leaves no partial table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .classifier import ClassifierError
+from .config import DEFAULT_MODEL, ClassifierSpec, RunnerConfig
+from .tables import COLUMN_DOCS, SUFFIXES, TableError, read_provenance, write_table
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+#: Output table kind per command (also the middle of the file name: ``<stem>.<kind>.csv``).
+KINDS = {"generate": "embeddings", "classify": "classifications", "distance": "distances"}
+METRICS = ("cosine", "euclidean")
+#: A query may differ from one window by this much (s); it is cut to one window.
+QUERY_TOLERANCE_S = 0.01
+TABLE_FORMAT = "audio_embeddings perch-runner table"
+TABLE_FORMAT_VERSION = 1
+
+
+class UsageError(ValueError):
+    """Bad arguments, config, model or query: the run does not start (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every command shares.
+
+    Attributes
+    ----------
+    fmt : {"csv", "parquet"} or None
+        Table format (None: csv, or a batch row's output suffix).
+    config : RunnerConfig
+    model : str or None
+        ``--model``; overrides the config's ``model`` (default ``perch_v2``).
+    device : str
+    batch_size : int
+        Windows per model call, from any files.
+    workers : int or None
+        Decoding processes (None: 0 for one file, up to 4 otherwise).
+    overwrite : bool
+        Redo inputs whose table exists.
+    quiet, verbose : bool
+    argv : list of str, optional
+        Command line recorded in provenance.
+    """
+
+    fmt: str | None = None
+    config: RunnerConfig = field(default_factory=RunnerConfig)
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    workers: int | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    argv: list[str] | None = None
+
+    @property
+    def model_spec(self) -> str:
+        return self.model or self.config.model or DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class Target:
+    """One input and the table it becomes."""
+
+    key: str
+    source: str
+    output: Path
+    fmt: str
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    """Package versions that shape the numbers and the files."""
+    from ..outputs.contract import package_versions
+
+    found = package_versions()
+    for name in ("pyarrow", "PyYAML", "scikit-learn"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (paths and other objects as text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def load_model(settings: RunSettings) -> Any:
+    """The backend for the run (``hop_length_seconds`` as ``hop_s``); UsageError when it cannot load."""
+    from ..registry import load_backend
+
+    spec = settings.model_spec
+    try:
+        return load_backend(spec, device=settings.device, hop_s=settings.config.hop_length_seconds)
+    except (ValueError, OSError, ImportError) as exc:
+        raise UsageError(f"{spec}: {exc}") from None
+
+
+def model_facts(backend: Any, spec: str) -> dict[str, Any]:
+    """Model identity and geometry, for provenance and for the resume check."""
+    info = backend.describe()
+    return jsonable({
+        "model": backend.name,
+        "model_spec": spec,
+        "checkpoint": info.get("checkpoint") or getattr(backend, "source", None),
+        "weights_sha256": info.get("weights_sha256"),
+        "embedding_dim": int(backend.embedding_dim),
+        "window_s": float(backend.window_s),
+        "hop_s": float(backend.frame_stride_s),
+        "sample_rate_hz": int(backend.sample_rate_hz),
+    })
+
+
+def window_columns(result: Any) -> dict[str, np.ndarray]:
+    """``start``, ``end`` (clipped to the file) and ``source_separation_channel`` of a result's rows."""
+    start = np.asarray(result.time_axis_s, dtype=np.float64)
+    end = start + float(result.window_s)
+    if result.n_samples:
+        end = np.minimum(end, result.n_samples / float(result.sample_rate_hz))
+    return {"start": start, "end": end, "source_separation_channel": np.zeros(start.shape[0], dtype=np.int32)}
+
+
+def distances(embeddings: np.ndarray, query: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Distance float64 [T] of each row of [T, D] to a query [D].
+
+    ``cosine``: ``1 - cos`` computed as ``|a/|a| - q/|q||^2 / 2`` in float64 (exactly 0 for a row
+    equal to the query; 1 when either vector is all zeros). ``euclidean``: ``|a - q|``.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    q = np.asarray(query, dtype=np.float64).reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != q.shape[1]:
+        raise ValueError(f"embeddings {list(x.shape)} and query [{q.shape[1]}] differ in dimension")
+    if metric == "euclidean":
+        return np.sqrt(np.sum((x - q) ** 2, axis=1))
+    if metric != "cosine":
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    nx = np.sqrt(np.sum(x * x, axis=1))  # the same reduction for rows and query: equal rows, equal norms
+    nq = np.sqrt(np.sum(q * q, axis=1))
+    ux = x / np.where(nx > 0, nx, 1.0)[:, None]
+    uq = q / np.where(nq > 0, nq, 1.0)[:, None]
+    d = 0.5 * np.sum((ux - uq) ** 2, axis=1)
+    d[(nx == 0) | (nq[0] == 0)] = 1.0
+    return d
+
+
+class TableWriter:
+    """The engine's writer: ``render(result)`` -> columns, written with provenance to the key's target."""
+
+    def __init__(self, targets: Sequence[Target], render: Callable[[Any], dict[str, Any]],
+                 provenance: dict[str, Any]):
+        self.targets = {t.key: t for t in targets}
+        self.render = render
+        self.provenance = provenance
+
+    def is_complete(self, key: str) -> bool:
+        return self.targets[key].output.is_file()
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
+        from ..outputs.contract import now_iso
+
+        target = self.targets[key]
+        if np.asarray(result.embeddings).ndim != 2:
+            raise ValueError(f"tables take [T, D] embeddings, got {list(np.shape(result.embeddings))}")
+        columns = self.render(result)
+        provenance = {**self.provenance, "columns": {c: COLUMN_DOCS.get(c, "") for c in columns},
+                      "input": jsonable({"path": str(input_path), **audio_info}), "created_at": now_iso()}
+        write_table(target.output, columns, provenance, fmt=target.fmt)
+        return {"store": str(target.output), "output": str(target.output)}
+
+    def close(self) -> None:
+        """Nothing is buffered."""
+
+
+def _differences(old: Any, new: Any) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "no settings recorded" if old is None else "settings differ"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_existing(targets: Sequence[Target], settings: dict[str, Any]) -> None:
+    """Refuse to resume over tables made with other settings (UsageError naming the first)."""
+    for target in targets:
+        if not target.output.is_file():
+            continue
+        try:
+            recorded = read_provenance(target.output).get("settings")
+        except (OSError, TableError, ValueError) as exc:
+            raise UsageError(f"{target.output} exists but is not a readable runner table ({exc}); "
+                             "use --overwrite to replace it") from None
+        if recorded != settings:
+            raise UsageError(f"{target.output} was made with other settings ({_differences(recorded, settings)}); "
+                             "use --overwrite to redo it, or choose another output")
+
+
+def _progress(n: int, settings: RunSettings, *, single: bool, desc: str) -> Any:
+    from ..corpus.progress import Progress
+
+    return Progress(n, quiet=settings.quiet, verbose=settings.verbose or single,
+                    file_lines=sys.stdout if single else None, desc=desc)
+
+
+def _workers(settings: RunSettings, single: bool) -> int:
+    from ..cli import default_workers
+
+    if settings.workers is not None:
+        return max(0, int(settings.workers))
+    return 0 if single else default_workers()
+
+
+def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings: RunSettings, report_dir: Path,
+               single: bool, resume: bool, context: dict[str, Any], write_report: bool) -> Any:
+    """Run the corpus engine over ``targets`` with ``writer``; returns the filled-in RunReport.
+
+    ``write_report``: also write ``summary.json``/``failures.csv`` in ``report_dir`` (its
+    ``.scratch`` holds streamed long recordings during the run).
+    """
+    from ..corpus.discover import CorpusItem
+    from ..corpus.engine import RunOptions, run_corpus
+    from ..corpus.report import RunReport
+    from ..corpus.shard import Shard
+
+    items = [CorpusItem(t.key, t.source) for t in targets]
+    options = RunOptions(batch_size=settings.batch_size, workers=_workers(settings, single), resume=resume)
+    report = RunReport(report_dir, shard=Shard(), context={**context, "command_line": settings.argv,
+                                                           "versions": versions()})
+    progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
+    try:
+        run_corpus(backend, items, writer, report, options=options, scratch_dir=report_dir / ".scratch" / "runner",
+                   progress=progress)
+    finally:
+        progress.close()
+    if write_report:
+        summary = report.write()
+        if not settings.quiet:
+            d = report.to_dict()
+            print(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
+                  f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary}",
+                  file=sys.stderr)
+    return report
+
+
+# -- targets ---------------------------------------------------------------------------------
+
+
+def table_name(key: str, command: str, fmt: str) -> str:
+    """``a/b/x.wav`` -> ``a/b/x.embeddings.csv`` (generate; classifications, distances)."""
+    from ..corpus.writers import output_base
+
+    return f"{output_base(key)}.{KINDS[command]}{SUFFIXES[fmt]}"
+
+
+def input_targets(inputs: str, output_dir: str | Path, command: str, fmt: str) -> tuple[list[Target], bool, Path]:
+    """Targets of a file, directory or manifest input: (targets, single_file, corpus root).
+
+    Raises
+    ------
+    UsageError
+        Nothing found, or two inputs that would write the same table.
+    """
+    from ..corpus.discover import CorpusError, discover
+    from ..corpus.writers import colliding_keys
+
+    try:
+        corpus = discover([str(inputs)], exclude=[output_dir])
+    except (CorpusError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    clashes = colliding_keys(i.key for i in corpus.items)
+    if clashes:
+        a, b = clashes[0]
+        raise UsageError(f"{a} and {b} would write the same table")
+    out = Path(output_dir)
+    targets = [Target(i.key, i.path, out / table_name(i.key, command, fmt), fmt) for i in corpus.items]
+    return targets, corpus.kind == "files", corpus.root
+
+
+def read_batch_rows(source_csv: str | Path, *, start_row: int | None = None,
+                    end_row: int | None = None) -> list[tuple[int, str, str]]:
+    """``(row, source, output)`` of a batch CSV (columns ``source`` and ``output``; 0-based rows, end inclusive).
+
+    Relative paths are taken from the CSV's folder.
+    """
+    path = Path(source_csv)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+    missing = [c for c in ("source", "output") if c not in fields]
+    if missing:
+        raise UsageError(f"{path}: needs columns source and output (missing {', '.join(missing)}; "
+                         f"found {', '.join(reader.fieldnames or []) or 'no header'})")
+    rows = []
+    for i, row in enumerate(reader):
+        source, output = (row.get(fields["source"]) or "").strip(), (row.get(fields["output"]) or "").strip()
+        if not source and not output:
+            continue
+        if not source or not output:
+            raise UsageError(f"{path}: row {i}: both source and output are needed")
+        rows.append((i, source, output))
+    first = start_row or 0
+    last = len(rows) - 1 if end_row is None else end_row
+    rows = [r for r in rows if first <= r[0] <= last]
+    if not rows:
+        raise UsageError(f"{path}: no rows to run (rows {first}..{last})")
+    base = path.parent
+    resolve = (lambda p: p if Path(p).is_absolute() else str(base / p))
+    return [(i, resolve(s), resolve(o)) for i, s, o in rows]
+
+
+def batch_targets(rows: Sequence[tuple[int, str, str]], command: str, fmt: str | None) -> list[Target]:
+    """A row's ``output`` is the table itself when it ends in .csv/.parquet, else the folder it goes in."""
+    targets = []
+    for i, source, output in rows:
+        out = Path(output)
+        suffix = out.suffix.lower()
+        if suffix in (".csv", ".parquet"):
+            row_fmt = suffix[1:]
+            if fmt and fmt != row_fmt:
+                raise UsageError(f"row {i}: output {output} is {row_fmt} but --format {fmt} was given")
+            targets.append(Target(f"row{i:06d}", source, out, row_fmt))
+        else:
+            row_fmt = fmt or "csv"
+            targets.append(Target(f"row{i:06d}", source, out / table_name(Path(source).name, command, row_fmt),
+                                  row_fmt))
+    seen: dict[Path, Target] = {}
+    for t in targets:
+        final = t.output.resolve()
+        if final in seen:
+            raise UsageError(f"{seen[final].source} and {t.source} would both write {t.output}")
+        seen[final] = t
+    return targets
+
+
+# -- generate / classify / distance ----------------------------------------------------------
+
+
+@dataclass
+class TablePlan:
+    """What a table command writes per input (built once the model is loaded)."""
+
+    render: Callable[[Any], dict[str, Any]]
+    provenance: dict[str, Any]
+    settings: dict[str, Any]
+
+
+def _classifier_labels(spec: ClassifierSpec) -> np.ndarray:
+    index = {c: i for i, c in enumerate(spec.classifier.classes)}
+    return np.array([index[label] for label in spec.labels], dtype=np.int64)
+
+
+def plan_classify(backend: Any, specs: Sequence[ClassifierSpec]) -> tuple[Callable[[Any], dict[str, Any]], list]:
+    """Check each classifier against the model and build the classify renderer.
+
+    Raises
+    ------
+    UsageError
+        No classifiers, or one trained on another model, dimension or window.
+    """
+    if not specs:
+        raise UsageError("classify needs classifiers: give a config (-c FILE) with classifiers: "
+                         "[{name, tags, model}]")
+    for spec in specs:
+        try:
+            spec.classifier.check_fits(model=backend.name, embedding_dim=backend.embedding_dim,
+                                       window_s=float(backend.window_s), sample_rate_hz=int(backend.sample_rate_hz),
+                                       name=f"classifier {spec.name!r}")
+        except ClassifierError as exc:
+            raise UsageError(str(exc)) from None
+    columns = [(spec, _classifier_labels(spec)) for spec in specs]
+    names = np.array([spec.name for spec, idx in columns for _ in idx], dtype=object)
+    labels = np.array([label for spec, _ in columns for label in spec.labels], dtype=object)
+
+    def render(result: Any) -> dict[str, Any]:
+        window = window_columns(result)
+        scores = np.concatenate([spec.classifier.scores(result.embeddings)[:, idx] for spec, idx in columns], axis=1)
+        t, k = scores.shape
+        return {"start": np.repeat(window["start"], k), "end": np.repeat(window["end"], k),
+                "source_separation_channel": np.repeat(window["source_separation_channel"], k),
+                "classifier": np.tile(names, t), "label": np.tile(labels, t), "score": scores.reshape(-1)}
+
+    return render, [spec.describe() for spec in specs]
+
+
+def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """The query's one-window embedding [D] and facts about it.
+
+    Raises
+    ------
+    UsageError
+        Not a window model, an unreadable query, or a query that is not one window long.
+    """
+    from .. import audio
+    from ..pipeline import embed_audio
+
+    if getattr(backend, "framing", None) != "windows":
+        raise UsageError(f"distance needs a window model (perch_v2, perch_v2_cpu, birdnet); {backend.name} "
+                         "makes frames, not windows")
+    rate = int(backend.sample_rate_hz)
+    window = int(backend.window_samples)
+    try:
+        loaded = audio.load(query, sample_rate_hz=rate)
+    except audio.AudioError as exc:
+        raise UsageError(f"query {exc}") from None
+    n = int(loaded.samples.shape[0])
+    window_s = window / rate
+    if abs(n - window) > round(QUERY_TOLERANCE_S * rate):
+        raise UsageError(f"{query}: the query must be one window long ({window_s:g} s for {backend.name}); "
+                         f"it is {n / rate:.3f} s. Cut a {window_s:g} s excerpt (or use --model for another window)")
+    samples = loaded.samples[:window]
+    clip = audio.Audio(samples, rate, loaded.source_sample_rate_hz, loaded.source_channels, loaded.channel,
+                       str(query))
+    result = embed_audio(backend, clip, batch_size=1)
+    digest = hashlib.sha256(Path(query).read_bytes()).hexdigest()
+    return np.asarray(result.embeddings[0], dtype=np.float32), {
+        "path": str(query), "sha256": digest, "duration_s": round(n / rate, 6), "window_s": window_s}
+
+
+def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str | None = None,
+               metric: str = "cosine") -> TablePlan:
+    """Renderer, provenance and resume settings of a generate/classify/distance run."""
+    facts = model_facts(backend, settings.model_spec)
+    extra: dict[str, Any] = {}
+    # what changes the numbers: the weights (their hash where known, else the checkpoint), geometry, command
+    skip = {"model_spec"} | ({"checkpoint"} if facts.get("weights_sha256") else set())
+    fingerprint: dict[str, Any] = {"command": command, **{k: v for k, v in facts.items() if k not in skip}}
+    if command == "generate":
+        def render(result: Any) -> dict[str, Any]:
+            return {**window_columns(result), "embedding": np.asarray(result.embeddings, dtype=np.float32)}
+    elif command == "classify":
+        render, described = plan_classify(backend, settings.config.classifiers)
+        extra["classifiers"] = described
+        extra["score"] = COLUMN_DOCS["score"]
+        fingerprint["classifiers"] = [{"name": d["name"], "sha256": d["sha256"], "labels": d["labels"]}
+                                      for d in described]
+    elif command == "distance":
+        if metric not in METRICS:
+            raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        if query is None:
+            raise UsageError("distance needs a query file")
+        vector, query_info = embed_query(backend, query)
+        extra.update({"query": query_info, "metric": metric,
+                      "distance": ("1 - cosine similarity" if metric == "cosine" else "euclidean (L2)") +
+                      " between the window's and the query's embeddings"})
+        fingerprint.update({"query_sha256": query_info["sha256"], "metric": metric})
+
+        def render(result: Any) -> dict[str, Any]:
+            emb = np.asarray(result.embeddings, dtype=np.float32)
+            return {**window_columns(result), "embedding": emb, "distance": distances(emb, vector, metric)}
+    else:
+        raise UsageError(f"unknown command {command!r}")
+    fingerprint = jsonable(fingerprint)
+    provenance = {
+        "format": TABLE_FORMAT, "format_version": TABLE_FORMAT_VERSION, "command": command, "table": KINDS[command],
+        **facts, **extra,
+        "model_info": jsonable(backend.describe()),
+        "config": jsonable(settings.config.describe()),
+        "settings": fingerprint,
+        "versions": versions(),
+        "command_line": settings.argv,
+    }
+    return TablePlan(render, provenance, fingerprint)
+
+
+def _table_run(command: str, targets: list[Target], settings: RunSettings, *, report_dir: Path, single: bool,
+               write_report: bool, query: str | None = None, metric: str = "cosine") -> int:
+    from .. import audio
+
+    if single:
+        try:
+            audio.check_file(targets[0].source)  # before the model loads
+        except audio.AudioError as exc:
+            print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+            return EXIT_FAILED
+    backend = load_model(settings)
+    plan = plan_table(command, backend, settings, query=query, metric=metric)
+    if not settings.overwrite:
+        check_existing(targets, plan.settings)
+    writer = TableWriter(targets, plan.render, plan.provenance)
+    context = {"command": command, "model": backend.name, "backend": jsonable(backend.describe()),
+               "outputs": {"format": sorted({t.fmt for t in targets}), "tables": len(targets)}}
+    report = run_engine(backend, targets, writer, settings=settings, report_dir=report_dir, single=single,
+                        resume=not settings.overwrite, context=context, write_report=write_report)
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def run_table_command(command: str, inputs: str, output_dir: str | Path, settings: RunSettings, *,
+                      query: str | None = None, metric: str = "cosine") -> int:
+    """``generate``/``classify``/``distance`` on a file, directory or manifest; returns the exit status.
+
+    One input file writes only its table; a directory or manifest also writes ``summary.json``
+    and ``failures.csv`` in ``output_dir``.
+    """
+    fmt = settings.fmt or "csv"
+    targets, single, _ = input_targets(inputs, output_dir, command, fmt)
+    return _table_run(command, targets, settings, report_dir=Path(output_dir), single=single,
+                      write_report=not single, query=query, metric=metric)
+
+
+def run_batch(command: str, source_csv: str | Path, settings: RunSettings, *, query: str | None = None,
+              metric: str = "cosine", start_row: int | None = None, end_row: int | None = None,
+              report_dir: str | Path | None = None) -> int:
+    """Run a table command over the ``source,output`` rows of a CSV; rows whose table exists are skipped.
+
+    ``summary.json`` and ``failures.csv`` go to ``report_dir`` (default: the CSV's folder).
+    """
+    if command not in KINDS:
+        raise UsageError(f"batch runs {', '.join(KINDS)}, not {command!r} (train takes its CSV directly)")
+    rows = read_batch_rows(source_csv, start_row=start_row, end_row=end_row)
+    targets = batch_targets(rows, command, settings.fmt)
+    where = Path(report_dir) if report_dir is not None else Path(source_csv).parent
+    return _table_run(command, targets, settings, report_dir=where, single=False, write_report=True,
+                      query=query, metric=metric)

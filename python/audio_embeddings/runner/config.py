@@ -1,0 +1,295 @@
+"""The runner's YAML config, validated strictly: every error names the field.
+
+.. code-block:: yaml
+
+    model: perch_v2              # what B1's --model takes: preset, SavedModel dir, .onnx, .tflite
+    hop_length_seconds: 5.0      # seconds between window starts (default: the window length)
+    classifiers:                 # classify: one or more linear classifiers
+      - name: "classifier1"
+        tags: ["tag1", "tag2"]   # labels to report (default: all of the classifier's labels)
+        model: "eyJtb2RlbF9j..." # base64 of the model JSON, or a path to it (relative to this file)
+    training:                    # train: all optional
+      holdout_fraction: 0.25
+      seed: 0
+      regularization: 1.0        # scikit-learn's C on standardised embeddings
+      max_iter: 1000
+
+An unknown key, a value of the wrong type, undecodable base64 or a model that is not a
+linear classifier is a :class:`ConfigError` such as
+``config.yml: classifiers[0].model: not valid base64 (Incorrect padding) and not an existing file``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .classifier import ClassifierError, LinearClassifier, TrainOptions
+
+DEFAULT_MODEL = "perch_v2"
+TOP_KEYS = ("model", "hop_length_seconds", "classifiers", "training")
+CLASSIFIER_KEYS = ("name", "tags", "model")
+TRAINING_KEYS = ("holdout_fraction", "seed", "regularization", "max_iter")
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One entry of ``classifiers``.
+
+    Attributes
+    ----------
+    name : str
+    tags : tuple of str
+        Labels to report; empty: all of the classifier's labels.
+    classifier : LinearClassifier
+    source : str
+        ``file <path>``, ``base64`` or ``inline``.
+    sha256 : str
+        Of the classifier's canonical JSON (identifies it in provenance and resume checks).
+    """
+
+    name: str
+    tags: tuple[str, ...]
+    classifier: LinearClassifier
+    source: str
+    sha256: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels this entry reports (``tags``, or all classes)."""
+        return self.tags or self.classifier.classes
+
+    def describe(self) -> dict[str, Any]:
+        c = self.classifier
+        return {"name": self.name, "tags": list(self.tags), "labels": list(self.labels), "source": self.source,
+                "sha256": self.sha256, "embedding_model": c.embedding_model, "embedding_dim": c.embedding_dim,
+                "classes": list(c.classes)}
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """A validated config (all fields optional in the file).
+
+    Attributes
+    ----------
+    model : str or None
+        Backend spec; None: the command line's ``--model`` or ``perch_v2``.
+    hop_length_seconds : float or None
+        None: the model's window length.
+    classifiers : tuple of ClassifierSpec
+    training : TrainOptions
+    path : str or None
+        The file it came from.
+    """
+
+    model: str | None = None
+    hop_length_seconds: float | None = None
+    classifiers: tuple[ClassifierSpec, ...] = ()
+    training: TrainOptions = field(default_factory=TrainOptions)
+    path: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for provenance (classifiers by name and hash, not their weights)."""
+        return {"path": self.path, "model": self.model, "hop_length_seconds": self.hop_length_seconds,
+                "classifiers": [c.describe() for c in self.classifiers],
+                "training": {k: getattr(self.training, k) for k in TRAINING_KEYS}}
+
+
+class _UniqueKeyLoader:
+    """A PyYAML SafeLoader that refuses a key given twice in one mapping (made on first use)."""
+
+    cls: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.cls is None:
+            import yaml
+
+            class Loader(yaml.SafeLoader):
+                pass
+
+            def construct_mapping(loader, node, deep=False):
+                seen = set()
+                for key_node, _ in node.value:
+                    key = loader.construct_object(key_node, deep=deep)
+                    if key in seen:
+                        mark = key_node.start_mark
+                        raise ConfigError(f"line {mark.line + 1}: key {key!r} is given twice")
+                    seen.add(key)
+                return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+            Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+            cls.cls = Loader
+        return cls.cls
+
+
+def load_config(path: str | Path | None) -> RunnerConfig:
+    """Read and validate a YAML config; None gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, YAML syntax, or any invalid field (named in the message).
+    """
+    if path is None:
+        return RunnerConfig()
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"{p}: {reason}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader.get())  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}: not valid YAML: {where}{problem}") from None
+    return parse_config(data, source=str(p), base_dir=p.parent)
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: str | Path | None = None) -> RunnerConfig:
+    """Validate a config already parsed from YAML (a mapping, or None for an empty file)."""
+    def fail(where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {where}: {problem}" if where else f"{source}: {problem}")
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise fail("", f"expected a mapping of settings at the top level, got {_kind(data)}")
+    _check_keys(data, TOP_KEYS, "", fail)
+    model = data.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise fail("model", f"expected a model name or path (string), got {_kind(model)}")
+    hop = data.get("hop_length_seconds")
+    if hop is not None:
+        hop = _positive_number(hop, "hop_length_seconds", fail)
+    raw = data.get("classifiers")
+    classifiers: list[ClassifierSpec] = []
+    if raw is not None:
+        if not isinstance(raw, list):
+            raise fail("classifiers", f"expected a list of {{name, tags, model}} entries, got {_kind(raw)}")
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        for i, entry in enumerate(raw):
+            classifiers.append(_classifier(entry, f"classifiers[{i}]", base, fail))
+        names = [c.name for c in classifiers]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise fail("classifiers", f"name {dup!r} is used twice (names identify output rows)")
+    training = _training(data.get("training"), fail)
+    return RunnerConfig(model=model.strip() if model else None, hop_length_seconds=hop,
+                        classifiers=tuple(classifiers), training=training, path=source)
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def _check_keys(mapping: dict, known: tuple[str, ...], prefix: str, fail) -> None:
+    for key in mapping:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise fail(where, f"unknown key {key!r} (known: {', '.join(known)}){hint}")
+
+
+def _positive_number(value: Any, where: str, fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(where, f"expected a number > 0, got {_kind(value)}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise fail(where, f"must be > 0 and finite, got {value!r}")
+    return float(value)
+
+
+def _classifier(entry: Any, where: str, base: Path, fail) -> ClassifierSpec:
+    if not isinstance(entry, dict):
+        raise fail(where, f"expected a mapping with name, tags and model, got {_kind(entry)}")
+    _check_keys(entry, CLASSIFIER_KEYS, where, fail)
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise fail(f"{where}.name", f"expected a non-empty string, got {_kind(name)}")
+    tags = entry.get("tags", [])
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise fail(f"{where}.tags", f"expected a list of label names (strings), got {_kind(tags)}")
+    if "model" not in entry:
+        raise fail(f"{where}.model", "missing: the base64 of a classifier's JSON file, or a path to it")
+    classifier, source = _classifier_model(entry["model"], f"{where}.model", base, fail)
+    unknown = [t for t in tags if t not in classifier.classes]
+    if unknown:
+        raise fail(f"{where}.tags", f"{unknown[0]!r} is not a label of this classifier "
+                                    f"(labels: {', '.join(classifier.classes)})")
+    digest = hashlib.sha256(classifier.to_json().encode("utf-8")).hexdigest()
+    return ClassifierSpec(name.strip(), tuple(dict.fromkeys(tags)), classifier, source, digest)
+
+
+def _classifier_model(value: Any, where: str, base: Path, fail) -> tuple[LinearClassifier, str]:
+    if isinstance(value, dict):
+        try:
+            return LinearClassifier.from_json_dict(value), "inline"
+        except ClassifierError as exc:
+            raise fail(where, str(exc)) from None
+    if not isinstance(value, str) or not value.strip():
+        raise fail(where, f"expected the base64 of a classifier JSON file or a path to one, got {_kind(value)}")
+    text = value.strip()
+    looks_like_path = "\n" not in text and len(text) < 4096
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    if looks_like_path and (_is_file(path) or text.lower().endswith(".json")):
+        if not _is_file(path):
+            raise fail(where, f"{path}: file not found")
+        try:
+            return LinearClassifier.load(path), f"file {path}"
+        except ClassifierError as exc:
+            raise fail(where, str(exc)) from None
+    try:
+        return LinearClassifier.from_base64(text), "base64"
+    except ClassifierError as exc:
+        message = str(exc)
+        if message.startswith("not valid base64"):
+            message += " and not an existing file"
+        raise fail(where, message) from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a long base64 string is no file name (ENAMETOOLONG)
+        return False
+
+
+def _training(raw: Any, fail) -> TrainOptions:
+    if raw is None:
+        return TrainOptions()
+    if not isinstance(raw, dict):
+        raise fail("training", f"expected a mapping ({', '.join(TRAINING_KEYS)}), got {_kind(raw)}")
+    _check_keys(raw, TRAINING_KEYS, "training", fail)
+    values: dict[str, Any] = {}
+    if "holdout_fraction" in raw:
+        v = raw["holdout_fraction"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise fail("training.holdout_fraction", f"expected a number in [0, 1), got {_kind(v)}")
+        values["holdout_fraction"] = float(v)
+    for key in ("seed", "max_iter"):
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1):
+                raise fail(f"training.{key}", f"expected an integer >= {0 if key == 'seed' else 1}, got {_kind(v)}")
+            values[key] = int(v)
+    if "regularization" in raw:
+        values["regularization"] = _positive_number(raw["regularization"], "training.regularization", fail)
+    return TrainOptions(**values)
