@@ -51,3 +51,17 @@ def tiny_metis_model(tmp_path_factory):
     import tiny_metis
 
     return tiny_metis.build(tmp_path_factory.mktemp("tiny-metis"))
+
+
+@pytest.fixture(scope="session")
+def tiny_speaker_checkpoints(tmp_path_factory):
+    """Tiny ERes2NetV2 and CAM++ checkpoints with 3D-Speaker's key names: {"eres2netv2": path, "campplus": path}."""
+    import torch
+    from test_speaker_models import FAMILY, TINY_CKPT, random_state
+
+    root = tmp_path_factory.mktemp("tiny-speaker")
+    paths = {}
+    for family, cfg in TINY_CKPT.items():
+        paths[family] = root / f"tiny_{family}.ckpt"
+        torch.save(random_state(FAMILY[family][1](**cfg), seed=6), paths[family])
+    return paths

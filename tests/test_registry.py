@@ -18,6 +18,8 @@ HF_KIND = {"wav2vec2": "wav2vec2-stable", "wav2vec2-base": "wav2vec2", "hubert-b
 PERCH = ("perch_v2", "perch_v2_cpu")
 #: Presets whose checkpoint comes with companion files (codec, statistics): fixture name.
 STACKS = {"metis": "tiny_metis_model"}
+#: 3D-Speaker presets: the tiny checkpoint of their family.
+SPEAKER3D = {"eres2netv2": "eres2netv2", "eres2netv2_w24s4ep4": "eres2netv2", "campplus": "campplus"}
 
 
 @pytest.mark.parametrize("name", sorted(registry.PRESETS))
@@ -27,6 +29,8 @@ def test_every_preset_loads_through_its_real_loader(name, tiny_model, request):
     extra = {}
     if name in PERCH:
         source = str(request.getfixturevalue("tiny_perch_model"))
+    elif name in SPEAKER3D:
+        source = str(request.getfixturevalue("tiny_speaker_checkpoints")[SPEAKER3D[name]])
     elif name in STACKS:
         paths = request.getfixturevalue(STACKS[name])
         source, extra = str(paths["model"]), {k: str(v) for k, v in paths.items() if k != "model"}
@@ -40,7 +44,7 @@ def test_every_preset_loads_through_its_real_loader(name, tiny_model, request):
 
 
 def test_every_downloaded_preset_has_a_tiny_stand_in():
-    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND) | set(PERCH) | set(STACKS)
+    assert {n for n, p in registry.PRESETS.items() if p.checkpoint} == set(HF_KIND) | set(PERCH) | set(STACKS) | set(SPEAKER3D)
 
 
 def test_perch_by_kaggle_handle_downloads_the_cpu_build_without_a_gpu(monkeypatch, tiny_perch_model):

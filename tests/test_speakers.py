@@ -176,3 +176,15 @@ def test_example_usage_runs_on_the_outputs(single_run):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "nearest utterances of the same speaker" in proc.stdout
+
+
+@pytest.mark.parametrize("family", ["eres2netv2", "campplus"])
+def test_3dspeaker_models_run_the_pipeline_from_a_local_checkpoint(family, data_root, tiny_speaker_checkpoints,
+                                                                   tmp_path):
+    out = tmp_path / "out"
+    assert b4(data_root, "--model", family, "--checkpoint", tiny_speaker_checkpoints[family], "--output-dir", out,
+              "--device", "cpu", "--batch-size", 4) == 0
+    summary = json.loads((out / "final_embeddings" / "summary.json").read_text())
+    assert summary["total_utterances"] == 6 and summary["backend"]["model_variant"].startswith(family)
+    utt = np.load(out / "final_embeddings" / "utterance_embeddings.npy")
+    assert utt.shape[0] == 6 and np.isfinite(utt).all()
