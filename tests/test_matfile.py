@@ -451,3 +451,18 @@ def test_octave_loads_v73_with_layout(tmp_path, variables):
     # h5py and mat73; here Octave checks dimensions and element order.
     out = _octave_load(write_mat(tmp_path / "x73.mat", variables, version="7.3"))
     _assert_octave_layout(out, variables)
+
+
+def test_atomic_writes_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from audio_embeddings.outputs.atomic import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "shared.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".*.tmp*"))
