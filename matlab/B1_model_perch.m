@@ -49,9 +49,7 @@ if isempty(base)
     [~, base] = fileparts(audioPath);
 end
 args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given)];
-ae_run_script(py, 'B1_model_perch.py', args);
-
-[emb, info] = ae_read_result(outDir, base);
+[emb, info] = ae_run_and_read(py, 'B1_model_perch.py', args, outDir, base);
 info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
                            'UniformOutput', false);
 end

@@ -60,12 +60,6 @@ base = strtrim(ae_text(opts.Basename));
 args = [{ae_abspath(ae_text(opts.audioFile)), '--output-dir', outDir, '--basename', base}, ...
         ae_cli_args(opts, given)];
 
-output = ae_run_script(py, 'B3_model_metis.py', args);
-notWritten = regexp(output, '[^\r\n]*\.mat not written[^\r\n]*', 'match', 'once');
-if ~isempty(notWritten)   % e.g. a variable too large for MAT v5: the .npy is still there
-    error('audioEmbeddings:output', '%s', strtrim(notWritten));
-end
-
-[emb, info] = ae_read_result(outDir, base);
+[emb, info] = ae_run_and_read(py, 'B3_model_metis.py', args, outDir, base);
 info.corpus_json_file = fullfile(outDir, 'semantic_audio_embeddings.json');
 end

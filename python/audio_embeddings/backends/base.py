@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Iterable, Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +33,26 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def key_indices(keys: Iterable[str], pattern: str) -> list[int]:
+    """Sorted distinct integers captured by ``pattern``'s first group at the start of ``keys``
+    (``r"layer1\.(\d+)\."`` -> the block indices of a checkpoint's ``layer1``)."""
+    rx = re.compile(pattern)
+    return sorted({int(m.group(1)) for k in keys if (m := rx.match(k))})
+
+
+def tensor_shape(state: Mapping[str, Any], key: str, *, model: str) -> tuple[int, ...]:
+    """Shape of ``state[key]``, for reading a model's configuration off its checkpoint.
+
+    Raises
+    ------
+    ValueError
+        ``key`` is absent (the message names it and ``model``).
+    """
+    if key not in state:
+        raise ValueError(f"missing key {key!r} (needed to read the {model} configuration)")
+    return tuple(state[key].shape)
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ when a model is loaded.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .base import key_indices, tensor_shape
 
 #: Dense-block dilations (not visible in checkpoint shapes).
 DEFAULT_DILATIONS = (1, 2, 2)
@@ -238,10 +239,6 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(feats.transpose(1, 2)))
 
 
-def _indices(keys: Sequence[str], pattern: str) -> list[int]:
-    rx = re.compile(pattern)
-    return sorted({int(m.group(1)) for k in keys if (m := rx.match(k))})
-
 
 def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     """CAM++ constructor arguments from a state dict's keys and tensor shapes.
@@ -260,15 +257,13 @@ def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     keys = list(state)
 
     def shape(key: str) -> tuple[int, ...]:
-        if key not in state:
-            raise ValueError(f"missing key {key!r} (needed to read the CAM++ configuration)")
-        return tuple(state[key].shape)
+        return tensor_shape(state, key, model="CAM++")
 
     head_channels = shape("head.conv1.weight")[0]
-    head_blocks = tuple(len(_indices(keys, rf"head\.layer{k}\.(\d+)\.")) for k in (1, 2))
+    head_blocks = tuple(len(key_indices(keys, rf"head\.layer{k}\.(\d+)\.")) for k in (1, 2))
     init_channels, tdnn_in, _ = shape("xvector.tdnn.linear.weight")
-    block_ids = _indices(keys, r"xvector\.block(\d+)\.")
-    block_layers = tuple(len(_indices(keys, rf"xvector\.block{b}\.tdnnd(\d+)\.")) for b in block_ids)
+    block_ids = key_indices(keys, r"xvector\.block(\d+)\.")
+    block_layers = tuple(len(key_indices(keys, rf"xvector\.block{b}\.tdnnd(\d+)\.")) for b in block_ids)
     growth_rate, bn_channels, _ = shape("xvector.block1.tdnnd1.cam_layer.linear_local.weight")
     kernels = tuple(shape(f"xvector.block{b}.tdnnd1.cam_layer.linear_local.weight")[2] for b in block_ids)
     embedding_size = shape("xvector.dense.linear.weight")[0]

@@ -26,12 +26,13 @@ when a model is loaded.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .base import key_indices, tensor_shape
 
 #: Stride-2 stages along time (layer2, layer3, layer4; layer3_ds matches layer4's grid).
 TIME_STRIDE_STAGES = 3
@@ -222,10 +223,6 @@ class ERes2NetV2(nn.Module):
         return embedding
 
 
-def _indices(keys: Sequence[str], pattern: str) -> list[int]:
-    rx = re.compile(pattern)
-    return sorted({int(m.group(1)) for k in keys if (m := rx.match(k))})
-
 
 def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     """ERes2NetV2 constructor arguments from a state dict's keys and tensor shapes.
@@ -245,14 +242,12 @@ def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     keys = list(state)
 
     def shape(key: str) -> tuple[int, ...]:
-        if key not in state:
-            raise ValueError(f"missing key {key!r} (needed to read the ERes2NetV2 configuration)")
-        return tuple(state[key].shape)
+        return tensor_shape(state, key, model="ERes2NetV2")
 
     m_channels = shape("conv1.weight")[0]
     expansion = shape("layer1.0.bn3.weight")[0] // m_channels
-    scale = len(_indices(keys, r"layer1\.0\.(?:convs|bns)\.(\d+)\."))
-    num_blocks = tuple(len(_indices(keys, rf"layer{k}\.(\d+)\.")) for k in (1, 2, 3, 4))
+    scale = len(key_indices(keys, r"layer1\.0\.(?:convs|bns)\.(\d+)\."))
+    num_blocks = tuple(len(key_indices(keys, rf"layer{k}\.(\d+)\.")) for k in (1, 2, 3, 4))
     widths = [shape(f"layer{k}.0.convs.0.weight")[0] for k in (1, 2, 3, 4)]
     base_width = next((bw for bw in range(1, 1025)
                        if all(int(math.floor(m_channels * 2 ** k * bw / 64.0)) == w for k, w in enumerate(widths))),

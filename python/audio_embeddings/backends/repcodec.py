@@ -14,12 +14,13 @@ alone (Amphion's codec, run one file at a time, never sees padding; its convolut
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .base import key_indices
 
 #: Checkpoint file of the semantic codec inside the ``amphion/MaskGCT`` repository.
 CODEC_REPO_ID = "amphion/MaskGCT"
@@ -159,7 +160,7 @@ def codec_config(state: dict[str, Any]) -> dict[str, int | None]:
     if missing:
         raise ValueError(f"not a RepCodec checkpoint: missing {', '.join(missing)}")
     dim, hidden, _ = state["encoder.0.embed.weight"].shape
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.0\.convnext\.(\d+)\.", k))}
+    blocks = key_indices(state, r"encoder\.0\.convnext\.(\d+)\.")
     return {"hidden_size": int(hidden), "vocos_dim": int(dim),
             "intermediate_dim": int(state["encoder.0.convnext.0.pwconv1.weight"].shape[0]),
             "num_layers": max(blocks) + 1, "codebook_dim": int(state[f"{IN_PROJECT}.weight_v"].shape[0]),
