@@ -27,14 +27,12 @@ function [emb, info] = B1_model_perch(audioFile, varargin)
 %   See also B2_model_wav2vec2, audioEmbeddings.
 
 p = inputParser;
+p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B1_model_perch';
 p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
 p.addParameter('Model', 'perch_v2', @(v) ae_check_option('Model', v));
 p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'perch'), @(v) ae_check_option('OutputDir', v));
 p.addParameter('Basename', '', @(v) isempty(v) || ae_check_option('Basename', v));
-p.addParameter('Force10sec', false, @(v) ae_check_option('Force10sec', v));
-p.addParameter('HopSeconds', 5, @(v) ae_check_option('HopSeconds', v));
-p.addParameter('TopK', 0, @(v) ae_check_option('TopK', v));
 p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(audioFile, varargin{:});
@@ -48,7 +46,7 @@ base = strtrim(ae_text(opts.Basename));
 if isempty(base)
     [~, base] = fileparts(audioPath);
 end
-args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given)];
+args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given, p.Unmatched)];
 [emb, info] = ae_run_and_read(py, 'B1_model_perch.py', args, outDir, base);
 info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
                            'UniformOutput', false);

@@ -30,6 +30,7 @@ function [emb, info] = B2_model_wav2vec2(audioFile, varargin)
 %   See also audioEmbeddings.
 
 p = inputParser;
+p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B2_model_wav2vec2';
 p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
 p.addParameter('Model', 'facebook/wav2vec2-large-xlsr-53', @(v) ae_check_option('Model', v));
@@ -37,7 +38,6 @@ p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'wav2vec2'), @(v)
 p.addParameter('Basename', 'wav2vec2_embeddings', @(v) ae_check_option('Basename', v));
 p.addParameter('ChunkSeconds', 20, @(v) ae_check_option('ChunkSeconds', v));
 p.addParameter('ContextSeconds', 2, @(v) ae_check_option('ContextSeconds', v));
-p.addParameter('Layers', 'last', @(v) ae_check_option('Layers', v));
 p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
 p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
 p.addParameter('MatVersion', 'auto', @(v) ae_check_option('MatVersion', v));
@@ -51,7 +51,7 @@ py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 base = strtrim(ae_text(opts.Basename));
 args = [{ae_abspath(ae_text(opts.audioFile)), '--output-dir', outDir, '--basename', base}, ...
-        ae_cli_args(opts, given)];
+        ae_cli_args(opts, given, p.Unmatched)];
 
 [emb, info] = ae_run_and_read(py, 'B2_model_wav2vec2.py', args, outDir, base);
 end

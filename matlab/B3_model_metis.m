@@ -34,13 +34,10 @@ function [emb, info] = B3_model_metis(audioFile, varargin)
 %   See also B2_model_wav2vec2, audioEmbeddings.
 
 p = inputParser;
+p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B3_model_metis';
 p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
 p.addParameter('Model', 'facebook/w2v-bert-2.0', @(v) ae_check_option('Model', v));
-p.addParameter('Codec', '', @(v) ae_check_option('Codec', v));
-p.addParameter('Stats', '', @(v) ae_check_option('Stats', v));
-p.addParameter('Layer', 17, @(v) ae_check_option('Layer', v));
-p.addParameter('Codes', false, @(v) ae_check_option('Codes', v));
 p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'metis'), @(v) ae_check_option('OutputDir', v));
 p.addParameter('Basename', 'metis_latents', @(v) ae_check_option('Basename', v));
 p.addParameter('ChunkSeconds', 30, @(v) ae_check_option('ChunkSeconds', v));
@@ -58,7 +55,7 @@ py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 base = strtrim(ae_text(opts.Basename));
 args = [{ae_abspath(ae_text(opts.audioFile)), '--output-dir', outDir, '--basename', base}, ...
-        ae_cli_args(opts, given)];
+        ae_cli_args(opts, given, p.Unmatched)];
 
 [emb, info] = ae_run_and_read(py, 'B3_model_metis.py', args, outDir, base);
 info.corpus_json_file = fullfile(outDir, 'semantic_audio_embeddings.json');

@@ -28,10 +28,10 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %   See also audioEmbeddings.
 
 p = inputParser;
+p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B4_model_speaker';
 p.addRequired('input', @(v) ae_check_option('AudioFile', v));
 p.addParameter('Model', 'eres2netv2', @(v) ae_check_option('Model', v));
-p.addParameter('Checkpoint', '', @(v) ae_check_option('Checkpoint', v));
 p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'speaker'), @(v) ae_check_option('OutputDir', v));
 p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
 p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
@@ -45,7 +45,7 @@ py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 finalDir = fullfile(outDir, 'final_embeddings');
 args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir}, ...
-        ae_cli_args(opts, given)];
+        ae_cli_args(opts, given, p.Unmatched)];
 ae_run_script(py, 'B4_model_speaker.py', args);
 
 matFile = fullfile(finalDir, 'embeddings.mat');

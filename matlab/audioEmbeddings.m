@@ -39,9 +39,9 @@ audio = checkAudio(audioIn);
 fs = checkRate(fs);
 
 p = inputParser;
+p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'audioEmbeddings';
 p.addParameter('Model', 'ge2e', @(v) ae_check_option('Model', v));
-p.addParameter('Layers', 'last', @(v) ae_check_option('Layers', v));
 p.addParameter('ChunkSeconds', 20, @(v) ae_check_option('ChunkSeconds', v));
 p.addParameter('ContextSeconds', 2, @(v) ae_check_option('ContextSeconds', v));
 p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
@@ -67,7 +67,7 @@ inFile = fullfile(work, 'audio.mat');
 outDir = fullfile(work, 'out');
 save(inFile, '-v7', 'audio', 'fs');   % scipy.io.loadmat reads v7 (not v7.3)
 
-args = [{inFile, '--output-dir', outDir, '--basename', 'audio'}, ae_cli_args(opts, given)];
+args = [{inFile, '--output-dir', outDir, '--basename', 'audio'}, ae_cli_args(opts, given, p.Unmatched)];
 ae_run_script(py, 'embed.py', args);
 
 info = ae_load_mat(fullfile(outDir, 'audio.mat'));

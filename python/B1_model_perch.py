@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
+from audio_embeddings.runs import SeedSpellings  # noqa: E402
 
 DEFAULTS = ScriptDefaults(
     prog="B1_model_perch.py",
@@ -23,7 +24,7 @@ DEFAULTS = ScriptDefaults(
     output_subdir="perch",
     basename=None,
     formats="npy,mat,json,txt",
-    seed_flags=True,
+    hooks=(SeedSpellings(),),
 )
 
 

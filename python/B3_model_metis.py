@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
+from audio_embeddings.outputs.corpus_json import CorpusJson  # noqa: E402
 
 DEFAULTS = ScriptDefaults(
     prog="B3_model_metis.py",
@@ -25,7 +26,7 @@ DEFAULTS = ScriptDefaults(
     backend="metis",
     chunk_s=30.0,
     context_s=5.0,
-    corpus_json="semantic_audio_embeddings.json",
+    hooks=(CorpusJson("semantic_audio_embeddings.json"),),
 )
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
+from audio_embeddings.speakers import SpeakerHooks  # noqa: E402
 
 DEFAULTS = ScriptDefaults(
     prog="B4_model_speaker.py",
@@ -24,7 +25,7 @@ DEFAULTS = ScriptDefaults(
     model="eres2netv2",
     output_subdir="speaker",
     basename=None,
-    speakers=True,
+    hooks=(SpeakerHooks(),),
 )
 
 if __name__ == "__main__":

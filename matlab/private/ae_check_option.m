@@ -1,12 +1,13 @@
 function tf = ae_check_option(name, value)
 %AE_CHECK_OPTION inputParser validator shared by the wrappers: true, or an error saying what is wrong.
-%   Used as @(v) ae_check_option('ChunkSeconds', v). Indices (Layers, Channel) are Python's,
-%   i.e. 0-based, exactly as the command-line scripts take them.
+%   Used as @(v) ae_check_option('ChunkSeconds', v). Indices (Channel) are Python's, i.e. 0-based,
+%   exactly as the command-line scripts take them. The models' own options are not checked here:
+%   Python checks them against their one declaration (see ae_cli_args).
 value = ae_text(value);
 isText = ischar(value) && (isrow(value) || isempty(value));
 isNum = isnumeric(value) && isreal(value) && ~isempty(value) && all(isfinite(value(:)));
 switch name
-    case {'AudioFile', 'Model', 'OutputDir', 'Python', 'Codec', 'Stats', 'Checkpoint'}
+    case {'AudioFile', 'Model', 'OutputDir', 'Python'}
         ok = isText && ~isempty(strtrim(value));
         what = 'a non-empty character vector or string scalar';
     case 'Basename'
@@ -15,28 +16,9 @@ switch name
     case 'ChunkSeconds'
         ok = isNum && isscalar(value) && value > 0;
         what = 'a positive number of seconds';
-    case 'HopSeconds'
-        ok = isNum && isscalar(value) && value > 0;
-        what = 'a positive number of seconds';
-    case 'TopK'
-        ok = isNum && isscalar(value) && value >= 0 && value == round(value);
-        what = 'an integer >= 0';
-    case 'Layer'
-        ok = isNum && isscalar(value) && value >= 0 && value == round(value);
-        what = 'a hidden-state index (integer >= 0)';
-    case {'Force10sec', 'Codes'}
-        ok = (islogical(value) || isNum) && isscalar(value);
-        what = 'true or false';
     case 'ContextSeconds'
         ok = isNum && isscalar(value) && value >= 0;
         what = 'a number of seconds >= 0';
-    case 'Layers'
-        if isText
-            ok = ~isempty(regexpi(strtrim(value), '^(last|all|\d+(\s*,\s*\d+)*)$', 'once'));
-        else
-            ok = isNum && isvector(value) && all(value(:) >= 0 & value(:) == round(value(:)));
-        end
-        what = '''last'', ''all'', a list such as ''1,3'', or a vector of layer indices >= 0 such as [1 3]';
     case 'Device'
         ok = isText && any(strcmpi(value, {'auto', 'cpu', 'cuda', 'mps'}));
         what = 'one of ''auto'', ''cpu'', ''cuda'', ''mps''';

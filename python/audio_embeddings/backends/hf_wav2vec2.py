@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..device import resolve_device, resolve_dtype
-from .base import Prepared, file_sha256
+from .base import LAYERS, BaseBackend, BatchOutput, Prepared, file_sha256, hf_model_type
 
 #: ``config.model_type`` values this backend accepts.
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer", "unispeech", "unispeech-sat")
@@ -68,7 +68,7 @@ def _weights_sha256(directory: Path) -> dict[str, str]:
     return {name: file_sha256(directory / name) for name in names if (directory / name).is_file()}
 
 
-class HFWav2Vec2Backend:
+class HFWav2Vec2Backend(BaseBackend):
     """Hidden states of a wav2vec2-family model.
 
     Use :meth:`load`. ``embed_batch`` returns [B, T, D] for one layer, [B, L, T, D] for several.
@@ -76,6 +76,8 @@ class HFWav2Vec2Backend:
 
     framing = "sequence"
     norm_eps = NORM_EPS
+    options = (LAYERS,)
+    option_group = "wav2vec2 family and Whisper encoder"
 
     def __init__(self, model: Any, *, name: str, source: str, do_normalize: bool, sample_rate_hz: int,
                  layers: list[int] | None, device: Any, dtype: Any, provenance: dict[str, Any]):
@@ -97,6 +99,11 @@ class HFWav2Vec2Backend:
         self.window_s = self.receptive_field_samples / self.sample_rate_hz
         self.min_samples = self.receptive_field_samples
         self._provenance = provenance
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a Hugging Face folder whose config.json has a wav2vec2-family model_type."""
+        return "wav2vec2" if hf_model_type(path) in MODEL_TYPES else None
 
     @classmethod
     def load(cls, source: str, *, name: str = "wav2vec2", device: str = "auto", dtype: str = "float32",
@@ -153,7 +160,7 @@ class HFWav2Vec2Backend:
         x = np.asarray(samples, dtype=np.float32)  # float32 arithmetic, as the feature extractor does
         return Prepared(np.ascontiguousarray((x - x.mean()) / np.sqrt(x.var() + NORM_EPS), dtype=np.float32))
 
-    def embed_batch(self, audio: np.ndarray) -> np.ndarray:
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
         """Hidden states for equal-length windows float32 [B, N] -> [B, T, D] or [B, L, T, D]."""
         import torch
 
@@ -166,18 +173,12 @@ class HFWav2Vec2Backend:
                 y = out.hidden_states[self.layers[0]]
             else:
                 y = torch.stack([out.hidden_states[i] for i in self.layers], dim=1)
-        return y.float().cpu().numpy()
+        return BatchOutput(y.float().cpu().numpy())
 
-    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """No whole-file extras."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         """Provenance and sizes for the ``.json``."""
         return {
             **self._provenance,
-            "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
             "hidden_size": self.embedding_dim,
             "num_hidden_layers": self.n_layers,
             "layers": "last" if self.layers is None else self.layers,

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..device import resolve_device, resolve_dtype
 from ..fbank import KaldiFbank, fbank_frame_count
-from .base import Prepared, file_sha256
+from .base import BaseBackend, BatchOutput, Option, file_sha256, hf_model_type, nonnegative_int
 from .repcodec import CODEC_FILENAME, CODEC_REPO_ID, load_codec
 
 W2V_BERT_ID = "facebook/w2v-bert-2.0"
@@ -104,7 +104,7 @@ def codec_file(spec: str | None, *, local_only: bool = False) -> Path:
     return Path(hf_hub_download(spec or CODEC_REPO_ID, CODEC_FILENAME, local_files_only=local_only))
 
 
-class MetisBackend:
+class MetisBackend(BaseBackend):
     """Continuous 8-D semantic latents at 50 Hz. Use :meth:`load`.
 
     ``embed_batch(audio, lengths=)`` returns [B, T, 8] (and ``codes`` [B, T] when asked).
@@ -112,6 +112,16 @@ class MetisBackend:
 
     framing = "sequence"
     accepts_lengths = True
+    options = (
+        Option("--codec", "codec", "RepCodec checkpoint: semantic_codec/model.safetensors of amphion/MaskGCT "
+               "(file, folder or id)", metavar="FILE_OR_ID"),
+        Option("--stats", "stats", "w2v-bert feature statistics (torch file with 'mean' and 'var'; default: Amphion's)",
+               metavar="FILE"),
+        Option("--layer", "layer", "w2v-bert hidden-state index (default: 17)", type=nonnegative_int, metavar="I"),
+        Option("--codes", "codes", "also write each frame's codebook index (<base>_codes.npy, 0-based)", type=None,
+               affects="outputs"),
+    )
+    option_group = "Metis semantic latents (B3, --model metis)"
     sample_rate_hz = SAMPLE_RATE_HZ
     hop_samples = STACK * FBANK_SHIFT
     #: Row count follows a conv grid of 400 samples every 320 (see the module docstring).
@@ -136,6 +146,11 @@ class MetisBackend:
         self.embedding_dim = int(codec.codebook_dim)
         self.fbank = KaldiFbank(sample_rate_hz=SAMPLE_RATE_HZ, num_mel_bins=80, device=device)
         self._provenance = provenance
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a Hugging Face folder whose config.json has model_type wav2vec2-bert (w2v-bert-2.0)."""
+        return "metis" if hf_model_type(path) == "wav2vec2-bert" else None
 
     @classmethod
     def load(cls, source: str = W2V_BERT_ID, *, name: str = "metis", device: str = "auto", dtype: str = "float32",
@@ -203,10 +218,6 @@ class MetisBackend:
         return cls(name=name, source=source, model=model, codec=codec_model, mean=mean, std=std, layer=layer,
                    codes=bool(codes), device=torch_device, dtype=torch_dtype, provenance=provenance)
 
-    def prepare(self, samples: np.ndarray) -> Prepared:
-        """No file-level preparation: the per-mel-bin normalisation is part of the features."""
-        return Prepared(samples)
-
     def features(self, audio: Any, lengths: Any) -> tuple[Any, Any, Any]:
         """Stacked, normalised fbank features of a padded batch.
 
@@ -241,10 +252,10 @@ class MetisBackend:
         steps = torch.arange(stacked.shape[1], device=fb.device)[None, :]
         return stacked, (steps < (n_frames // STACK)[:, None]).long(), (n_frames + 1) // STACK
 
-    def embed_batch(self, audio: np.ndarray, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Latents of float32 [B, N] audio (valid lengths ``lengths`` [B]) -> ``{"embedding": [B, T, 8]}``.
+    def embed_batch(self, audio: np.ndarray, lengths: np.ndarray | None = None) -> BatchOutput:
+        """Latents of float32 [B, N] audio (valid lengths ``lengths`` [B]) -> embeddings [B, T, 8].
 
-        With ``codes``, also ``"codes"``: int64 [B, T] codebook indices.
+        With ``codes``, also the extra ``codes``: int64 [B, T] codebook indices.
         """
         import torch
 
@@ -258,19 +269,12 @@ class MetisBackend:
             hidden = self.model.encoder(hidden, attention_mask=mask).last_hidden_state
             normed = (hidden.float() - self.mean) / self.std
             latents = self.codec(normed, rows)
-            out = {"embedding": latents.cpu().numpy()}
-            if self.codes:
-                out["codes"] = self.codec.codes(latents).cpu().numpy()
-        return out
+            extras = {"codes": self.codec.codes(latents).cpu().numpy()} if self.codes else {}
+            return BatchOutput(latents.cpu().numpy(), extras)
 
-    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """No whole-file extras."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         """Provenance and sizes for the ``.json``."""
-        return {**self._provenance, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "layer": self.layer, "latent_dim": self.embedding_dim, "codes": self.codes,
+        return {**self._provenance, "layer": self.layer, "latent_dim": self.embedding_dim, "codes": self.codes,
                 "features": "kaldi fbank 80 (torch), per-mel-bin normalised, stacked x2 (SeamlessM4TFeatureExtractor)"}
 
     def mat_fields(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..device import quiet_native_stderr
 from ..framing import windows_to_cover
-from .base import Prepared, file_sha256
+from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, Option, file_sha256
 
 INPUT_SAMPLES = 160000
 EMBEDDING_DIM = 1536
@@ -110,7 +110,7 @@ class _OnnxRunner:
         return dict(zip(names, self.session.run(list(names), {self.input: batch})))
 
 
-class PerchBackend:
+class PerchBackend(BaseBackend):
     """Perch 2.0 embeddings per window; optional ``label`` logits and ``spatial_embedding`` per window.
 
     Use :meth:`load`. ``embed_batch`` returns ``{"embedding": [B, 1536], ...}``.
@@ -120,9 +120,18 @@ class PerchBackend:
     pad_mode = "reflect"
     window_offset_samples = 0
     input_norm = "none"  # no file-level preparation: long recordings can be streamed
+    options = (
+        HOP_SECONDS,
+        Option("--force_10sec", "force_10sec", "Perch: 10 s windows at 16 kHz instead of 5 s at 32 kHz", type=None),
+        LOGITS,
+        Option("--spatial", "spatial", "Perch: also write spatial_embedding [T, 16, 4, 1536]", type=None,
+               affects="outputs"),
+        TOP_K,
+    )
+    option_group = "window models (Perch, BirdNET, CLAP)"
 
     def __init__(self, runner: Any, *, name: str, source: str, sample_rate_hz: int, hop_s: float,
-                 outputs: tuple[str, ...], classes: list[str] | None, provenance: dict[str, Any]):
+                 outputs: tuple[str, ...], classes: list[str] | None, provenance: dict[str, Any], top_k: int = 0):
         self.runner = runner
         self.name = name
         self.source = source
@@ -135,13 +144,14 @@ class PerchBackend:
         self.embedding_dim = EMBEDDING_DIM
         self.outputs = outputs
         self.classes = classes
+        self.top_k = int(top_k or 0)
         self.device = runner.device
         self._provenance = provenance
 
     @classmethod
     def load(cls, source: str, *, name: str = "perch_v2", device: str = "auto", dtype: str = "float32",
              hop_s: float | None = None, force_10sec: bool = False, logits: bool = False,
-             spatial: bool = False) -> "PerchBackend":
+             spatial: bool = False, top_k: int | None = None) -> "PerchBackend":
         """Load a SavedModel directory, an ``.onnx`` file or a Kaggle handle.
 
         Parameters
@@ -161,7 +171,10 @@ class PerchBackend:
             Also return the ``label`` logits per window.
         spatial : bool
             Also return ``spatial_embedding`` [16, 4, 1536] per window.
+        top_k : int, optional
+            Write the ``top_k`` best labels per window (implies ``logits``).
         """
+        logits = bool(logits or (top_k or 0) > 0)
         if dtype != "float32":
             raise ValueError(f"Perch runs in float32 (its exported graph), not {dtype}")
         if device == "mps":
@@ -193,30 +206,37 @@ class PerchBackend:
                       "model_path": str(path.resolve()), "weights_sha256": weights, "runtime": runner.runtime,
                       "force_10sec": bool(force_10sec), "n_classes": len(classes) if classes else None}
         return cls(runner, name=name, source=str(source), sample_rate_hz=rate, hop_s=hop, outputs=outputs,
-                   classes=classes, provenance=provenance)
+                   classes=classes, provenance=provenance, top_k=top_k or 0)
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a TF SavedModel folder (saved_model.pb), or an ONNX graph taking [batch, 160000] audio."""
+        if path.is_dir():
+            return "perch_v2" if (path / "saved_model.pb").is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            import onnx
+
+            graph = onnx.load(str(path), load_external_data=False).graph
+        except Exception:  # noqa: BLE001 - not an ONNX file
+            return None
+        dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input]
+        return "perch_v2" if len(dims) == 1 and len(dims[0]) == 2 and dims[0][1] == INPUT_SAMPLES else None
 
     def plan_rows(self, n_samples: int) -> np.ndarray:
         """Window onsets (samples): fixed windows until the end is reached; the last is padded."""
         return windows_to_cover(n_samples, window_samples=self.window_samples, hop_samples=self.hop_samples)
 
-    def prepare(self, samples: np.ndarray) -> Prepared:
-        """Nothing file-level: the model normalises each window itself."""
-        return Prepared(samples)
-
-    def embed_batch(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 [B, 160000] -> ``{"embedding": [B, 1536], "label": [B, C], ...}`` (as requested)."""
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
+        """float32 [B, 160000] -> embeddings [B, 1536], extras ``label`` [B, C], ... (as requested)."""
         out = self.runner(np.ascontiguousarray(audio, dtype=np.float32), self.outputs)
-        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+        return BatchOutput(arrays.pop("embedding"), arrays)
 
-    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """No whole-file extras."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        """Provenance and geometry for the ``.json``."""
-        return {**self._provenance, "device": self.device, "dtype": "float32", "window_s": self.window_s,
-                "hop_s": self.frame_stride_s, "sample_rate_hz": self.sample_rate_hz,
-                "outputs": list(self.outputs), "pad_mode": self.pad_mode}
+    def details(self) -> dict[str, Any]:
+        """Provenance for the ``.json``."""
+        return {**self._provenance, "outputs": list(self.outputs), "pad_mode": self.pad_mode}
 
     def mat_fields(self) -> dict[str, Any]:
         """``hop_s`` (s) for the ``.mat``."""

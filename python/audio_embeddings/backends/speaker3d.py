@@ -24,7 +24,7 @@ import numpy as np
 
 from ..device import resolve_device, resolve_dtype
 from ..fbank import fbank_frame_count
-from .base import Prepared, file_sha256
+from .base import BaseBackend, BatchOutput, Option, file_sha256, torch_state_keys
 
 SAMPLE_RATE_HZ = 16000
 FRAME_LENGTH_SAMPLES = 400  # 25 ms
@@ -204,7 +204,7 @@ def _preset_for_id(model_id: str) -> Speaker3DPreset | None:
     return next((p for p in PRESETS.values() if p.model_id == model_id), None)
 
 
-class Speaker3DBackend:
+class Speaker3DBackend(BaseBackend):
     """One 3D-Speaker embedding per utterance.
 
     Use :meth:`load`. ``embed_batch`` takes equal-length utterances float32 [B, N] (16 kHz,
@@ -213,9 +213,9 @@ class Speaker3DBackend:
 
     framing = "utterance"
     sample_rate_hz = SAMPLE_RATE_HZ
-    frame_stride_s = 0.0
-    window_s = 0.0
-    hop_samples = 1
+    options = (Option("--checkpoint", "checkpoint", "weights of --model: a local file, or a file name in the "
+                      "ModelScope repository (default: the published model's)", metavar="FILE_OR_ID"),)
+    option_group = "speaker embeddings (3D-Speaker: eres2netv2, campplus)"
 
     def __init__(self, model: Any, *, name: str, family: str, variant: str, config: dict[str, Any], source: str,
                  device: Any, dtype: Any, provenance: dict[str, Any]):
@@ -233,6 +233,12 @@ class Speaker3DBackend:
         self.min_samples = min_samples_for(family)
         self.fbank = KaldiFbank(sample_rate_hz=SAMPLE_RATE_HZ, num_mel_bins=int(config["feat_dim"]), device=device)
         self._provenance = provenance
+
+    @classmethod
+    def claims(cls, path: Path) -> str | None:
+        """a torch file with 3D-Speaker's ERes2NetV2 or CAM++ tensor names."""
+        keys = torch_state_keys(path)
+        return detect_family(dict.fromkeys(keys)) if keys else None
 
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "eres2netv2", device: str = "auto",
@@ -339,16 +345,12 @@ class Speaker3DBackend:
         rev = revision or (pinned.revision if pinned else None)
         return modelscope_file(source, filename, revision=rev), source
 
-    def prepare(self, samples: np.ndarray) -> Prepared:
-        """Nothing at file level: 3D-Speaker embeds the waveform as it is."""
-        return Prepared(samples)
-
     def features(self, audio: Any) -> Any:
         """Mean-normalised fbank float32 [B, T, 80] of waveforms [B, N] (a torch tensor on the model's device)."""
         feats = self.fbank(audio)
         return feats - feats.mean(dim=1, keepdim=True)
 
-    def embed_batch(self, audio: np.ndarray) -> np.ndarray:
+    def embed_batch(self, audio: np.ndarray) -> BatchOutput:
         """Embeddings float32 [B, embedding_dim] of equal-length utterances float32 [B, N].
 
         The fbank runs on the whole batch; the model on the whole batch too, except on the
@@ -379,22 +381,14 @@ class Speaker3DBackend:
             if self.device.type == "cpu":
                 step = max(1, CPU_FORWARD_FRAMES[self.family] // feats.shape[1])
             emb = torch.cat([self.model(feats[i:i + step]) for i in range(0, feats.shape[0], step)])
-        return emb.float().cpu().numpy()
+        return BatchOutput(emb.float().cpu().numpy())
 
-    def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """No whole-file extras: the row is the utterance embedding."""
-        return {}
-
-    def describe(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         """Provenance, model configuration and feature settings for the ``.json``."""
         return {
             **self._provenance,
             "model_variant": self.variant,
             "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()},
-            "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "embedding_size": self.embedding_dim,
-            "min_samples": self.min_samples,
             "features": {
                 "type": "kaldi_fbank", "num_mel_bins": int(self.config["feat_dim"]),
                 "sample_rate_hz": SAMPLE_RATE_HZ, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import FileEmbedding
+from ..backends.base import BatchOutput, FileEmbedding
 from ..framing import conv_frame_count, frame_times_s, plan_context_chunks
 
 
@@ -74,10 +74,15 @@ def plan_file(backend: Any, n_samples: int, *, chunk_s: float, context_s: float)
         return FilePlan((Piece(0, int(n_samples), 0, 1, 0),), np.zeros(1, dtype=np.int64),
                         {"mode": "utterance", "n_samples": int(n_samples)})
     if backend.framing == "sequence":
+        chunk_samples, context_samples = int(round(chunk_s * rate)), int(round(context_s * rate))
+        if backend.max_input_samples is not None:  # a fixed longest input (Whisper: 30 s)
+            limit = int(backend.max_input_samples)
+            chunk_samples = min(chunk_samples, limit)
+            context_samples = min(context_samples, max(0, (limit - backend.receptive_field_samples) // 4))
         chunks = plan_context_chunks(
             n_samples,
-            chunk_samples=int(round(chunk_s * rate)),
-            context_samples=int(round(context_s * rate)),
+            chunk_samples=chunk_samples,
+            context_samples=context_samples,
             receptive_field_samples=backend.receptive_field_samples,
             hop_samples=backend.hop_samples,
         )
@@ -93,7 +98,7 @@ def plan_file(backend: Any, n_samples: int, *, chunk_s: float, context_s: float)
         offset, width = int(backend.window_offset_samples), int(backend.window_samples)
         pieces = tuple(Piece(int(o) + offset, width, 0, 1, i) for i, o in enumerate(onsets))
         info = {"mode": "windows", "n_windows": int(len(onsets)), "window_samples": width,
-                "hop_samples": int(backend.hop_samples), "pad_mode": getattr(backend, "pad_mode", "zeros"),
+                "hop_samples": int(backend.hop_samples), "pad_mode": backend.pad_mode,
                 "padded_windows": [i for i, p in enumerate(pieces)
                                    if p.start_sample < 0 or p.start_sample + width > n_samples]}
     return FilePlan(pieces, onsets, info)
@@ -224,13 +229,15 @@ class FileJob:
         onsets = self.plan.onsets
         if self.source_index is not None and len(self.source_index):
             time_axis = self.source_index[np.minimum(onsets, len(self.source_index) - 1)] / float(rate)
+        elif backend.framing == "utterance":
+            time_axis = np.zeros(len(onsets))  # one row, from the start of the recording
         else:
             time_axis = frame_times_s(len(onsets), hop_s=backend.hop_samples / rate)
         rows = self.rows if self.rows is not None else np.zeros((0, backend.embedding_dim), np.float32)
         return FileEmbedding(
             embeddings=rows,
             time_axis_s=np.asarray(time_axis, dtype=np.float64),
-            frame_stride_s=float(backend.frame_stride_s),
+            frame_stride_s=float(backend.frame_stride_s or 0.0),  # 0 for one row per utterance
             window_s=float(backend.window_s),
             sample_rate_hz=int(rate),
             n_samples=int(self.meta.get("n_input_samples", 0)),
@@ -264,9 +271,9 @@ def streamed_job(backend: Any, key: str, path: str | Path, n_samples: int, *, me
     ``mean``/``var`` are the whole file's statistics; they z-score each block when the
     backend normalises its input (``backend.input_norm == "zscore"``).
     """
-    zscore = getattr(backend, "input_norm", "none") == "zscore"
+    zscore = backend.input_norm == "zscore"
     source = RawFileSource(path, n_samples, mean=mean if zscore else None,
-                           std=float(np.sqrt(var + getattr(backend, "norm_eps", 0.0))) if zscore else None)
+                           std=float(np.sqrt(var + backend.norm_eps)) if zscore else None)
     plan = plan_file(backend, n_samples, chunk_s=chunk_s, context_s=context_s)
     return FileJob(key, source, plan, meta={"n_input_samples": int(n_samples), **(meta or {})})
 
@@ -294,7 +301,7 @@ class BatchScheduler:
         self.backend = backend
         self.batch_size = max(1, int(batch_size))
         self.max_batch_samples = None if max_batch_seconds is None else max_batch_seconds * backend.sample_rate_hz
-        self.masked = bool(getattr(backend, "accepts_lengths", False))
+        self.masked = bool(backend.accepts_lengths)
         self._queues: dict[int, deque] = {}
         self._jobs: OrderedDict[int, FileJob] = OrderedDict()
         self.n_batches = 0
@@ -353,7 +360,7 @@ class BatchScheduler:
 
     def _inputs(self, batch: list) -> tuple[np.ndarray, np.ndarray | None]:
         """float32 [B, N] model inputs (zero-padded to the longest for masking backends) and lengths."""
-        pad_mode = getattr(self.backend, "pad_mode", "zeros")
+        pad_mode = self.backend.pad_mode
         pieces = [job.source.read(p.start_sample, p.n_samples, pad_mode) for job, p in batch]
         if not self.masked:
             return np.stack(pieces), None
@@ -385,10 +392,11 @@ class BatchScheduler:
                 raise
             batch[0][0].fail(f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
             return
-        extras: dict[str, np.ndarray] = {}
-        if isinstance(outputs, dict):  # {"embedding": [B, (t,) D], "label": [B, (t,) C], ...}
-            extras = {k: np.asarray(v) for k, v in outputs.items() if k != "embedding"}
-            outputs = outputs["embedding"]
+        if not isinstance(outputs, BatchOutput):
+            raise TypeError(f"{type(self.backend).__name__}.embed_batch returned {type(outputs).__name__}, "
+                            "not BatchOutput")
+        extras = {k: np.asarray(v) for k, v in outputs.extras.items()}
+        outputs = outputs.embeddings
         if self.backend.framing in ("windows", "utterance"):
             outputs = outputs[..., None, :]  # one row per input -> [B, 1, D]
             extras = {k: v[:, None] for k, v in extras.items()}

@@ -88,7 +88,7 @@ def check_run_config(output_dir: str | Path, config: dict[str, Any], *, overwrit
 
 def _job(backend: Any, loaded: Loaded, options: RunOptions) -> FileJob:
     meta = {"path": loaded.path, "audio_info": loaded.audio_info}
-    if loaded.raw_path and getattr(backend, "input_norm", None) is None:
+    if loaded.raw_path and backend.input_norm is None:
         # Preparation needs the whole file (silence trimming): read the decoded mono float32 back.
         samples = np.fromfile(loaded.raw_path, dtype="<f4")
         Path(loaded.raw_path).unlink(missing_ok=True)
@@ -138,7 +138,7 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
              for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
-    monitor = GpuMonitor(getattr(backend, "device", "cpu"))
+    monitor = GpuMonitor(backend.device)
     prefetcher = Prefetcher(tasks, workers=options.workers, ahead=max(2 * options.workers, 2))
 
     def fail(path: str, reason: str) -> None:

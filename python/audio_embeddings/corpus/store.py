@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .shard import Shard
+from ..outputs.contract import extra_array
 
 PART_MAX_FILES = 256
 PART_MAX_BYTES = 256 * 2 ** 20
@@ -111,7 +112,7 @@ class StoreWriter:
         ds.attrs["duration_s"] = float(audio_info.get("duration_s", 0.0))
         f.create_dataset(f"time_axis/{key}", data=np.asarray(result.time_axis_s, dtype=np.float64))
         for name, value in result.extras.items():
-            f.create_dataset(f"extras/{name}/{key}", data=np.asarray(value, dtype=np.float32))
+            f.create_dataset(f"extras/{name}/{key}", data=extra_array(value))
         self._keys.append(key)
         self._bytes += emb.nbytes
         max_files, max_bytes, max_s = self.limits

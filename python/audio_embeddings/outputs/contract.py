@@ -60,6 +60,12 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def extra_array(value: Any) -> np.ndarray:
+    """An extra as written everywhere: integer arrays (codebook indices) keep an integer type, the rest is float32."""
+    array = np.asarray(value)
+    return array if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32, copy=False)
+
+
 def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any]) -> dict[str, Any]:
     """The ``.mat`` variables of the contract (single embeddings, double [T x 1] time axis, double scalars)."""
     variables: dict[str, Any] = {
@@ -72,7 +78,7 @@ def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any
     }
     variables.update(backend_fields)
     for key, value in result.extras.items():
-        variables[key] = np.asarray(value)
+        variables[key] = extra_array(value)
     return variables
 
 
@@ -142,7 +148,7 @@ def write_outputs(
     if "npy" in formats:  # the .npy itself is written last: it marks the file complete (resume)
         paths["npy"] = str(npy_path)
         for key, value in result.extras.items():
-            extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), np.asarray(value, dtype=np.float32))
+            extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), extra_array(value))
             paths["extras"][key] = str(extra)
     if "txt" in formats:
         paths["txt"] = write_fragments(base, embeddings)

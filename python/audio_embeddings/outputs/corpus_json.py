@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..runs import RunHooks, stored_rows
 from .atomic import atomic_path
 
 #: The seed's default file name.
@@ -30,3 +31,33 @@ def write_corpus_json(path: str | Path, entries: Iterable[tuple[str, np.ndarray]
             count += 1
         fh.write("}")
     return count
+
+
+class CorpusJson(RunHooks):
+    """B3's run hook: ``--output-file`` names the corpus JSON, assembled from the per-file arrays after the run.
+
+    Parameters
+    ----------
+    default_name : str
+        The default ``--output-file`` ('' for none).
+    """
+
+    def __init__(self, default_name: str = DEFAULT_NAME):
+        self.default_name = default_name
+
+    def add_arguments(self, parser, defaults) -> None:
+        parser.add_argument("--output-file", default=self.default_name,
+                            help="the corpus JSON {relative_path: [[...], ...]} in --output-dir "
+                                 "(default: %(default)s; '' for none)")
+
+    def formats(self, run, formats):
+        if run.args.output_file and not run.args.store and "npy" not in formats:
+            return ("npy", *formats)  # the corpus JSON is assembled from the per-file arrays
+        return formats
+
+    def after(self, run, *, merged) -> None:
+        if not run.args.output_file or merged is not None:
+            return
+        path = run.output_dir / run.args.output_file
+        n = write_corpus_json(path, stored_rows(run.corpus.items, run.writer, run.args.store))
+        run.say(f"{n} file(s) -> {path}")

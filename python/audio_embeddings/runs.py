@@ -1,0 +1,434 @@
+"""One run path for every script: discover, load, choose the writer, run the engine, merge, report.
+
+:func:`run` calls the steps below in order; each is a small function of a :class:`Run`.
+Script-specific behaviour (B1's seed spellings and synthetic tone, B3's corpus JSON, B4's
+per-speaker files and ``--compare``) comes from :class:`RunHooks` objects that the script's
+:class:`~audio_embeddings.cli.ScriptDefaults` lists; nothing here names a backend option:
+the backend's own :class:`~audio_embeddings.backends.base.Option` declarations give the
+loader's keyword arguments and the resume fingerprint.
+
+A step that cannot go on raises :class:`RunError` (one line for the user and an exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class RunError(Exception):
+    """A run that cannot go on: ``str(exc)`` is the user's one line, ``status`` the exit status."""
+
+    def __init__(self, message: object, status: int = EXIT_USAGE):
+        super().__init__(" ".join(str(message).split()))
+        self.status = status
+
+
+class RunHooks:
+    """Script-specific additions to the shared run; every method is optional (defaults do nothing).
+
+    A hook adds its own arguments, may replace the whole run (``--compare``), may choose the
+    writer (B4's per-utterance files), and acts after the run or a ``--merge`` in the process
+    that merged the shards (B3's corpus JSON, B4's per-speaker files).
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser, defaults: Any) -> None:
+        """Add this script's own arguments."""
+
+    def instead(self, run: "Run") -> int | None:
+        """An exit status to end the run before discovery (e.g. ``--compare``), or None to go on."""
+        return None
+
+    def inputs(self, run: "Run", inputs: list[str]) -> list[str]:
+        """The input list, possibly extended (B1's ``--input``, or a synthetic tone)."""
+        return inputs
+
+    def formats(self, run: "Run", formats: tuple[str, ...]) -> tuple[str, ...]:
+        """The per-file formats this script needs."""
+        return formats
+
+    def writer(self, run: "Run") -> Any | None:
+        """A writer replacing the per-file tree outputs, or None."""
+        return None
+
+    def after(self, run: "Run", *, merged: dict[str, Any] | None) -> None:
+        """After the shards are merged in this process (``merged``: the merged summary on ``--merge``)."""
+
+
+@dataclass
+class Run:
+    """The state of one run, filled in step by step."""
+
+    args: argparse.Namespace
+    defaults: Any
+    argv: list[str] | None
+    hooks: Sequence[RunHooks] = ()
+    corpus: Any = None
+    shard: Any = None
+    items: list = field(default_factory=list)
+    basename: str | None = None
+    dist: Any = None
+    backend: Any = None
+    model_name: str = ""
+    formats: tuple[str, ...] = ()
+    writer: Any = None
+    report: Any = None
+    summary_path: Path | None = None
+    merged_here: bool = False
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    def say(self, message: str) -> None:
+        """A line on stderr unless ``--quiet``."""
+        if not self.args.quiet:
+            print(message, file=sys.stderr)
+
+
+def one_line(message: object) -> str:
+    """``error: <message>`` on one line."""
+    return "error: " + " ".join(str(message).split())
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+def backend_option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Every backend option given on the command line (``Option.dest`` -> value), whatever the backend."""
+    from .registry import option_table
+
+    return {o.dest: getattr(args, o.dest) for _, o in option_table() if getattr(args, o.dest, None) is not None}
+
+
+def fingerprint(run: Run) -> dict[str, Any]:
+    """The settings that make the outputs, keyed by flag: a rerun with any other value is refused.
+
+    Everything that changes the numbers or what is written: the model, the engine's cutting
+    options, ``--formats``, and every declared option of the backend and of the shared stages.
+    """
+    from .cli import declared_stage_options
+
+    args = run.args
+    settings: dict[str, Any] = {
+        "--model": run.model_name, "--chunk-seconds": args.chunk_seconds, "--context-seconds": args.context_seconds,
+        "--channel": args.channel, "--dtype": args.dtype, "--formats": sorted(run.formats),
+    }
+    for option in (*type(run.backend).options, *declared_stage_options()):
+        value = getattr(args, option.dest, None)
+        settings[option.flag] = list(value) if isinstance(value, tuple) else value
+    return settings
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def discover_inputs(run: Run) -> None:
+    """Find the corpus, this process's shard of it, and the output base name."""
+    from . import audio
+    from .corpus.discover import CorpusError, discover
+    from .corpus.shard import distributed_env, resolve_shard
+    from .corpus.writers import colliding_keys
+
+    args = run.args
+    inputs = list(args.inputs)
+    for hook in run.hooks:
+        inputs = hook.inputs(run, inputs)
+    try:
+        run.shard = resolve_shard(args.shard)
+        run.corpus = discover(inputs, audio_dir=args.audio_dir, part=args.part, patterns=args.pattern,
+                              max_files=args.max_files, exclude=[args.output_dir])
+    except (CorpusError, ValueError, OSError) as exc:
+        raise RunError(exc) from None
+    corpus = run.corpus
+    single = corpus.kind == "files" and len(corpus.items) == 1
+    if args.basename and not single:
+        raise RunError("--basename needs a single input file")
+    run.items = run.shard.select(corpus.items)
+    run.basename = (args.basename or run.defaults.basename) if single else None
+    if run.basename is None and (clashes := colliding_keys(i.key for i in run.items)):
+        a, b = clashes[0]
+        raise RunError(f"{a} and {b} would write the same outputs; select one with --pattern")
+    if corpus.kind == "files":
+        try:
+            audio.check_file(corpus.items[0].path)  # fail fast, before a model download
+        except audio.AudioError as exc:
+            raise RunError(exc, EXIT_INPUT_FAILED) from None
+    run.dist = distributed_env(os.environ)
+
+
+def device_for_rank(device: str, dist: Any) -> str:
+    """Under torchrun, ``auto``/``cuda`` become this rank's ``cuda:LOCAL_RANK`` (when CUDA is there)."""
+    if dist is None or device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else device
+
+
+def load_model(args: argparse.Namespace, defaults: Any, *, device: str) -> Any:
+    """The backend of a run: ``--model`` (a preset, or a checkpoint of the script's fixed backend) with
+    its declared options as given on the command line.
+
+    Raises
+    ------
+    RunError
+        The model cannot be resolved or loaded, or an option it does not take was given.
+    """
+    from .registry import load_backend
+
+    try:
+        return load_backend(args.model, device=device, dtype=args.dtype, preset=defaults.backend,
+                            **backend_option_values(args))
+    except (ValueError, OSError, ImportError, KeyError) as exc:
+        raise RunError(f"{args.model}: {exc}") from None
+
+
+def model_name_of(args: argparse.Namespace, backend: Any) -> str:
+    """What outputs record as ``model_name``: the preset name where one was used, else the checkpoint given."""
+    from .registry import presets
+
+    if args.model in presets():
+        return args.model
+    return str(backend.source or args.model)
+
+
+def load_step(run: Run) -> None:
+    run.backend = load_model(run.args, run.defaults, device=device_for_rank(run.args.device, run.dist))
+    run.model_name = model_name_of(run.args, run.backend)
+
+
+def choose_writer(run: Run) -> None:
+    """Check the resume fingerprint, then make the writer (store, a hook's, or per-file tree outputs)."""
+    from .cli import stage_settings
+    from .corpus.engine import ConfigMismatch, check_run_config
+    from .corpus.store import StoreWriter, parts_root
+    from .corpus.writers import TreeWriter
+    from .outputs.contract import now_iso
+
+    args, backend = run.args, run.backend
+    formats = args.formats or (tuple(run.defaults.formats.split(",")) if run.corpus.kind == "files" else ("npy",))
+    for hook in run.hooks:
+        formats = hook.formats(run, formats)
+    run.formats = formats
+    stages = stage_settings(args)
+    run_info = {"model_name": run.model_name, "backend_info": backend.describe(),
+                "backend_fields": backend.mat_fields(), "started_at": now_iso(), "mat_version": args.mat_version,
+                "argv": run.argv}
+    settings = fingerprint(run)
+    try:
+        if args.store:
+            check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
+            run.writer = StoreWriter(args.store, shard=run.shard, overwrite=args.overwrite,
+                                     run_info={"model_name": run.model_name, "sample_rate_hz": backend.sample_rate_hz,
+                                               "frame_stride_s": backend.frame_stride_s,
+                                               "window_s": backend.window_s}, **stages)
+            return
+        if run.corpus.is_tree:
+            check_run_config(args.output_dir, settings, overwrite=args.overwrite)
+        for hook in run.hooks:
+            if (writer := hook.writer(run)) is not None:
+                run.writer = writer
+                return
+        run.writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=run.basename,
+                                top_k=backend.top_k, classes=backend.classes, **stages)
+    except (ConfigMismatch, OSError) as exc:
+        raise RunError(exc) from None
+
+
+def default_workers() -> int:
+    """Decoding processes for corpus runs: up to 4, leaving a core for the model."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def engine_step(run: Run) -> None:
+    """Run the corpus engine over this process's items and write this shard's report."""
+    from .corpus.engine import RunOptions, run_corpus
+    from .corpus.progress import Progress
+    from .corpus.report import RunReport
+    from .outputs.contract import package_versions
+
+    args, backend, corpus = run.args, run.backend, run.corpus
+    workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
+    options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
+                         workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
+                         max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite)
+    run.report = RunReport(args.output_dir, shard=run.shard, context={
+        "model": run.model_name, "backend": backend.describe(),
+        "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),
+                  "audio_dir": args.audio_dir, "part": args.part, "patterns": args.pattern,
+                  "max_files": args.max_files},
+        "outputs": {"output_dir": str(run.output_dir.resolve()), "formats": list(run.formats),
+                    "store": str(Path(args.store).resolve()) if args.store else None},
+        "options": {"batch_size": args.batch_size, "workers": workers, "chunk_seconds": args.chunk_seconds,
+                    "context_seconds": args.context_seconds, "overwrite": args.overwrite,
+                    "long_file_seconds": args.long_file_seconds, "max_batch_seconds": args.max_batch_seconds},
+        "command_line": run.argv if run.argv is not None else sys.argv,
+        "versions": package_versions(),
+    })
+    single_file = corpus.kind == "files"
+    progress = Progress(len(run.items), quiet=args.quiet, verbose=args.verbose or single_file,
+                        file_lines=sys.stdout if single_file else None,
+                        desc=backend.name if run.shard.is_whole else f"{backend.name} {run.shard.label}")
+    try:
+        run_corpus(backend, run.items, run.writer, run.report, options=options,
+                   scratch_dir=run.output_dir / ".scratch" / run.shard.label, progress=progress)
+    finally:
+        progress.close()
+    run.summary_path = run.report.write()
+
+
+def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:
+    """Join shard summaries (and store parts) of ``output_dir`` into ``summary.json``/``failures.csv`` (and FILE.h5)."""
+    from .corpus.report import merge_reports
+    from .corpus.store import merge_store
+
+    merged = merge_reports(output_dir)
+    if store:
+        merged["store_index"] = merge_store(store)
+    return merged
+
+
+def merge_step(run: Run) -> None:
+    """After this shard: the whole store's index, or (last shard, or torchrun rank 0) the merged summary."""
+    from .corpus.report import all_shards_reported
+    from .corpus.store import merge_store
+
+    args, shard = run.args, run.shard
+    if args.store and shard.is_whole:
+        merge_store(args.store)
+    if not shard.is_whole:
+        group = _barrier(run.dist)
+        if (group and run.dist.rank == 0) or (not group and all_shards_reported(args.output_dir, shard.count)):
+            merge_outputs(args.output_dir, args.store)
+            run.summary_path = run.output_dir / "summary.json"
+        if group:
+            group.destroy_process_group()
+    run.merged_here = shard.is_whole or run.summary_path == run.output_dir / "summary.json"
+
+
+def _barrier(dist: Any) -> Any:
+    """Under torchrun, wait for every rank (gloo); returns ``torch.distributed`` or None."""
+    if dist is None or dist.launcher != "torchrun":
+        return None
+    import datetime
+
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    tdist.barrier()
+    return tdist
+
+
+def report_step(run: Run) -> int:
+    """The summary line of a corpus run and the exit status."""
+    if run.corpus.is_tree:
+        d = run.report.to_dict()
+        run.say(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
+                f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {run.summary_path}")
+    return EXIT_INPUT_FAILED if run.report.failures else EXIT_OK
+
+
+def merge_only(run: Run) -> int:
+    """``--merge``: join the shard summaries (and store parts), then the hooks' after-merge steps."""
+    whole = run.output_dir / "summary.json"
+    try:
+        merged = merge_outputs(run.args.output_dir, run.args.store)
+    except FileNotFoundError as exc:
+        if not whole.is_file():
+            raise RunError(exc) from None
+        merged = {**json.loads(whole.read_text()), "shards_merged": [], "shards_missing": []}  # one process
+    run.say(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
+            f"{merged['files_failed']} failed -> {whole}")
+    run.model_name = merged.get("model") or ""
+    for hook in run.hooks:
+        hook.after(run, merged=merged)
+    return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else EXIT_OK
+
+
+def run(args: argparse.Namespace, *, defaults: Any, argv: Sequence[str] | None = None) -> int:
+    """Every step of a run, in order; returns the exit status (errors are one line on stderr)."""
+    state = Run(args=args, defaults=defaults, argv=list(argv) if argv is not None else None,
+                hooks=tuple(defaults.hooks))
+    try:
+        if args.merge:
+            return merge_only(state)
+        for hook in state.hooks:
+            status = hook.instead(state)
+            if status is not None:
+                return status
+        discover_inputs(state)
+        load_step(state)
+        choose_writer(state)
+        engine_step(state)
+        merge_step(state)
+        if state.merged_here:
+            for hook in state.hooks:
+                hook.after(state, merged=None)
+        return report_step(state)
+    except RunError as exc:
+        print(one_line(exc), file=sys.stderr)
+        return exc.status
+
+
+def stored_rows(items: Iterable[Any], writer: Any, store: str | None):
+    """(key, rows) of every corpus item with finished outputs, in corpus order, one at a time."""
+    import numpy as np
+
+    if store:
+        import h5py
+
+        with h5py.File(store, "r") as fh:
+            for item in items:
+                if f"embeddings/{item.key}" in fh:
+                    yield item.key, fh[f"embeddings/{item.key}"][()]
+        return
+    for item in items:
+        base = writer.base(item.key)
+        path = base.with_name(base.name + ".npy")
+        if path.is_file():
+            yield item.key, np.load(path)
+
+
+class SeedSpellings(RunHooks):
+    """B1: the extraction script's ``--input``/``--output``/``--duration_sec``, and a synthetic tone without input."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser, defaults: Any) -> None:
+        s = parser.add_argument_group("the extraction script's spellings")
+        s.add_argument("--input", dest="seed_inputs", action="append", default=None, metavar="AUDIO",
+                       help="audio file (same as INPUT); without any input a synthetic tone is embedded")
+        s.add_argument("--output", dest="output_dir", default=argparse.SUPPRESS, metavar="DIR",
+                       help="same as --output-dir")
+        s.add_argument("--duration_sec", type=float, default=10.0,
+                       help="length of the synthetic tone made when no input is given (default: %(default)g)")
+
+    def inputs(self, run: Run, inputs: list[str]) -> list[str]:
+        inputs = inputs + list(run.args.seed_inputs or [])
+        if not inputs and not run.args.audio_dir:
+            inputs = [str(synthetic_input(run.args.output_dir, duration_s=run.args.duration_sec))]
+        return inputs
+
+
+def synthetic_input(output_dir: str | Path, *, duration_s: float, sample_rate_hz: int = 32000) -> Path:
+    """The Perch script's smoke-test input: a 440 Hz tone, ``synthetic_perch_32khz_<D>s.wav``."""
+    import soundfile as sf
+
+    from .audio import synthetic_tone
+    from .outputs.atomic import atomic_path
+
+    if not duration_s > 0:
+        raise RunError(f"--duration_sec must be > 0, got {duration_s}")
+    path = Path(output_dir) / f"synthetic_perch_32khz_{float(duration_s)}s.wav"
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(tmp, synthetic_tone(duration_s=duration_s, sample_rate_hz=sample_rate_hz), sample_rate_hz)
+    return path
