@@ -1,0 +1,109 @@
+"""Tiny, randomly initialised Whisper and CLAP models with the real classes, saved like hub checkpoints.
+
+Whisper keeps the published input geometry (80 mel bins, ``max_source_positions`` 1500: 30 s of
+log-mel, 1500 rows at 20 ms); CLAP keeps HTSAT's input (64 mel bins, 10 s at 48 kHz) with a
+4-stage tower of one block each and a tiny text tower.
+
+    python tests/tiny_hf.py whisper OUT_DIR     # for the Octave tests
+    python tests/tiny_hf.py clap OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+KINDS = ("whisper", "whisper-base-model", "clap", "clap-fused")
+
+
+def build_tiny_whisper(directory: str | Path, *, seed: int = 0, with_head: bool = True,
+                       with_feature_extractor: bool = True) -> Path:
+    """Save a tiny Whisper checkpoint (config, safetensors weights, preprocessor config) in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+    seed : int
+        Seed of the random weights (a local generator state; the global one is restored).
+    with_head : bool
+        Save a ``WhisperForConditionalGeneration`` (as the openai/whisper-* hub checkpoints are);
+        False saves a bare ``WhisperModel``.
+    with_feature_extractor : bool
+        Also save ``WhisperFeatureExtractor`` defaults (``preprocessor_config.json``).
+    """
+    import torch
+    import transformers as tf
+
+    config = tf.WhisperConfig(
+        vocab_size=64, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=48,
+        max_source_positions=1500, max_target_positions=32, pad_token_id=1, bos_token_id=2, eos_token_id=2,
+        decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = (tf.WhisperForConditionalGeneration if with_head else tf.WhisperModel)(config)
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    if with_feature_extractor:
+        tf.WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(out)
+    return out
+
+
+def tiny_clap_config(*, fusion: bool = False):
+    """A ``ClapConfig`` small enough to run on a CPU in well under a second per 10 s window."""
+    import transformers as tf
+
+    audio = tf.ClapAudioConfig(depths=[1, 1, 1, 1], hidden_size=64, patch_embeds_hidden_size=8,
+                               enable_fusion=fusion)
+    text = tf.ClapTextConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32, max_position_embeddings=40)
+    return tf.ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=24)
+
+
+def build_tiny_clap(directory: str | Path, *, seed: int = 0, fusion: bool = False,
+                    with_feature_extractor: bool = True) -> Path:
+    """Save a tiny ``ClapModel`` (config, safetensors weights, ``ClapFeatureExtractor``) in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+    seed : int
+        Seed of the random weights (the global generator state is restored).
+    fusion : bool
+        A fused model (``enable_fusion``, extractor ``truncation="fusion"``) instead of an unfused
+        one (``"rand_trunc"``).
+    with_feature_extractor : bool
+        Also save the feature extractor (``preprocessor_config.json``).
+    """
+    import torch
+    import transformers as tf
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = tf.ClapModel(tiny_clap_config(fusion=fusion))
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    if with_feature_extractor:
+        tf.ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc").save_pretrained(out)
+    return out
+
+
+def build(kind: str, directory: str | Path) -> Path:
+    """Build one of :data:`KINDS` in ``directory``."""
+    if kind == "whisper":
+        return build_tiny_whisper(directory)
+    if kind == "whisper-base-model":
+        return build_tiny_whisper(directory, with_head=False)
+    if kind == "clap":
+        return build_tiny_clap(directory)
+    if kind == "clap-fused":
+        return build_tiny_clap(directory, fusion=True)
+    raise ValueError(f"unknown tiny model kind {kind!r}; one of {KINDS}")
+
+
+if __name__ == "__main__":
+    build(sys.argv[1], sys.argv[2])
+    print(sys.argv[2])
