@@ -10,11 +10,20 @@ part holds, per file key (``a/b/x.wav``):
 * ``/time_axis/<key>``   float64 [T] row onsets in seconds
 * ``/extras/<name>/<key>`` backend extras (e.g. ``utterance_embedding``)
 
+and, when the run aligns to a brain-data time grid (``StoreWriter(..., align=AlignSettings)``,
+see :mod:`audio_embeddings.align`):
+
+* ``/aligned/<key>``            float32 [T', D'] (or [L, T', D']) the aligned rows; attributes
+  ``target_rate_hz``, ``start_s``, ``duration_s``, ``method``, ``hrf``, ``delays`` (int64, output rows)
+* ``/time_axis_aligned/<key>``  float64 [T'] their times in seconds, ``start_s + k / target_rate_hz``
+
+(each part's root attribute ``alignment`` holds the settings as JSON).
+
 :func:`merge_store` writes ``FILE.h5`` itself: an ``/index`` (``key``, ``part``,
 ``n_frames``, ``duration_s``, ``source_path``) and the same paths as HDF5 external links
-into the parts, so one file opens the whole corpus (h5py and MATLAB's ``h5read`` follow
-the links; keep ``FILE.h5.parts`` next to it). Arrays are row-major: MATLAB's ``h5read``
-returns them transposed, [D x T].
+into the parts (the aligned datasets too), so one file opens the whole corpus (h5py and
+MATLAB's ``h5read`` follow the links; keep ``FILE.h5.parts`` next to it). Arrays are
+row-major: MATLAB's ``h5read`` returns them transposed, [D x T].
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .shard import Shard
-from ..outputs.contract import extra_array
+from ..outputs.contract import aligned_result, extra_array
 
 PART_MAX_FILES = 256
 PART_MAX_BYTES = 256 * 2 ** 20
@@ -63,11 +72,14 @@ class StoreWriter:
         ``model_name`` and geometry, stored as root attributes of every part.
     overwrite : bool
         Remove this shard's earlier parts and redo every key.
+    align : AlignSettings, optional
+        Also store each file's rows aligned to a brain-data time grid (``/aligned/<key>`` and
+        ``/time_axis_aligned/<key>``; the duration defaults to the file's, ``n_samples / sample_rate_hz``).
     """
 
     def __init__(self, store_path: str | Path, *, shard: Shard, run_info: dict[str, Any], overwrite: bool = False,
                  part_max_files: int = PART_MAX_FILES, part_max_bytes: int = PART_MAX_BYTES,
-                 part_max_s: float = PART_MAX_S):
+                 part_max_s: float = PART_MAX_S, align: Any = None):
         self.store_path = Path(store_path)
         self.dir = parts_root(self.store_path) / shard.label
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +89,7 @@ class StoreWriter:
             for old in self.dir.glob("part-*.h5"):
                 old.unlink()
         self.run_info = run_info
+        self.align = align
         self.limits = (int(part_max_files), int(part_max_bytes), float(part_max_s))
         self._done = set() if overwrite else {k for p in _part_files(parts_root(self.store_path)) for k in _keys_of(p)}
         numbers = [int(p.stem.split("-")[1]) for p in self.dir.glob("part-*.h5")]
@@ -99,10 +112,15 @@ class StoreWriter:
         for name, value in self.run_info.items():
             if isinstance(value, (str, int, float)):
                 self._file.attrs[name] = value
+        if self.align is not None:
+            import json
+
+            self._file.attrs["alignment"] = json.dumps(self.align.describe())
         self._keys, self._bytes, self._opened = [], 0, time.monotonic()
 
     def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
         """Add one file to the open part (committing the part when it is full)."""
+        aligned = aligned_result(result, self.align)  # first: a file that cannot be aligned leaves nothing behind
         if self._file is None:
             self._open()
         f = self._file
@@ -113,6 +131,14 @@ class StoreWriter:
         f.create_dataset(f"time_axis/{key}", data=np.asarray(result.time_axis_s, dtype=np.float64))
         for name, value in result.extras.items():
             f.create_dataset(f"extras/{name}/{key}", data=extra_array(value))
+        if aligned is not None:
+            out = aligned.embeddings.astype(np.float32, copy=False)
+            ds = f.create_dataset(f"aligned/{key}", data=out, chunks=True if out.size else None)
+            s = aligned.settings
+            ds.attrs.update({"target_rate_hz": s.target_rate_hz, "start_s": s.start_s, "duration_s": s.duration_s,
+                             "method": s.method, "hrf": s.hrf, "delays": np.asarray(s.delays, dtype=np.int64)})
+            f.create_dataset(f"time_axis_aligned/{key}", data=np.asarray(aligned.time_axis_s, dtype=np.float64))
+            self._bytes += out.nbytes
         self._keys.append(key)
         self._bytes += emb.nbytes
         max_files, max_bytes, max_s = self.limits
@@ -179,6 +205,9 @@ def merge_store(store_path: str | Path) -> dict[str, Any]:
                     out[f"time_axis/{key}"] = h5py.ExternalLink(rel, f"/time_axis/{key}")
                     for name in extras:
                         out[f"extras/{name}/{key}"] = h5py.ExternalLink(rel, f"/extras/{name}/{key}")
+                    for group in ("aligned", "time_axis_aligned"):
+                        if f"{group}/{key}" in src:
+                            out[f"{group}/{key}"] = h5py.ExternalLink(rel, f"/{group}/{key}")
         rows.sort()
         text = h5py.string_dtype()
         out.create_dataset("index/key", data=np.array([r[0] for r in rows], dtype=object), dtype=text)

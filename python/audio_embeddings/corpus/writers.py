@@ -69,10 +69,14 @@ class TreeWriter:
         (``top_labels``) and ``<base>_labels.csv``.
     classes : list of str, optional
         Label names for ``top_k``.
+    align : AlignSettings, optional
+        Also write the rows aligned to a brain-data time grid (see :mod:`audio_embeddings.align`).
     """
 
     def __init__(self, output_dir: str | Path, *, formats: Iterable[str], run_info: dict[str, Any],
-                 basename: str | None = None, top_k: int = 0, classes: list[str] | None = None):
+                 basename: str | None = None, top_k: int = 0, classes: list[str] | None = None,
+                 align: Any = None):
+        self.align = align
         self.output_dir = Path(output_dir)
         self.formats = tuple(formats)
         self.run_info = run_info
@@ -101,6 +105,7 @@ class TreeWriter:
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
             audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
             mat_version=info.get("mat_version", "auto"), argv=info.get("argv"), annotations=annotations,
+            align=self.align,
         )
 
     def close(self) -> None:

@@ -1,4 +1,12 @@
-"""The output contract: ``<base>.npy``, ``<base>.mat`` and ``<base>.json`` for one file's embeddings."""
+"""The output contract: ``<base>.npy``, ``<base>.mat`` and ``<base>.json`` for one file's embeddings.
+
+With alignment to a brain-data time grid (``write_outputs(..., align=AlignSettings)``, see
+:mod:`audio_embeddings.align`) the raw outputs are written as always, plus
+``<base>_aligned.npy`` (the aligned rows), the ``.mat`` variables ``embeddings_aligned``,
+``time_axis_aligned`` (T' x 1, s), ``target_rate`` (Hz), ``align_method``, ``hrf`` and
+``delays`` (1 x n, output rows), and an ``alignment`` section in the ``.json`` (the settings,
+the duration covered, the source rate, the Lanczos cutoff and the aligned shape).
+"""
 
 from __future__ import annotations
 
@@ -66,8 +74,11 @@ def extra_array(value: Any) -> np.ndarray:
     return array if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32, copy=False)
 
 
-def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any]) -> dict[str, Any]:
-    """The ``.mat`` variables of the contract (single embeddings, double [T x 1] time axis, double scalars)."""
+def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any],
+                  aligned: Any = None) -> dict[str, Any]:
+    """The ``.mat`` variables of the contract (single embeddings, double [T x 1] time axis, double scalars),
+    then, given ``aligned`` (an :class:`~audio_embeddings.align.Aligned`), its variables
+    (``embeddings_aligned``, ``time_axis_aligned``, ``target_rate``, ``align_method``, ``hrf``, ``delays``)."""
     variables: dict[str, Any] = {
         "embeddings": np.asarray(result.embeddings, dtype=np.float32),
         "time_axis": np.asarray(result.time_axis_s, dtype=np.float64).reshape(-1, 1),
@@ -79,7 +90,20 @@ def mat_variables(result: Any, *, model_name: str, backend_fields: dict[str, Any
     variables.update(backend_fields)
     for key, value in result.extras.items():
         variables[key] = extra_array(value)
+    if aligned is not None:
+        variables.update(aligned.mat_variables())
     return variables
+
+
+def aligned_result(result: Any, align: Any) -> Any:
+    """``align`` (an :class:`~audio_embeddings.align.AlignSettings`) applied to a FileEmbedding: float32 rows,
+    their time axis and window, and the file's duration ``n_samples / sample_rate_hz`` unless the settings
+    give one. None when ``align`` is None."""
+    if align is None:
+        return None
+    return align.apply(np.asarray(result.embeddings, dtype=np.float32), np.asarray(result.time_axis_s),
+                       window_s=float(result.window_s),
+                       duration_s=float(result.n_samples) / float(result.sample_rate_hz))
 
 
 def write_outputs(
@@ -97,6 +121,7 @@ def write_outputs(
     mat_version: str = "auto",
     argv: list[str] | None = None,
     annotations: dict[str, Any] | None = None,
+    align: Any = None,
 ) -> dict[str, Any]:
     """Write one file's outputs and return their paths (and a ``mat_error`` if the ``.mat`` failed).
 
@@ -128,21 +153,31 @@ def write_outputs(
         Command line to record (default ``sys.argv``).
     annotations : dict, optional
         Extra JSON-able fields for the ``.json`` (e.g. ``top_labels``).
+    align : AlignSettings, optional
+        Also write the rows aligned to a brain-data time grid (:mod:`audio_embeddings.align`;
+        the duration defaults to the file's, ``n_samples / sample_rate_hz``):
+        ``<basename>_aligned.npy`` (with ``npy``), the ``.mat``'s aligned variables and the
+        ``.json``'s ``alignment`` section. Computed before anything is written, so a file
+        that cannot be aligned (one row) raises ValueError and leaves no outputs.
 
     Returns
     -------
     dict
         ``npy``, ``mat``, ``json`` paths (str; ``mat`` None when it failed), ``mat_error``,
-        and ``extras`` (paths of ``<basename>_<extra>.npy``).
+        ``extras`` (paths of ``<basename>_<extra>.npy``); with ``align`` also ``aligned``
+        (the path of ``<basename>_aligned.npy``, None without ``npy``).
     """
     formats = tuple(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown}; choose from {FORMATS}")
+    aligned = aligned_result(result, align)  # first: a file that cannot be aligned leaves nothing behind
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / basename
     paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
+    if aligned is not None:
+        paths["aligned"] = None
     embeddings = np.asarray(result.embeddings, dtype=np.float32)
     npy_path = base.with_name(base.name + ".npy")
     if "npy" in formats:  # the .npy itself is written last: it marks the file complete (resume)
@@ -150,12 +185,14 @@ def write_outputs(
         for key, value in result.extras.items():
             extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), extra_array(value))
             paths["extras"][key] = str(extra)
+        if aligned is not None:
+            paths["aligned"] = str(save_npy(base.with_name(f"{base.name}_aligned.npy"), aligned.embeddings))
     if "txt" in formats:
         paths["txt"] = write_fragments(base, embeddings)
     if "mat" in formats:
         mat_path, error = write_mat_or_record_failure(
             base.with_name(base.name + ".mat"),
-            mat_variables(result, model_name=model_name, backend_fields=backend_fields),
+            mat_variables(result, model_name=model_name, backend_fields=backend_fields, aligned=aligned),
             version=mat_version,
         )
         paths["mat"] = str(mat_path) if mat_path else None
@@ -181,6 +218,7 @@ def write_outputs(
                        for k, v in result.extras.items()},
             "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
                                                                "mat_failed": paths["mat_error"]},
+            **({"alignment": {**aligned.describe(), "npy": paths.get("aligned")}} if aligned is not None else {}),
             **(annotations or {}),
             "versions": package_versions(),
             "command_line": list(sys.argv if argv is None else argv),
