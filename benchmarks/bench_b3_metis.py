@@ -143,7 +143,7 @@ def dtype_check(paths: dict, device: str, seconds: float = 20.0, batch: int = 8,
         for _ in range(repeats):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            outs[dtype] = backend.embed_batch(audio)["embedding"]
+            outs[dtype] = backend.embed_batch(audio).embeddings
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         speeds[dtype] = batch * seconds / statistics.median(times)
@@ -164,7 +164,7 @@ def chunk_check(paths: dict, seconds: float, device: str) -> None:
     backend = MetisBackend.load(str(paths["model"]), codec=str(paths["codec"]), stats=str(paths["stats"]),
                                 device=device, layer=_layers(paths))
     x = (0.1 * np.random.default_rng(2).standard_normal(int(seconds * 16000))).astype(np.float32)
-    whole = backend.embed_batch(x[None])["embedding"][0]
+    whole = backend.embed_batch(x[None]).embeddings[0]
     chunked = embed_audio(backend, Audio(x, 16000, 16000, 1, None, "synthetic"), chunk_s=30.0,
                           context_s=5.0).embeddings
     diff = np.abs(whole - chunked)

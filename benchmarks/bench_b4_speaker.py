@@ -90,7 +90,7 @@ def seed_run(model, utterances: np.ndarray, device) -> np.ndarray:
 
 def our_run(backend, utterances: np.ndarray, batch_size: int) -> np.ndarray:
     """Ours: equal-length utterances in batches through ``embed_batch``."""
-    return np.concatenate([backend.embed_batch(utterances[i:i + batch_size])
+    return np.concatenate([backend.embed_batch(utterances[i:i + batch_size]).embeddings
                            for i in range(0, len(utterances), batch_size)])
 
 

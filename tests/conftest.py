@@ -65,3 +65,59 @@ def tiny_speaker_checkpoints(tmp_path_factory):
         paths[family] = root / f"tiny_{family}.ckpt"
         torch.save(random_state(FAMILY[family][1](**cfg), seed=6), paths[family])
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_model(tmp_path_factory):
+    """Factory: ``tiny_hf_model("whisper" | "clap")`` -> folder of a tiny saved model (tests/tiny_hf.py)."""
+    import tiny_hf
+
+    cache: dict[str, Path] = {}
+
+    def make(kind: str) -> Path:
+        if kind not in cache:
+            cache[kind] = tiny_hf.build(kind, tmp_path_factory.mktemp(f"tiny-{kind}"))
+        return cache[kind]
+
+    return make
+
+
+#: What every preset loads in the tests instead of its published checkpoint: (fixture, argument).
+#: ``None`` as the fixture: the weights ship in a package (GE2E, BirdNET).
+STAND_INS = {
+    "wav2vec2": ("tiny_model", "wav2vec2-stable"), "wav2vec2-base": ("tiny_model", "wav2vec2"),
+    "hubert-base": ("tiny_model", "hubert"), "hubert-large": ("tiny_model", "hubert"),
+    "wavlm-base-plus": ("tiny_model", "wavlm"), "wavlm-large": ("tiny_model", "wavlm"),
+    "data2vec-audio-base": ("tiny_model", "data2vec-audio"),
+    "perch_v2": ("tiny_perch_model", None), "perch_v2_cpu": ("tiny_perch_model", None),
+    "metis": ("tiny_metis_model", None),
+    "eres2netv2": ("tiny_speaker_checkpoints", "eres2netv2"),
+    "eres2netv2_w24s4ep4": ("tiny_speaker_checkpoints", "eres2netv2"),
+    "campplus": ("tiny_speaker_checkpoints", "campplus"),
+    "whisper-base": ("tiny_hf_model", "whisper"), "whisper-small": ("tiny_hf_model", "whisper"),
+    "whisper-medium": ("tiny_hf_model", "whisper"), "whisper-large-v3": ("tiny_hf_model", "whisper"),
+    "clap-htsat-unfused": ("tiny_hf_model", "clap"), "larger-clap-general": ("tiny_hf_model", "clap"),
+    "birdnet": (None, None), "ge2e": (None, None),
+}
+
+
+@pytest.fixture
+def stand_in(request):
+    """Factory: ``stand_in(preset)`` -> (source, loader options) of the preset's tiny local stand-in."""
+
+    def make(name: str) -> tuple[str | None, dict]:
+        fixture, arg = STAND_INS[name]
+        if fixture is None:
+            if name == "birdnet":
+                from helpers import require_birdnet_model
+
+                require_birdnet_model()
+            return None, {}
+        value = request.getfixturevalue(fixture)
+        if fixture == "tiny_metis_model":
+            return str(value["model"]), {k: str(v) for k, v in value.items() if k != "model"}
+        if fixture == "tiny_speaker_checkpoints":
+            return str(value[arg]), {}
+        return str(value(arg) if callable(value) else value), {}
+
+    return make

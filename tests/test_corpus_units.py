@@ -174,8 +174,9 @@ def test_long_pieces_go_in_smaller_batches_under_the_audio_cap():
 
     from audio_embeddings.corpus.batching import BatchScheduler
 
-    scheduler = BatchScheduler(SimpleNamespace(sample_rate_hz=16000), batch_size=8, max_batch_seconds=60.0)
+    scheduler = BatchScheduler(SimpleNamespace(sample_rate_hz=16000, accepts_lengths=False), batch_size=8,
+                               max_batch_seconds=60.0)
     assert scheduler.size_for(5 * 16000) == 8  # eight 5 s inputs fit
     assert scheduler.size_for(24 * 16000) == 2  # 20 s chunks with 2 s context on each side
     assert scheduler.size_for(100 * 16000) == 1  # never zero
-    assert BatchScheduler(SimpleNamespace(sample_rate_hz=16000), batch_size=8).size_for(10 ** 9) == 8
+    assert BatchScheduler(SimpleNamespace(sample_rate_hz=16000, accepts_lengths=False), batch_size=8).size_for(10 ** 9) == 8

@@ -45,7 +45,7 @@ def speechlike(n: int, seed: int) -> np.ndarray:
 def test_latents_equal_a_plain_recomputation_of_the_published_steps(metis, tiny_metis_model, n):
     x = speechlike(n, seed=n)
     ref = tiny_metis.reference_latents(tiny_metis_model, x)
-    out = metis.embed_batch(x[None])["embedding"][0]
+    out = metis.embed_batch(x[None]).embeddings[0]
     assert out.shape == ref.shape == (metis_frame_count(n), 8)
     np.testing.assert_allclose(out, ref, rtol=0, atol=REF_ATOL)
 
@@ -55,7 +55,7 @@ def test_another_layer_is_that_hidden_state(tiny_metis_model):
                                 stats=str(tiny_metis_model["stats"]), device="cpu", local_only=True, layer=5)
     assert len(backend.model.encoder.layers) == 5  # only the layers needed are kept
     x = speechlike(9000, seed=3)
-    np.testing.assert_allclose(backend.embed_batch(x[None])["embedding"][0],
+    np.testing.assert_allclose(backend.embed_batch(x[None]).embeddings[0],
                                tiny_metis.reference_latents(tiny_metis_model, x, layer=5), rtol=0, atol=REF_ATOL)
 
 
@@ -82,9 +82,9 @@ def test_a_padded_batch_of_different_lengths_equals_one_by_one(metis):
     batch = metis.embed_batch(padded, lengths=np.array(LENGTHS))
     for i, x in enumerate(xs):
         alone = metis.embed_batch(x[None])
-        t = alone["embedding"].shape[1]
-        np.testing.assert_allclose(batch["embedding"][i, :t], alone["embedding"][0], rtol=0, atol=BATCH_ATOL)
-        np.testing.assert_array_equal(batch["codes"][i, :t], alone["codes"][0])
+        t = alone.embeddings.shape[1]
+        np.testing.assert_allclose(batch.embeddings[i, :t], alone.embeddings[0], rtol=0, atol=BATCH_ATOL)
+        np.testing.assert_array_equal(batch.extras["codes"][i, :t], alone.extras["codes"][0])
 
 
 def test_the_scheduler_batches_different_lengths_together_and_changes_nothing(metis):
@@ -111,9 +111,9 @@ def test_codes_are_the_most_cosine_similar_codebook_entries(metis, tiny_metis_mo
 
     out = metis.embed_batch(speechlike(8000, seed=9)[None])
     book = load_file(str(tiny_metis_model["codec"]))["quantizer.quantizers.0.codebook.weight"].numpy()
-    z = out["embedding"][0]
+    z = out.embeddings[0]
     cos = (z / np.linalg.norm(z, axis=1, keepdims=True)) @ (book / np.linalg.norm(book, axis=1, keepdims=True)).T
-    np.testing.assert_array_equal(out["codes"][0], cos.argmax(axis=1))
+    np.testing.assert_array_equal(out.extras["codes"][0], cos.argmax(axis=1))
 
 
 def test_codec_widths_and_depth_come_from_the_checkpoint_and_the_decoder_is_ignored(tmp_path):
@@ -243,7 +243,7 @@ def test_a_file_longer_than_the_chunk_keeps_the_whole_file_grid(tmp_path, tiny_m
     assert b3(wav, "--output-dir", out, "--chunk-seconds", 3, "--context-seconds", 0.5, "--formats", "npy,json",
               *model_flags(tiny_metis_model)) == 0
     chunked = np.load(out / "long.npy")
-    whole = metis.embed_batch(x[None])["embedding"][0]
+    whole = metis.embed_batch(x[None]).embeddings[0]
     assert chunked.shape == whole.shape
     assert json.loads((out / "long.json").read_text())["chunking"]["n_chunks"] > 1
     corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(chunked, whole)]

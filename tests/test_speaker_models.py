@@ -440,17 +440,18 @@ def utterances():
 def test_backend_embeds_utterances(family, tiny_checkpoints, utterances, monkeypatch):
     path = tiny_checkpoints[family]
     backend = Speaker3DBackend.load(str(path), name=family, device="cpu")
-    assert backend.framing == "utterance" and backend.sample_rate_hz == 16000 and backend.hop_samples == 1
+    assert backend.framing == "utterance" and backend.sample_rate_hz == 16000
+    assert backend.hop_samples is None and backend.frame_stride_s is None  # one row per utterance: no hop
     assert backend.embedding_dim == TINY_CKPT[family]["embedding_size"]  # from the checkpoint
     assert backend.variant == f"{family}_custom"
-    emb = backend.embed_batch(utterances)
+    emb = backend.embed_batch(utterances).embeddings
     assert emb.shape == (3, backend.embedding_dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
     scale = np.abs(emb).max()  # random weights: entries up to about 50
-    one_by_one = np.concatenate([backend.embed_batch(u[None]) for u in utterances])
+    one_by_one = np.concatenate([backend.embed_batch(u[None]).embeddings for u in utterances])
     np.testing.assert_allclose(emb, one_by_one, rtol=0, atol=1e-5 * scale)
     for frames in (1, 10_000):  # CPU forwards of one utterance each, and of the whole batch
         monkeypatch.setitem(speaker3d.CPU_FORWARD_FRAMES, family, frames)
-        np.testing.assert_allclose(backend.embed_batch(utterances), emb, rtol=0, atol=1e-5 * scale)
+        np.testing.assert_allclose(backend.embed_batch(utterances).embeddings, emb, rtol=0, atol=1e-5 * scale)
     first = utterances[0]
     assert backend.prepare(first).samples is first
     assert backend.summarize(emb[:1]) == {}
@@ -473,16 +474,16 @@ def test_backend_follows_3dspeaker_inference(family, tiny_checkpoints, utterance
             expected.append(model((feat - feat.mean(dim=0, keepdim=True))[None])[0].numpy())
     expected = np.stack(expected)
     # the two fbanks differ by float32 rounding (see the fbank test); random weights amplify it a little
-    assert np.abs(backend.embed_batch(utterances) - expected).max() < 1e-4 * np.abs(expected).max()
+    assert np.abs(backend.embed_batch(utterances).embeddings - expected).max() < 1e-4 * np.abs(expected).max()
 
 
 @pytest.mark.parametrize("family,ms", [("eres2netv2", 105), ("campplus", 45)])
 def test_too_short_is_a_clear_error_and_min_samples_is_finite(family, ms, tiny_checkpoints, utterances):
     backend = Speaker3DBackend.load(str(tiny_checkpoints[family]), name=family, device="cpu")
     assert backend.min_samples == ms * 16
-    assert np.isfinite(backend.embed_batch(utterances[:, :backend.min_samples])).all()
+    assert np.isfinite(backend.embed_batch(utterances[:, :backend.min_samples]).embeddings).all()
     with pytest.raises(ValueError, match=rf"too short.*at least {backend.min_samples} samples \({ms} ms\)"):
-        backend.embed_batch(utterances[:, :backend.min_samples - 1])
+        backend.embed_batch(utterances[:, :backend.min_samples - 1]).embeddings
 
 
 def test_missing_and_unexpected_keys_are_named(tiny_checkpoints, tmp_path):

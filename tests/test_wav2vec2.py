@@ -57,7 +57,7 @@ def test_chunked_output_is_on_the_whole_file_grid_and_seed_concatenation_drifts(
     np.testing.assert_array_equal(chunked.time_axis_s, np.arange(t) * 0.020)
 
     # The B2 seed: back-to-back 5 s chunks, each through the model, outputs concatenated.
-    seed = np.concatenate([backend.embed_batch(backend.prepare(x[s:s + 80000]).samples[None])[0]
+    seed = np.concatenate([backend.embed_batch(backend.prepare(x[s:s + 80000]).samples[None]).embeddings[0]
                            for s in range(0, x.size, 80000)])
     assert seed.shape[0] == t - 5  # one frame lost at each of the 5 boundaries
 

@@ -153,8 +153,9 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     p.add_argument("--formats", type=_formats, default=None,
                    help=f"per-file outputs, from npy,mat,json (default: {defaults.formats} for files, "
                         "npy for directories and manifests)")
-    p.add_argument("--chunk-seconds", type=_positive_float, default=defaults.chunk_s,
-                   help="longest model input in seconds for sequence models (default: %(default)g)")
+    p.add_argument("--chunk-seconds", type=_positive_float, default=None,
+                   help=f"longest model input in seconds for sequence models (default: {defaults.chunk_s:g}, or "
+                        "the model's fixed input length, e.g. Whisper's 30)")
     p.add_argument("--context-seconds", type=float, default=defaults.context_s,
                    help="context kept on each side of a chunk and dropped from its output (default: %(default)g)")
     groups: dict[str, Any] = {}

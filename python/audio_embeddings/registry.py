@@ -9,6 +9,7 @@ Backend modules import no framework at import time, so collecting their options 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ class Preset:
         Default checkpoint (hub id); None when weights ship in a package.
     sample_rate_hz : int
         Model input rate.
-    frame_stride_s : float
-        Time between output rows.
+    frame_stride_s : float or None
+        Time between output rows (None: one row per recording).
     output_subdir : str
         Default folder under ``Models/``.
     description : str
@@ -44,7 +45,7 @@ class Preset:
     cls: str
     checkpoint: str | None
     sample_rate_hz: int
-    frame_stride_s: float
+    frame_stride_s: float | None
     output_subdir: str
     description: str
 
@@ -84,14 +85,14 @@ PRESETS: dict[str, Preset] = {
                sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="metis",
                description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> RepCodec, 8-d, 20 ms"),
         Preset(name="eres2netv2", module="speaker3d", cls="Speaker3DBackend",
-               checkpoint="iic/speech_eres2netv2_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=0.0,
+               checkpoint="iic/speech_eres2netv2_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
                output_subdir="speaker", description="3D-Speaker ERes2NetV2 (ModelScope), 192-d per utterance"),
         Preset(name="eres2netv2_w24s4ep4", module="speaker3d", cls="Speaker3DBackend",
                checkpoint="iic/speech_eres2netv2w24s4ep4_sv_zh-cn_16k-common", sample_rate_hz=16000,
-               frame_stride_s=0.0, output_subdir="speaker",
+               frame_stride_s=None, output_subdir="speaker",
                description="3D-Speaker ERes2NetV2 w24s4ep4 (ModelScope), 192-d per utterance"),
         Preset(name="campplus", module="speaker3d", cls="Speaker3DBackend",
-               checkpoint="iic/speech_campplus_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=0.0,
+               checkpoint="iic/speech_campplus_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
                output_subdir="speaker", description="3D-Speaker CAM++ (ModelScope), 192-d per utterance"),
         Preset(name="whisper-base", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-base",
                sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
@@ -143,7 +144,8 @@ def presets(environ: Mapping[str, str] | None = None) -> dict[str, Preset]:
 
 def backend_class(preset: Preset) -> type:
     """Import and return the backend class of a preset (its module imports no framework)."""
-    module = preset.module if "." in preset.module else f"{__package__}.backends.{preset.module}"
+    builtin = f"{__package__}.backends.{preset.module}"
+    module = builtin if importlib.util.find_spec(builtin) is not None else preset.module
     return getattr(importlib.import_module(module), preset.cls)
 
 

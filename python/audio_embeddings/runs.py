@@ -205,6 +205,9 @@ def model_name_of(args: argparse.Namespace, backend: Any) -> str:
 def load_step(run: Run) -> None:
     run.backend = load_model(run.args, run.defaults, device=device_for_rank(run.args.device, run.dist))
     run.model_name = model_name_of(run.args, run.backend)
+    if run.args.chunk_seconds is None:  # the script's default, or the whole fixed input of a model that has one
+        fixed = run.backend.max_input_samples
+        run.args.chunk_seconds = fixed / run.backend.sample_rate_hz if fixed else run.defaults.chunk_s
 
 
 def choose_writer(run: Run) -> None:
@@ -221,6 +224,9 @@ def choose_writer(run: Run) -> None:
         formats = hook.formats(run, formats)
     run.formats = formats
     stages = stage_settings(args)
+    if stages.get("align") is not None and backend.framing == "utterance":
+        raise RunError(f"--tr/--target-rate-hz: {run.model_name} gives one row per recording; there is no time "
+                       "series to align")
     run_info = {"model_name": run.model_name, "backend_info": backend.describe(),
                 "backend_fields": backend.mat_fields(), "started_at": now_iso(), "mat_version": args.mat_version,
                 "argv": run.argv}
