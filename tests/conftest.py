@@ -121,3 +121,8 @@ def stand_in(request):
         return str(value(arg) if callable(value) else value), {}
 
     return make
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (subprocesses, torchrun, big models); "
+                                       "deselect with -m 'not slow'")

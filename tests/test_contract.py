@@ -130,3 +130,39 @@ def test_an_option_the_chosen_backend_does_not_take_is_refused(tmp_path):
     sf.write(tmp_path / "a.wav", noise(1.0, 8000), 8000)
     proc = _embed(tmp_path / "a.wav", "--model", "stub-gain", "--output-dir", tmp_path / "o", "--codes")
     assert proc.returncode == 2 and "does not take --codes" in proc.stderr
+
+
+RERUNS = [  # (stand-in preset, first run's extra flags, rerun's extra flags, the option the refusal names)
+    ("metis", [], ["--codes"], "--codes"),
+    ("wav2vec2-base", [], ["--layers", "all"], "--layers"),
+    ("wav2vec2-base", [], ["--formats", "npy,json"], "--formats"),
+    ("birdnet", [], ["--logits"], "--logits"),
+    ("birdnet", [], ["--top-k", "3"], "--top-k"),
+    ("perch_v2", [], ["--spatial"], "--spatial"),
+    ("wav2vec2-base", ["--tr", "2"], ["--tr", "1"], "--tr"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,first,second,named", RERUNS, ids=[r[3] + "-" + r[0] for r in RERUNS])
+def test_a_rerun_with_an_option_that_changes_the_outputs_is_refused_naming_it(name, first, second, named, stand_in,
+                                                                           tmp_path):
+    """Never "already done" with outputs missing: a rerun with other outputs asked for is refused."""
+    import soundfile as sf
+
+    source, extra = stand_in(name)
+    preset = registry.PRESETS[name]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rate = preset.sample_rate_hz
+    for i in range(2):
+        sf.write(corpus / f"f{i}.wav", noise(3.5, rate, seed=i), rate)
+    flags = [f for k, v in extra.items() for f in (f"--{k}", v)]  # the metis stand-in's --codec/--stats
+    base = [corpus, "--model", source or name, *flags, "--output-dir", tmp_path / "out", "--workers", "0",
+            "--device", "cpu"]
+    first_run = _embed(*base, *first)
+    assert first_run.returncode == 0, first_run.stderr
+    rerun = _embed(*base, *second)
+    assert rerun.returncode == 2, rerun.stderr
+    assert named in rerun.stderr and "--overwrite" in rerun.stderr
+    assert "already done" not in rerun.stderr

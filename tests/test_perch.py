@@ -128,5 +128,15 @@ def test_no_input_embeds_the_synthetic_tone_and_extract_perch_returns_paths_and_
     results = extract_perch(str(clip), str(tmp_path / "api"), model=str(perch_models["savedmodel"]))
     assert results == [(str(tmp_path / "api" / "a_frag0.txt"), (1536,)), (str(tmp_path / "api" / "a_frag1.txt"),
                                                                            (1536,))]
+    assert results.embeddings.shape == (2, 1536) and results.embeddings.dtype == np.float32
+    np.testing.assert_array_equal(results.embeddings[1], np.loadtxt(results[1][0], delimiter=",", dtype=np.float32))
+    np.testing.assert_allclose(results.time_axis_s, [0.0, 5.0])
     ten = extract_perch(str(clip), str(tmp_path / "api10"), force_10sec=True, model=str(perch_models["savedmodel"]))
     assert len(ten) == 1
+    # a shorter file into the same folder: only this run's fragment, not the earlier run's second one
+    sf.write(clip, noise(3.0, 32000, seed=6), 32000)
+    again = extract_perch(str(clip), str(tmp_path / "api"), model=str(perch_models["savedmodel"]),
+                          options=["--overwrite"])
+    assert [path for path, _ in again] == [str(tmp_path / "api" / "a_frag0.txt")]
+    assert again.embeddings.shape == (1, 1536)
+    assert not (tmp_path / "api" / "a_frag1.txt").exists()  # the stale fragment was removed with the rewrite

@@ -102,6 +102,16 @@ def _declared_options() -> list[tuple[str, Any]]:
     return table
 
 
+class _ListModels(argparse.Action):
+    """``--list-models``: the preset table, then exit."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .registry import model_table
+
+        print(model_table())
+        parser.exit()
+
+
 class _MatlabOption(argparse.Action):
     """``--matlab-option NAME VALUE``: a MATLAB name-value pair, checked against the declared options."""
 
@@ -120,7 +130,14 @@ class _MatlabOption(argparse.Action):
 
 def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     """The shared parser; flag names mirror the MATLAB name-value options."""
-    p = argparse.ArgumentParser(prog=defaults.prog, description=defaults.description)
+    from . import __version__
+    from .registry import presets
+
+    p = argparse.ArgumentParser(prog=defaults.prog, description=defaults.description,
+                                epilog=f"models: {', '.join(presets())} (--list-models: dimension, rate, stride, "
+                                       "licence, offline), or a hub id or a local model folder/file")
+    p.add_argument("--version", action="version", version=f"%(prog)s (audio_embeddings {__version__})")
+    p.add_argument("--list-models", action=_ListModels, nargs=0, help="print the model presets and exit")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="audio file(s) (wav/flac/ogg/mp3, anything ffmpeg reads, .mat with 'audio' and 'fs'), "
                         "or one directory (searched recursively), or one manifest (.txt/.csv/.tsv/.lst/.scp)")
@@ -181,12 +198,31 @@ def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     """Entry point of a thin script: sanitise the environment, parse, run."""
     sanitize_mkl_threads()
     args = build_parser(defaults).parse_args(argv)
+    configure_logging(quiet=args.quiet, verbose=args.verbose)
     if not args.verbose:
         quiet_framework_logs()
     if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     return run(args, defaults=defaults, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
+
+
+def configure_logging(*, quiet: bool = False, verbose: bool = False) -> None:
+    """The package's ``logging`` levels from ``--quiet`` (errors only) / default (info) / ``--verbose`` (debug).
+
+    Messages go to stderr as they are (``error: ...`` lines stay one line); only the
+    ``audio_embeddings`` logger is configured, never the root logger.
+    """
+    import logging
+
+    logger = logging.getLogger("audio_embeddings")
+    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_audio_embeddings", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._audio_embeddings = True
+        logger.addHandler(handler)
+    logger.propagate = False
 
 
 def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:

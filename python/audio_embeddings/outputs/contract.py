@@ -243,6 +243,10 @@ def write_fragments(base: Path, embeddings: np.ndarray) -> list[str]:
                                          if abs(v) >= 1e-4 or v == 0 else np.format_float_scientific(v, unique=True)
                                          for v in row) + "\n")
         written.append(str(path))
+    i = len(written)  # fragments of an earlier, longer run of the same file would read as this run's
+    while (stale := base.with_name(f"{base.name}_frag{i}.txt")).exists():
+        stale.unlink()
+        i += 1
     return written
 
 
