@@ -38,7 +38,7 @@ OCTAVE = shutil.which("octave-cli")
 CLIP = REPO / "data" / "speech_en_us.wav"
 DEMO_CLIPS = sorted((REPO / "data").glob("*.wav"))
 BRIDGE = REPO / "matlab" / "private" / "ae_bridge.py"
-TIMEOUT_S = 300
+TIMEOUT_S = 600  # nine Octave and Python runs share the cores
 BAD_MODEL = "no-such-model-preset"  # must match tests/matlab/test_matlab_errors.m
 
 
@@ -125,6 +125,13 @@ def runs(tmp_path_factory, tiny_model):
     p["b4_out"] = base / "b4 out"
     p["b4_result"] = base / "octave_b4_results.mat"
     jobs["octave_b4"] = (_octave_call("test_B4_model_speaker", p["b4_root"], p["b4_out"], p["b4_result"]), {})
+    import tiny_hf
+
+    p["whisper"] = tiny_hf.build("whisper", base / "whisper model")
+    p["options_result"] = base / "octave_options_results.mat"
+    jobs["octave_options"] = (_octave_call("test_model_options", p["whisper"], model, p["options_result"], CLIP),
+                              {"AUDIO_EMBEDDINGS_PLUGINS": "stub_plugin",
+                               "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])})
     if importlib.util.find_spec("tensorflow") is not None:  # B1 needs a (tiny) Perch SavedModel
         import tiny_perch
 
@@ -149,6 +156,16 @@ def runs(tmp_path_factory, tiny_model):
 def _assert_ok(runs, name):
     code, out, err = runs[name]
     assert code == 0, f"{name} exited with {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def test_options_declared_only_in_python_reach_the_wrappers(runs):
+    """A plugin's option, the alignment options and a Whisper folder, from Octave, with no .m file naming them."""
+    _assert_ok(runs, "octave_options")
+    got = scipy.io.loadmat(runs["paths"]["options_result"])
+    np.testing.assert_allclose(got["stub_3"], 3 * got["stub_1"], rtol=1e-6)
+    out = runs["paths"]["options_result"].parent / "b2 aligned"
+    np.testing.assert_array_equal(got["emb_aligned"], np.load(out / "aligned_aligned.npy"))
+    assert got["emb_whisper"].shape[1] == 32  # the tiny Whisper's d_model
 
 
 def test_b1_wrapper_writes_fragments_equal_to_its_rows(runs):
@@ -211,7 +228,8 @@ def test_b2_wrapper_matches_python_outputs(runs):
     np.testing.assert_array_equal(got["layers_sel"].ravel(), [1, 3])
     sel_meta = json.loads((out / "b2_sel.json").read_text())
     assert sel_meta["chunking"]["chunk_seconds"] == 3 and sel_meta["chunking"]["context_seconds"] == 1
-    assert sel_meta["command_line"][sel_meta["command_line"].index("--layers") + 1] == "1,3"
+    cmd = sel_meta["command_line"]  # model options go to Python as MATLAB name-value pairs, checked there
+    assert cmd[cmd.index("Layers") - 1:cmd.index("Layers") + 2] == ["--matlab-option", "Layers", "1,3"]
 
 
 def test_audio_embeddings_in_memory_matches_python_on_the_file(runs):

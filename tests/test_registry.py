@@ -62,6 +62,9 @@ def test_option_a_backend_does_not_take_is_refused():
 def test_importing_the_package_imports_no_framework():
     code = ("import sys; import audio_embeddings, audio_embeddings.registry, audio_embeddings.cli, "
             "audio_embeddings.pipeline, audio_embeddings.outputs.contract; "
+            "from audio_embeddings.cli import ScriptDefaults, build_parser; "
+            "build_parser(ScriptDefaults('x', 'x', 'ge2e', 'ge2e', None)); "  # imports every backend module
+            "audio_embeddings.registry.option_table(); "
             "print([m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(PYTHON_DIR)})

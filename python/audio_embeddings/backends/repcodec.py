@@ -22,9 +22,6 @@ from torch import nn
 
 from .base import key_indices
 
-#: Checkpoint file of the semantic codec inside the ``amphion/MaskGCT`` repository.
-CODEC_REPO_ID = "amphion/MaskGCT"
-CODEC_FILENAME = "semantic_codec/model.safetensors"
 IN_PROJECT = "quantizer.quantizers.0.in_project"
 CODEBOOK = "quantizer.quantizers.0.codebook.weight"
 #: Checkpoint prefixes this module reads; everything else (decoder, out_project) is ignored.
