@@ -466,3 +466,32 @@ def test_atomic_writes_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not list(tmp_path.glob(".*.tmp*"))
+
+
+IDS = ["demo_de_utt1", "demo_en_gb_utt2", "ünï"]
+
+
+def test_lists_of_str_become_cell_arrays_in_v5_and_v73(tmp_path):
+    mat73 = pytest.importorskip("mat73")
+    v5 = scipy.io.loadmat(write_mat(tmp_path / "c5.mat", {"ids": IDS}, version="5"))["ids"]
+    assert v5.shape == (3, 1) and [str(c[0]) for c in v5.ravel()] == IDS
+    path = write_mat(tmp_path / "c73.mat", {"ids": IDS, "x": np.ones((2, 2), np.float32)}, version="7.3")
+    with h5py.File(path, "r") as f:
+        assert f["ids"].attrs["MATLAB_class"] == b"cell" and f["ids"].shape == (1, 3)
+    assert [row[0] for row in mat73.loadmat(str(path), verbose=False)["ids"]] == IDS  # N x 1: one item per row
+    with pytest.raises(TypeError, match="every item must be a str"):
+        write_mat(tmp_path / "bad.mat", {"ids": ["a", 1]})
+
+
+@needs_octave
+def test_octave_reads_cell_arrays_in_v5(tmp_path):
+    # v7.3 cells are HDF5 object references (as MATLAB writes them, checked above with mat73): Octave's
+    # generic HDF5 reader cannot follow references ("unknown datatype"), so only v5 is loaded here.
+    version = "5"
+    path = write_mat(tmp_path / f"c{version}.mat", {"ids": IDS[:2]}, version=version)
+    script = (f"s = load('{path}'); assert(iscell(s.ids) && isequal(size(s.ids), [2 1])); "
+              "printf('%s|%s\\n', char(s.ids{1}), char(s.ids{2}));")
+    proc = subprocess.run([OCTAVE, "--no-history", "--quiet", "--eval", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "|".join(IDS[:2])

@@ -123,6 +123,7 @@ def write_mat(
         - Python ``float``/``int`` or NumPy number scalar -> ``1 x 1``
           ``double``; ``bool`` -> ``1 x 1`` ``logical``.
         - ``str`` of length N -> ``1 x N`` ``char``.
+        - ``list`` or ``tuple`` of N ``str`` -> ``N x 1`` cell array of char (ids, paths).
     version : {"auto", "5", "7.3"}, keyword-only
         MAT-file format. ``"5"``: compressed v5 via :func:`scipy.io.savemat`.
         ``"7.3"``: HDF5-based v7.3 via h5py. ``"auto"`` (default): v5
@@ -273,9 +274,13 @@ def _check_name(name: object) -> None:
         )
 
 
-def _prepare_value(name: str, value: Any) -> np.ndarray | str:
+def _prepare_value(name: str, value: Any) -> np.ndarray | str | tuple[str, ...]:
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, str) for v in value):
+            raise TypeError(f"variable {name!r}: lists become cell arrays of char, so every item must be a str")
+        return tuple(value)
     if isinstance(value, (bool, np.bool_)):
         return np.full((1, 1), bool(value), dtype=np.bool_)
     if isinstance(value, (int, float, np.integer, np.floating)):
@@ -305,6 +310,8 @@ def _nbytes(value: Any) -> int:
     """Bytes of data a value holds (UTF-16 code units for strings)."""
     if isinstance(value, str):
         return len(value.encode("utf-16-le"))
+    if isinstance(value, tuple):  # a cell array: the largest item decides
+        return max((_nbytes(v) for v in value), default=0)
     nbytes = getattr(value, "nbytes", None)
     if nbytes is not None:
         return int(nbytes)
@@ -333,13 +340,21 @@ def _needs_v73(variables: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _write_v5(tmp: Path, variables: Mapping[str, np.ndarray | str]) -> None:
+def _cell_v5(items: tuple[str, ...]) -> np.ndarray:
+    """An N x 1 object array of str: scipy writes it as a cell array of char."""
+    cell = np.empty((len(items), 1), dtype=object)
+    for i, item in enumerate(items):
+        cell[i, 0] = item
+    return cell
+
+
+def _write_v5(tmp: Path, variables: Mapping[str, np.ndarray | str | tuple]) -> None:
     import scipy.io
 
     with open(tmp, "wb") as fh:
         scipy.io.savemat(
             fh,
-            dict(variables),
+            {k: _cell_v5(v) if isinstance(v, tuple) else v for k, v in variables.items()},
             do_compression=True,
             oned_as="column",
             format="5",
@@ -389,7 +404,24 @@ def _write_v73(tmp: Path, variables: Mapping[str, np.ndarray | str]) -> None:
         os.fsync(fh.fileno())
 
 
-def _write_v73_variable(f, name: str, value: np.ndarray | str) -> None:
+def _write_v73_cell(f, name: str, items: tuple[str, ...]) -> None:
+    """An N x 1 cell array of char: a dataset of references to char datasets in ``/#refs#``, as MATLAB writes it."""
+    import h5py
+
+    refs_group = f.require_group("#refs#")
+    refs = np.empty((1, len(items)), dtype=h5py.ref_dtype)  # MATLAB dims (N, 1) -> HDF5 dims (1, N)
+    for i, item in enumerate(items):
+        target = f"{name}_{i}"
+        _write_v73_variable(refs_group, target, item)
+        refs[0, i] = refs_group[target].ref
+    ds = f.create_dataset(name, data=refs, dtype=h5py.ref_dtype)
+    ds.attrs["MATLAB_class"] = np.bytes_("cell")
+
+
+def _write_v73_variable(f, name: str, value: np.ndarray | str | tuple) -> None:
+    if isinstance(value, tuple):
+        _write_v73_cell(f, name, value)
+        return
     if isinstance(value, str):
         units = np.frombuffer(value.encode("utf-16-le"), dtype="<u2")
         # A 1 x N char row: MATLAB dims (1, N) -> HDF5 dims (N, 1).
