@@ -6,10 +6,13 @@
     python python/perch_runner.py distance [-F|--format csv|parquet] [-c|--config FILE] INPUT QUERY OUTPUT_DIR
     python python/perch_runner.py train [-c|--config FILE] LABELLED OUTPUT_DIR
     python python/perch_runner.py batch [-F ...] [-c FILE] [--query FILE] COMMAND SOURCE_CSV
+    python python/perch_runner.py search [--top-k K] [--metric cosine|euclidean|mip] [--query-mean] QUERY CORPUS OUTPUT_DIR
 
 Extras on every command: --model (default perch_v2; birdnet runs offline), --device,
---batch-size, --workers, --overwrite, --quiet/--verbose. Read a table back with
-``audio_embeddings.runner.read_embeddings(path)``.
+--batch-size, --workers, --overwrite, --quiet/--verbose; --layout perch-runner for perch-runner's
+column names; generate --hoplite-db DIR for a perch-hoplite database; classify/distance also take
+existing embeddings (a table, a folder of them, an HDF5 store, a hoplite database). Read a table
+back with ``audio_embeddings.runner.read_embeddings(path)`` (or ``pandas.read_csv``).
 """
 
 import sys

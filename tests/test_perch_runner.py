@@ -116,13 +116,16 @@ def test_generate_round_trips_to_the_exact_npy_values(fmt, recording, backend, t
     out = tmp_path / "out"
     assert run("generate", "-F", fmt, *BIRDNET, recording, out) == 0
     table = out / f"recording.embeddings.{fmt}"
-    assert sorted(p.name for p in out.iterdir()) == [table.name]  # one file per input, nothing else
+    # one table per input, nothing else (CSV: and its provenance sidecar, so that pandas reads the table plainly)
+    assert sorted(p.name for p in out.iterdir()) == sorted([table.name] + ([table.name + ".json"] if fmt == "csv"
+                                                                           else []))
 
     columns, embeddings, provenance = read_embeddings(table)
     expected = np.load(tmp_path / "reference.npy")
     assert embeddings.dtype == np.float32 and embeddings.shape == (3, 1024)
     np.testing.assert_array_equal(embeddings, expected)
-    assert list(columns) == ["start", "end", "source_separation_channel"]
+    assert list(columns) == ["source", "start", "end", "source_separation_channel"]  # source: new column
+    assert list(columns["source"]) == ["recording.wav"] * 3
     np.testing.assert_array_equal(columns["start"], [0.0, 3.0, 6.0])
     np.testing.assert_array_equal(columns["end"], [3.0, 6.0, 7.5])  # clipped to the file's 7.5 s
     np.testing.assert_array_equal(columns["source_separation_channel"], [0, 0, 0])
@@ -134,12 +137,13 @@ def test_generate_round_trips_to_the_exact_npy_values(fmt, recording, backend, t
     assert provenance["config"]["hop_length_seconds"] is None and "created_at" in provenance
     assert provenance["input"]["path"] == str(recording) and provenance["command_line"][1] == "generate"
     if fmt == "csv":
+        # provenance moved from '#' lines to the sidecar: the CSV is plain
         lines = table.read_text().splitlines()
-        header = [line for line in lines if line.startswith("#")]
-        assert lines[:len(header)] == header and len(header) >= 10
-        assert lines[len(header)] == "start,end,source_separation_channel,embedding"
-        first = lines[len(header) + 1].split(",")
-        vector = np.frombuffer(base64.b64decode(first[3]), dtype="<f4")
+        assert not any(line.startswith("#") for line in lines)
+        assert len(json.loads((out / (table.name + ".json")).read_text())) >= 10
+        assert lines[0] == "source,start,end,source_separation_channel,embedding"
+        first = lines[1].split(",")
+        vector = np.frombuffer(base64.b64decode(first[4]), dtype="<f4")
         np.testing.assert_array_equal(vector, expected[0])
     else:
         import pyarrow as pa
@@ -168,8 +172,9 @@ def test_hop_length_from_the_config(recording, tmp_path):
 
 def test_train_beats_chance_on_held_out_clips(trained):
     _, out = trained
-    assert sorted(p.name for p in out.iterdir()) == ["linear_classifier.heldout.csv", "linear_classifier.json",
-                                                     "linear_classifier.json.b64", "linear_classifier.metadata.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["linear_classifier.heldout.csv", "linear_classifier.heldout.csv.json",
+                                                     "linear_classifier.json", "linear_classifier.json.b64",
+                                                     "linear_classifier.metadata.json"]
     meta = json.loads((out / "linear_classifier.metadata.json").read_text())
     held = meta["metrics"]["heldout"]
     assert meta["training"]["heldout_clips"] == 9 and held["windows"] == 9
@@ -237,7 +242,7 @@ def test_classify_reproduces_the_held_out_scores(trained, tmp_path):
 
     table = tmp_path / "out" / f"{Path(clip).stem}.classifications.csv"
     columns, provenance = read_table(table)
-    assert list(columns) == ["start", "end", "source_separation_channel", "classifier", "label", "score"]
+    assert list(columns) == ["source", "start", "end", "source_separation_channel", "classifier", "label", "score"]
     assert list(columns["classifier"]) == ["sounds"] * 3 + ["from_file"]
     assert list(columns["label"]) == [*LABELS, "noise_burst"]
     assert columns["score"].dtype == np.float32
@@ -331,7 +336,7 @@ def test_distance_is_zero_at_the_window_equal_to_the_query(recording, tmp_path):
         out = tmp_path / metric
         assert run("distance", "--metric", metric, *BIRDNET, recording, query, out) == 0
         columns, embeddings, provenance = read_embeddings(out / "recording.distances.csv")
-        assert list(columns) == ["start", "end", "source_separation_channel", "distance"]
+        assert list(columns) == ["source", "start", "end", "source_separation_channel", "distance"]
         d = columns["distance"]
         assert d.shape == (3,) and int(np.argmin(d)) == 1
         assert d[1] <= 1e-6 and d[0] > 0.01 and d[2] > 0.01
@@ -508,7 +513,7 @@ def test_cli_reports_a_bad_config_in_one_line(recording, tmp_path, capsys):
     assert run("generate", "-c", config, *BIRDNET, recording, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {config}: classifers: unknown key 'classifers' (known: model, hop_length_seconds, "
-                   "classifiers, training); did you mean 'classifiers'?"]
+                   "classifiers, recognizers, training); did you mean 'classifiers'?"]  # recognizers: a new key
 
 
 # -- the script --------------------------------------------------------------------------------

@@ -5,12 +5,24 @@ The model file is perch-hoplite's ``LinearClassifier`` JSON (``beta``, ``beta_bi
 
 - ``beta``: base64 of float32 little-endian weights [D, C] in C order;
 - ``beta_bias``: base64 of float32 little-endian biases [C];
-- ``classes``: the C label names;
-- ``model_config``: ``{"model_key": <embedding model>, "embedding_dim": D, "model_config": {...}}``.
+- ``classes``: the C label names (one is fine: hoplite's one-class classifiers);
+- ``model_config``: the database's ``model_config`` the classifier was trained on, hoplite's
+  ``ModelConfig``: ``{"model_key", "embedding_dim", "model_config": {...}, ...}`` (``model_key``
+  ``taxonomy_model_tf`` for Perch 2.0, ``birdnet`` for BirdNET); hoplite writes ``null`` when its
+  database had none.
 
 We add ``embedding_model``, ``embedding_dim``, ``score``, ``format`` and training notes at
 the top level (hoplite ignores unknown keys). Nothing is pickled, so a model file can sit,
 base64-encoded, in the YAML config.
+
+Which model made the embeddings is read from ``embedding_model`` (ours), ``embedding_model_name``
+or ``model_name`` (perch-runner's recognizers), else from ``model_config`` (hoplite's
+``model_key`` and preset: ``taxonomy_model_tf`` with a ``perch_v2`` hub path, or 1536-d, is Perch
+2.0). A file that names no model is accepted when its dimension matches the run's, with a
+warning that the model could not be confirmed (:meth:`LinearClassifier.check_fits`).
+
+perch-runner's recognizer files, ``{"recognizers": [{hoplite's keys..., "name", "notes"}, ...]}``
+(or one such object, or a list), hold several classifiers: :func:`load_classifiers`.
 
 Scores are **logits**, as hoplite's ``LinearClassifier.__call__`` returns them:
 ``score = embedding @ beta + beta_bias`` per label; ``sigmoid(score)`` is the probability
@@ -35,8 +47,10 @@ import numpy as np
 FORMAT = "perch-hoplite LinearClassifier"
 SCORE = "logit: embedding @ beta + beta_bias (sigmoid(score) is the label's probability)"
 #: Different names of one embedding function (builds or spellings of the same model).
-MODEL_ALIASES = {"perch_v2_cpu": "perch_v2", "perch_v2_gpu": "perch_v2", "birdnet_v2.4": "birdnet",
-                 "birdnet_v2_4": "birdnet"}
+MODEL_ALIASES = {"perch_v2_cpu": "perch_v2", "perch_v2_gpu": "perch_v2", "perch_v2_onnx": "perch_v2",
+                 "birdnet_v2.4": "birdnet", "birdnet_v2_4": "birdnet", "birdnet_global_6k_v2.4": "birdnet"}
+#: Embedding size of the model families we know, for files that name no model.
+FAMILY_DIMS = {"perch_v2": 1536, "birdnet": 1024, "perch_8": 1280, "surfperch": 1280}
 
 
 class ClassifierError(ValueError):
@@ -47,6 +61,33 @@ def model_family(name: str) -> str:
     """Canonical embedding-model name (``perch_v2_cpu`` -> ``perch_v2``) for compatibility checks."""
     key = str(name).strip().lower()
     return MODEL_ALIASES.get(key, key)
+
+
+def model_from_config(config: Any, dim: int | None = None) -> str | None:
+    """Our model name from hoplite's ``model_config`` (``ModelConfig``), or None when it does not say.
+
+    ``taxonomy_model_tf`` covers Perch 2.0, Perch 8 and SurfPerch: the preset's hub path (or
+    model path) decides, else the dimension (1536: Perch 2.0).
+    """
+    if not isinstance(config, dict):
+        return None
+    key = config.get("model_key")
+    if not isinstance(key, str) or not key:
+        return None
+    key = key.strip().lower()
+    inner = config.get("model_config") if isinstance(config.get("model_config"), dict) else {}
+    where = " ".join(str(inner.get(k) or "") for k in ("tfhub_path", "model_path", "model_url")).lower()
+    dim = dim if dim is not None else config.get("embedding_dim")
+    if key in ("taxonomy_model_tf", "perch_v2", "perch_v2_cpu", "perch_v2_gpu", "perch_v2_onnx", "perch_8",
+               "surfperch"):
+        if "perch_v2" in where or key.startswith("perch_v2"):
+            return "perch_v2"
+        if "surfperch" in where or key == "surfperch":
+            return "surfperch"
+        if key == "perch_8" or ("bird-vocalization-classifier" in where and inner.get("tfhub_version") == 8):
+            return "perch_8"
+        return "perch_v2" if dim == 1536 else None
+    return model_family(key)
 
 
 def b64_float32(array: np.ndarray) -> str:
@@ -82,8 +123,9 @@ class LinearClassifier:
         float32 [C] biases.
     classes : tuple of str
         Label names, one per column of ``beta``.
-    embedding_model : str
-        Model whose embeddings it takes (``birdnet``, ``perch_v2``, ...).
+    embedding_model : str or None
+        Model whose embeddings it takes (``birdnet``, ``perch_v2``, ...); None when the file does
+        not say (checked by dimension only, with a warning).
     model_config : dict
         hoplite's ``model_config``: ``model_key``, ``embedding_dim`` and the embedding model's own
         settings (``window_s``, ``sample_rate_hz``, checkpoint, ...).
@@ -94,7 +136,7 @@ class LinearClassifier:
     beta: np.ndarray
     beta_bias: np.ndarray
     classes: tuple[str, ...]
-    embedding_model: str
+    embedding_model: str | None
     model_config: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -142,12 +184,21 @@ class LinearClassifier:
                 found[name] = value
         return found
 
-    def check_fits(self, *, model: str, embedding_dim: int, window_s: float | None = None,
-                   sample_rate_hz: int | None = None, name: str = "classifier") -> None:
-        """Raise :class:`ClassifierError` unless the classifier takes this run's embeddings."""
+    def check_fits(self, *, model: str | None, embedding_dim: int, window_s: float | None = None,
+                   sample_rate_hz: int | None = None, name: str = "classifier") -> list[str]:
+        """Raise :class:`ClassifierError` unless the classifier takes this run's embeddings.
+
+        ``model`` None: the embeddings' model is not known (a table that does not record it).
+
+        Returns
+        -------
+        list of str
+            Warnings: the classifier's model (or the run's) could not be confirmed, only its dimension.
+        """
         geometry = self.window_geometry()
-        problems = []
-        if model_family(self.embedding_model) != model_family(model):
+        problems, warnings = [], []
+        if self.embedding_model is not None and model is not None and \
+                model_family(self.embedding_model) != model_family(model):
             problems.append(f"embedding model {self.embedding_model!r}, not {model!r}")
         if self.embedding_dim != int(embedding_dim):
             problems.append(f"{self.embedding_dim}-d embeddings, not {int(embedding_dim)}-d")
@@ -157,15 +208,30 @@ class LinearClassifier:
                 int(geometry["sample_rate_hz"]) != int(sample_rate_hz):
             problems.append(f"audio at {geometry['sample_rate_hz']} Hz, not {sample_rate_hz} Hz")
         if problems:
-            raise ClassifierError(
-                f"{name} does not fit this run: it was trained on {'; '.join(problems)}. Train it on "
-                f"{model} embeddings, or run with --model {self.embedding_model} (or set model: in the config)")
+            fix = (f" Train it on {model} embeddings, or run with --model {self.embedding_model} (or set model: in "
+                   "the config)") if self.embedding_model and model else ""
+            raise ClassifierError(f"{name} does not fit this run: it was trained on {'; '.join(problems)}.{fix}")
+        if self.embedding_model is None:
+            warnings.append(f"{name} does not record which model made its training embeddings (no embedding_model, "
+                            f"model_name or model_config.model_key); it is used because its {self.embedding_dim}-d "
+                            f"weights match {model or 'the'} {int(embedding_dim)}-d embeddings, but the model "
+                            "could not be confirmed")
+        elif model is None:
+            warnings.append(f"the embeddings do not record their model; {name} ({self.embedding_model}, "
+                            f"{self.embedding_dim}-d) is used because the dimensions match, but the model could "
+                            "not be confirmed")
+        return warnings
 
     # -- the file format ---------------------------------------------------------------------
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The model file's JSON object (hoplite's keys first)."""
-        config = {"model_key": self.embedding_model, "embedding_dim": self.embedding_dim,
+        """The model file's JSON object (hoplite's keys first).
+
+        ``model_config`` keeps hoplite's ``model_key`` when it has one (``taxonomy_model_tf`` for Perch
+        2.0); otherwise ``model_key`` is the embedding model's name.
+        """
+        key = self.model_config.get("model_key") or self.embedding_model
+        config = {"model_key": key, "embedding_dim": self.embedding_dim,
                   **{k: v for k, v in self.model_config.items() if k not in ("model_key", "embedding_dim")}}
         return {
             "model_config": config,
@@ -210,10 +276,6 @@ class LinearClassifier:
         config = data.get("model_config") or {}
         if not isinstance(config, dict):
             raise ClassifierError(f"model_config: expected an object, got {type(config).__name__}")
-        model = data.get("embedding_model", config.get("model_key"))
-        if not isinstance(model, str) or not model:
-            raise ClassifierError("embedding_model: missing (nor model_config.model_key): which model's "
-                                  "embeddings the classifier takes must be recorded")
         beta = float32_from_b64(data["beta"], field_name="beta")
         bias = float32_from_b64(data["beta_bias"], field_name="beta_bias")
         n = len(classes)
@@ -226,6 +288,14 @@ class LinearClassifier:
                              ("model_config.embedding_dim", config.get("embedding_dim"))):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value != dim):
                 raise ClassifierError(f"{where}: {value!r}, but beta holds {dim} x {n} weights")
+        model = None
+        for key in ("embedding_model", "embedding_model_name", "model_name"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                model = value.strip()
+                break
+        if model is None:
+            model = model_from_config(config, dim)
         info = {k: v for k, v in data.items() if k not in _RESERVED}
         return cls(beta.reshape(dim, n), bias, tuple(classes), model, dict(config), info)
 
@@ -269,6 +339,70 @@ _RESERVED = ("model_config", "classes", "beta", "beta_bias", "format", "embeddin
              "weights", "score")
 
 
+def _recognizer_entries(payload: Any) -> list[Any]:
+    if isinstance(payload, dict) and "recognizers" in payload:
+        payload = payload["recognizers"]
+    if isinstance(payload, dict):
+        return [payload]
+    if isinstance(payload, list):
+        return payload
+    raise ClassifierError(f"expected a classifier object, a list of them or {{\"recognizers\": [...]}}, "
+                          f"got {type(payload).__name__}")
+
+
+def load_classifiers(source: Any, *, default_name: str = "classifier") -> list[tuple[str, LinearClassifier]]:
+    """``(name, classifier)`` pairs from a model file, a perch-runner recognizers file, or parsed JSON.
+
+    Accepts hoplite's ``LinearClassifier`` JSON, a list of them, or perch-runner's
+    ``{"recognizers": [...]}``; each entry's name is its ``name`` (``classifier_name``), else
+    ``default_name`` (numbered when there are several).
+
+    Raises
+    ------
+    ClassifierError
+        Unreadable JSON, or an entry that is not a linear classifier (the message names it).
+    """
+    origin = ""
+    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith(("{", "[")):
+        p = Path(source)
+        try:
+            payload = json.loads(p.read_bytes())
+        except OSError as exc:
+            raise ClassifierError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ClassifierError(f"{p}: not JSON ({exc})") from None
+        origin = f"{p}: "
+    elif isinstance(source, (str, bytes)):
+        try:
+            payload = json.loads(source)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ClassifierError(f"not JSON ({exc})") from None
+    else:
+        payload = source
+    try:
+        entries = _recognizer_entries(payload)
+    except ClassifierError as exc:
+        raise ClassifierError(f"{origin}{exc}") from None
+    if not entries:
+        raise ClassifierError(f"{origin}no classifiers in the file")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"recognizers[{i}]" if len(entries) > 1 or (isinstance(payload, dict) and "recognizers" in payload) \
+            else ""
+        try:
+            clf = LinearClassifier.from_json_dict(entry)
+        except ClassifierError as exc:
+            raise ClassifierError(f"{origin}{where + ': ' if where else ''}{exc}") from None
+        name = next((str(entry[k]) for k in ("name", "classifier_name") if isinstance(entry, dict)
+                     and isinstance(entry.get(k), str) and entry[k].strip()), None)
+        out.append((name or (default_name if len(entries) == 1 else f"{default_name}{i}"), clf))
+    names = [n for n, _ in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ClassifierError(f"{origin}two classifiers are named {dup!r}")
+    return out
+
+
 # -- training --------------------------------------------------------------------------------
 
 
@@ -287,12 +421,16 @@ class TrainOptions:
         scikit-learn's ``C`` (inverse L2 strength) on standardised embeddings.
     max_iter : int
         L-BFGS iterations per label.
+    negative_label : str, optional
+        Clips under this label are negatives for every other label and not a class of their own
+        (with one other label: a one-class classifier, as hoplite trains them).
     """
 
     holdout_fraction: float = 0.25
     seed: int = 0
     regularization: float = 1.0
     max_iter: int = 1000
+    negative_label: str | None = None
 
 
 @dataclass
@@ -384,11 +522,13 @@ def train_linear_classifier(embeddings: np.ndarray, targets: np.ndarray, clip_of
     clip_of_row : numpy.ndarray
         int [N]: which clip each row comes from (held out together).
     classes : sequence of str
-        The C label names.
+        The C label names (one label needs rows without it: negatives).
     embedding_model : str
         Name of the model that made the embeddings.
     model_config : dict
-        Its settings (``window_s``, ``sample_rate_hz``, checkpoint...), recorded in the file.
+        hoplite's ``ModelConfig`` of the embeddings (a dict with ``model_key``), recorded as the file's
+        ``model_config``; or just the model's settings (``window_s``, ``sample_rate_hz``, ...), recorded
+        as ``model_config.model_config``.
     options : TrainOptions
     info : dict, optional
         Extra top-level fields for the model file.
@@ -400,7 +540,7 @@ def train_linear_classifier(embeddings: np.ndarray, targets: np.ndarray, clip_of
     Raises
     ------
     ClassifierError
-        Fewer than two labels, or a label with no positive or no negative training window.
+        No label, or a label with no positive or no negative training window.
 
     Notes
     -----
@@ -414,9 +554,11 @@ def train_linear_classifier(embeddings: np.ndarray, targets: np.ndarray, clip_of
     x = np.asarray(embeddings, dtype=np.float32)
     y = np.asarray(targets).astype(bool)
     classes = tuple(classes)
-    if len(classes) < 2:
-        raise ClassifierError(f"training needs at least two labels (got {list(classes)}): a label is learnt "
-                              "against the clips of the others")
+    if len(classes) < 1:
+        raise ClassifierError("training needs at least one label")
+    if len(classes) == 1 and y.all():
+        raise ClassifierError(f"training one label ({classes[0]!r}) needs negative clips (clips without it): "
+                              "a label is learnt against other clips")
     clips = np.asarray(clip_of_row, dtype=np.int64)
     if x.ndim != 2 or y.shape != (x.shape[0], len(classes)) or clips.shape != (x.shape[0],) or not len(x):
         raise ClassifierError(f"embeddings {list(x.shape)}, targets {list(y.shape)} and clip indices "
@@ -453,9 +595,12 @@ def train_linear_classifier(embeddings: np.ndarray, targets: np.ndarray, clip_of
         },
         **(info or {}),
     }
+    if "model_key" in model_config:  # hoplite's ModelConfig of the embeddings (what its databases hold)
+        config = {**dict(model_config), "embedding_dim": int(x.shape[1])}
+    else:
+        config = {"model_key": embedding_model, "embedding_dim": int(x.shape[1]), "model_config": dict(model_config)}
     classifier = LinearClassifier(beta.astype(np.float32), bias.astype(np.float32), classes, embedding_model,
-                                  {"model_key": embedding_model, "embedding_dim": int(x.shape[1]),
-                                   "model_config": dict(model_config)}, notes)
+                                  config, notes)
     heldout_scores = classifier.scores(x[held])
     metrics = {"heldout": evaluate(heldout_scores, y[held], classes) if held.any() else None,
                "train": evaluate(classifier.scores(x[~held]), y[~held], classes),

@@ -16,19 +16,23 @@ from ..device import DEVICES, quiet_framework_logs, sanitize_mkl_threads
 
 PROG = "perch_runner.py"
 USAGE = {
-    "generate": "generate [-F|--format csv|parquet] [-c|--config FILE] INPUT OUTPUT_DIR",
+    "generate": "generate [-F|--format csv|parquet] [-c|--config FILE] [--hoplite-db DIR] INPUT OUTPUT_DIR",
     "classify": "classify [-F|--format csv|parquet] [-c|--config FILE] INPUT OUTPUT_DIR",
     "distance": "distance [-F|--format csv|parquet] [-c|--config FILE] INPUT QUERY OUTPUT_DIR",
     "train": "train [-c|--config FILE] LABELLED OUTPUT_DIR",
     "batch": "batch [-F|--format csv|parquet] [-c|--config FILE] [--query FILE] COMMAND SOURCE_CSV",
+    "search": "search [--top-k K] [--metric cosine|euclidean|mip] [--query-mean] QUERY CORPUS OUTPUT_DIR",
 }
 DESCRIPTION = """\
 perch-runner on the audio_embeddings corpus engine: window embeddings (Perch 2.0 by default,
-or any model B1's --model takes) as self-describing CSV or Parquet tables, linear classifiers,
-and distances to a query window.
+or any model B1's --model takes) as self-describing CSV or Parquet tables (ours or perch-runner's
+layout), perch-hoplite databases, linear classifiers (perch-hoplite's JSON, perch-runner's
+recognizers), distances to a query window, and search across a corpus.
 
 """ + "\n".join(f"  {PROG} {line}" for line in USAGE.values())
 INPUT_HELP = "audio file (or a directory, searched recursively, or a manifest .txt/.csv of paths)"
+EMBEDDED_HELP = (INPUT_HELP + "; or embeddings made already: a generate table (ours or perch-runner's), a folder of "
+                 "them, an HDF5 store (.h5) or a perch-hoplite database folder (nothing is embedded again)")
 
 
 def _fmt(text: str) -> str:
@@ -58,10 +62,20 @@ def _row(text: str) -> int:
     return value
 
 
+def _layout(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("ours", "perch-runner"):
+        raise argparse.ArgumentTypeError(f"choose ours or perch-runner, got {text!r}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, table: bool) -> None:
     if table:
         p.add_argument("-F", "--format", dest="fmt", type=_fmt, default=None, metavar="csv|parquet",
-                       help="table format (default: csv; base64 float32 embeddings, '#' provenance lines)")
+                       help="table format (default: csv; base64 float32 embeddings; provenance in <table>.csv.json)")
+        p.add_argument("--layout", type=_layout, default="ours", metavar="ours|perch-runner",
+                       help="column names: ours (source,start,end,source_separation_channel,...) or perch-runner's "
+                            "(source,channel,offset,embeddings; its Parquet footer keys)")
     p.add_argument("-c", "--config", default=None, metavar="FILE",
                    help="YAML config: hop_length_seconds, model, classifiers [{name, tags, model}], training")
     g = p.add_argument_group("options")
@@ -76,31 +90,47 @@ def _common(p: argparse.ArgumentParser, *, table: bool) -> None:
     verbosity = g.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="print errors only")
     verbosity.add_argument("--verbose", action="store_true", help="a line per file and per batch")
+    from ..windowing import OPTIONS
+
+    w = p.add_argument_group("window conventions (default: the model's reference tool's)")
+    for option in OPTIONS:
+        option.add_to(w)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,classify,distance,train,batch}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{generate,classify,distance,train,batch,search}")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, usage=f"{PROG} {USAGE[name]}")
 
     p = add("generate", "embeddings per window of INPUT -> OUTPUT_DIR/<stem>.embeddings.csv|parquet")
     _common(p, table=True)
+    p.add_argument("--hoplite-db", default=None, metavar="DIR",
+                   help="also write a perch-hoplite database (hoplite.sqlite + usearch.index, float16 vectors) "
+                        "that perch-hoplite, BirdNET-Analyzer and OpenSoundscape open; resumable")
     p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
 
     p = add("classify", "the config's linear classifiers on every window -> OUTPUT_DIR/<stem>.classifications.*")
     _common(p, table=True)
-    p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("--recognizers", default=None, metavar="FILE",
+                   help="classifiers from a perch-runner recognizers file ({\"recognizers\": [...]}) or a "
+                        "perch-hoplite classifier JSON, besides the config's")
+    p.add_argument("--embeddings", dest="embeddings_dir", default=None, metavar="DIR",
+                   help="where generate tables of the inputs are (default: OUTPUT_DIR); they are read, not redone")
+    p.add_argument("input", metavar="INPUT", help=EMBEDDED_HELP)
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
 
     p = add("distance", "embeddings and their distance to a one-window QUERY -> OUTPUT_DIR/<stem>.distances.*")
     _common(p, table=True)
     p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
                    help="cosine (1 - cosine similarity, default) or euclidean")
-    p.add_argument("input", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("--embeddings", dest="embeddings_dir", default=None, metavar="DIR",
+                   help="where generate tables of the inputs are (default: OUTPUT_DIR); they are read, not redone")
+    p.add_argument("input", metavar="INPUT", help=EMBEDDED_HELP)
     p.add_argument("query", metavar="QUERY", help="audio one window long (5 s for Perch, 3 s for BirdNET)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the table goes")
 
@@ -108,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                      ".heldout.csv")
     _common(p, table=False)
     p.add_argument("--name", default="linear_classifier", help="base name of the files (default: %(default)s)")
+    p.add_argument("--negative-label", default=None, metavar="LABEL",
+                   help="clips under this label are negatives only (one other label: a one-class classifier, "
+                        "as perch-hoplite trains them)")
     p.add_argument("labelled", metavar="LABELLED",
                    help="a folder with a sub-folder of clips per label, or a CSV of path,label rows")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the model and its metadata go")
@@ -124,6 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate | classify | distance")
     p.add_argument("source_csv", metavar="SOURCE_CSV",
                    help="CSV with columns source (audio) and output (a folder, or the .csv/.parquet table itself)")
+
+    p = add("search", "the corpus windows nearest to QUERY -> OUTPUT_DIR/search_results.csv and .mat")
+    _common(p, table=False)
+    p.add_argument("-F", "--format", dest="fmt", type=_fmt, default=None, metavar="csv|parquet",
+                   help="format of the tables an audio CORPUS is embedded into (default: parquet)")
+    p.add_argument("--top-k", type=_positive_int, default=10, help="results per query (default: 10)")
+    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean", "mip"),
+                   help="cosine (1 - cosine similarity, default), euclidean, or mip (minus the inner product)")
+    p.add_argument("--query-mean", action="store_true",
+                   help="one query per clip, the mean of its windows (default: each window is a query)")
+    p.add_argument("--index", default="exact", choices=("exact", "usearch"),
+                   help="exact (streamed, default) or usearch (approximate HNSW, for millions of windows)")
+    p.add_argument("query", metavar="QUERY", help="an audio clip, a folder of clips, or an embeddings table")
+    p.add_argument("corpus", metavar="CORPUS",
+                   help="a folder of generate tables, an HDF5 store, a perch-hoplite database, or a folder of "
+                        "recordings (embedded into OUTPUT_DIR/corpus_embeddings, resumably)")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the results go")
     return parser
 
 
@@ -149,16 +199,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_line = [PROG, *(sys.argv[1:] if argv is None else list(argv))]
     try:
         config = load_config(args.config)
+        if getattr(args, "recognizers", None):
+            from dataclasses import replace
+            from pathlib import Path
+
+            from .config import recognizer_specs
+
+            config = replace(config, classifiers=config.classifiers + tuple(recognizer_specs(args.recognizers,
+                                                                                                 Path.cwd())))
+        window_options = {k: getattr(args, k, None) for k in ("min_seconds", "partial_window", "resampler")}
         settings = RunSettings(fmt=getattr(args, "fmt", None), config=config, model=args.model, device=args.device,
                                batch_size=args.batch_size, workers=args.workers, overwrite=args.overwrite,
-                               quiet=args.quiet, verbose=args.verbose, argv=command_line)
+                               quiet=args.quiet, verbose=args.verbose, argv=command_line,
+                               layout=getattr(args, "layout", "ours"), hoplite_db=getattr(args, "hoplite_db", None),
+                               embeddings_dir=getattr(args, "embeddings_dir", None),
+                               backend_options={k: v for k, v in window_options.items() if v is not None})
         if args.command in ("generate", "classify"):
             return run_table_command(args.command, args.input, args.output_dir, settings)
         if args.command == "distance":
             return run_table_command("distance", args.input, args.output_dir, settings, query=args.query,
                                      metric=args.metric)
         if args.command == "train":
-            return run_train(args.labelled, args.output_dir, settings, name=args.name)
+            return run_train(args.labelled, args.output_dir, settings, name=args.name,
+                             negative_label=args.negative_label)
+        if args.command == "search":
+            from .search import run_search
+
+            return run_search(args.query, args.corpus, args.output_dir, settings, top_k=args.top_k,
+                              metric=args.metric, query_mean=args.query_mean, index=args.index)
         if args.batch_command == "distance" and not args.query:
             return _error("batch distance needs --query FILE (one window long)")
         return run_batch(args.batch_command, args.source_csv, settings, query=args.query, metric=args.metric,

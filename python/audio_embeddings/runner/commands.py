@@ -9,6 +9,13 @@ manifest: the tree is mirrored) and write ``<stem>.embeddings.csv``,
 Every run resumes: an input whose table exists is skipped (``overwrite`` redoes it); a table
 made with other settings (model, hop, classifiers, query, metric) is refused rather than
 mixed in. Tables are written atomically, so a killed run leaves no partial table.
+
+``classify`` and ``distance`` also take embeddings that exist already (a generate table, ours or
+perch-runner's, a folder of them, an HDF5 store, a perch-hoplite database: :mod:`.sources`), and for
+audio inputs they read the generate table next to the output (``OUTPUT_DIR/<stem>.embeddings.*``, or
+``--embeddings DIR``) when one was made with the same model and hop: nothing already embedded is
+embedded again. ``generate --hoplite-db DIR`` also writes a perch-hoplite database
+(:class:`~audio_embeddings.outputs.hoplite.HopliteWriter`).
 """
 
 from __future__ import annotations
@@ -65,6 +72,15 @@ class RunSettings:
     quiet, verbose : bool
     argv : list of str, optional
         Command line recorded in provenance.
+    layout : {"ours", "perch-runner"}
+        Column names and footer keys of the tables (see :func:`~.tables.write_table`).
+    hoplite_db : str, optional
+        generate: also write this perch-hoplite database.
+    embeddings_dir : str, optional
+        classify/distance: where generate tables of the inputs may be (default: the output folder).
+    backend_options : dict
+        Window options for the backend (``min_seconds``, ``partial_window``, ``resampler``), passed to
+        the loader when given.
     """
 
     fmt: str | None = None
@@ -77,6 +93,10 @@ class RunSettings:
     quiet: bool = False
     verbose: bool = False
     argv: list[str] | None = None
+    layout: str = "ours"
+    hoplite_db: str | None = None
+    embeddings_dir: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_spec(self) -> str:
@@ -85,12 +105,17 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class Target:
-    """One input and the table it becomes."""
+    """One input and the table it becomes (``label``: what its rows' ``source`` column says)."""
 
     key: str
     source: str
     output: Path
     fmt: str
+    label: str = ""
+
+    @property
+    def source_label(self) -> str:
+        return self.label or self.key
 
 
 # -- shared pieces ---------------------------------------------------------------------------
@@ -120,7 +145,8 @@ def load_model(settings: RunSettings) -> Any:
 
     spec = settings.model_spec
     try:
-        return load_backend(spec, device=settings.device, hop_s=settings.config.hop_length_seconds)
+        return load_backend(spec, device=settings.device, hop_s=settings.config.hop_length_seconds,
+                            **{k: v for k, v in settings.backend_options.items() if v is not None})
     except (ValueError, OSError, ImportError) as exc:
         raise UsageError(f"{spec}: {exc}") from None
 
@@ -141,8 +167,14 @@ def model_facts(backend: Any, spec: str) -> dict[str, Any]:
 
 
 def window_columns(result: Any) -> dict[str, np.ndarray]:
-    """``start``, ``end`` (clipped to the file) and ``source_separation_channel`` of a result's rows."""
+    """``start``, ``end`` (clipped to the file) and ``source_separation_channel`` of a result's rows.
+
+    Results read from existing embeddings (:class:`~.sources.Embedded`) bring their own ends and channels.
+    """
     start = np.asarray(result.time_axis_s, dtype=np.float64)
+    if getattr(result, "ends_s", None) is not None:
+        return {"start": start, "end": np.asarray(result.ends_s, dtype=np.float64),
+                "source_separation_channel": np.asarray(result.channel, dtype=np.int32)}
     end = start + float(result.window_s)
     if result.n_samples:
         end = np.minimum(end, result.n_samples / float(result.sample_rate_hz))
@@ -176,10 +208,11 @@ class TableWriter:
     """The engine's writer: ``render(result)`` -> columns, written with provenance to the key's target."""
 
     def __init__(self, targets: Sequence[Target], render: Callable[[Any], dict[str, Any]],
-                 provenance: dict[str, Any]):
+                 provenance: dict[str, Any], *, layout: str = "ours"):
         self.targets = {t.key: t for t in targets}
         self.render = render
         self.provenance = provenance
+        self.layout = layout
 
     def is_complete(self, key: str) -> bool:
         return self.targets[key].output.is_file()
@@ -190,10 +223,12 @@ class TableWriter:
         target = self.targets[key]
         if np.asarray(result.embeddings).ndim != 2:
             raise ValueError(f"tables take [T, D] embeddings, got {list(np.shape(result.embeddings))}")
-        columns = self.render(result)
+        rendered = self.render(result)
+        n = len(next(iter(rendered.values()))) if rendered else 0
+        columns = {"source": np.full(n, target.source_label, dtype=object), **rendered}
         provenance = {**self.provenance, "columns": {c: COLUMN_DOCS.get(c, "") for c in columns},
                       "input": jsonable({"path": str(input_path), **audio_info}), "created_at": now_iso()}
-        write_table(target.output, columns, provenance, fmt=target.fmt)
+        write_table(target.output, columns, provenance, fmt=target.fmt, layout=self.layout)
         return {"store": str(target.output), "output": str(target.output)}
 
     def close(self) -> None:
@@ -304,7 +339,7 @@ def input_targets(inputs: str, output_dir: str | Path, command: str, fmt: str) -
         a, b = clashes[0]
         raise UsageError(f"{a} and {b} would write the same table")
     out = Path(output_dir)
-    targets = [Target(i.key, i.path, out / table_name(i.key, command, fmt), fmt) for i in corpus.items]
+    targets = [Target(i.key, i.path, out / table_name(i.key, command, fmt), fmt, i.key) for i in corpus.items]
     return targets, corpus.kind == "files", corpus.root
 
 
@@ -353,11 +388,11 @@ def batch_targets(rows: Sequence[tuple[int, str, str]], command: str, fmt: str |
             row_fmt = suffix[1:]
             if fmt and fmt != row_fmt:
                 raise UsageError(f"row {i}: output {output} is {row_fmt} but --format {fmt} was given")
-            targets.append(Target(f"row{i:06d}", source, out, row_fmt))
+            targets.append(Target(f"row{i:06d}", source, out, row_fmt, source))
         else:
             row_fmt = fmt or "csv"
             targets.append(Target(f"row{i:06d}", source, out / table_name(Path(source).name, command, row_fmt),
-                                  row_fmt))
+                                  row_fmt, source))
     seen: dict[Path, Target] = {}
     for t in targets:
         final = t.output.resolve()
@@ -384,8 +419,15 @@ def _classifier_labels(spec: ClassifierSpec) -> np.ndarray:
     return np.array([index[label] for label in spec.labels], dtype=np.int64)
 
 
-def plan_classify(backend: Any, specs: Sequence[ClassifierSpec]) -> tuple[Callable[[Any], dict[str, Any]], list]:
-    """Check each classifier against the model and build the classify renderer.
+def _warn(message: str, settings: RunSettings | None = None) -> None:
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def plan_classify(facts: Any, specs: Sequence[ClassifierSpec], *,
+                  settings: RunSettings | None = None) -> tuple[Callable[[Any], dict[str, Any]], list]:
+    """Check each classifier against the embeddings' model and build the classify renderer.
+
+    ``facts``: a loaded backend, or the model facts of existing embeddings (``model`` may be None).
 
     Raises
     ------
@@ -394,14 +436,23 @@ def plan_classify(backend: Any, specs: Sequence[ClassifierSpec]) -> tuple[Callab
     """
     if not specs:
         raise UsageError("classify needs classifiers: give a config (-c FILE) with classifiers: "
-                         "[{name, tags, model}]")
+                         "[{name, tags, model}] (or recognizers: FILE), or --recognizers FILE")
+    if not isinstance(facts, dict):
+        facts = {"model": facts.name, "embedding_dim": facts.embedding_dim, "window_s": float(facts.window_s),
+                 "sample_rate_hz": int(facts.sample_rate_hz)}
+    window = facts.get("window_s")
+    rate = facts.get("sample_rate_hz")
     for spec in specs:
         try:
-            spec.classifier.check_fits(model=backend.name, embedding_dim=backend.embedding_dim,
-                                       window_s=float(backend.window_s), sample_rate_hz=int(backend.sample_rate_hz),
-                                       name=f"classifier {spec.name!r}")
+            notes = spec.classifier.check_fits(
+                model=facts.get("model"), embedding_dim=int(facts["embedding_dim"]),
+                window_s=float(window) if isinstance(window, (int, float)) else None,
+                sample_rate_hz=int(rate) if isinstance(rate, (int, float)) and rate else None,
+                name=f"classifier {spec.name!r}")
         except ClassifierError as exc:
             raise UsageError(str(exc)) from None
+        for note in notes:
+            _warn(note, settings)
     columns = [(spec, _classifier_labels(spec)) for spec in specs]
     names = np.array([spec.name for spec, idx in columns for _ in idx], dtype=object)
     labels = np.array([label for spec, _ in columns for label in spec.labels], dtype=object)
@@ -420,6 +471,8 @@ def plan_classify(backend: Any, specs: Sequence[ClassifierSpec]) -> tuple[Callab
 def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The query's one-window embedding [D] and facts about it.
 
+    ``query`` may also be an embeddings table of one row (its vector is used as it is).
+
     Raises
     ------
     UsageError
@@ -428,6 +481,10 @@ def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, 
     from .. import audio
     from ..pipeline import embed_audio
 
+    digest = hashlib.sha256(Path(query).read_bytes()).hexdigest() if Path(query).is_file() else None
+    if Path(query).suffix.lower() in (".csv", ".parquet"):
+        vector = query_from_table(query)
+        return vector, {"path": str(query), "sha256": digest, "table": True}
     if getattr(backend, "framing", None) != "windows":
         raise UsageError(f"distance needs a window model (perch_v2, perch_v2_cpu, birdnet); {backend.name} "
                          "makes frames, not windows")
@@ -446,24 +503,43 @@ def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, 
     clip = audio.Audio(samples, rate, loaded.source_sample_rate_hz, loaded.source_channels, loaded.channel,
                        str(query))
     result = embed_audio(backend, clip, batch_size=1)
-    digest = hashlib.sha256(Path(query).read_bytes()).hexdigest()
     return np.asarray(result.embeddings[0], dtype=np.float32), {
         "path": str(query), "sha256": digest, "duration_s": round(n / rate, 6), "window_s": window_s}
 
 
+def query_from_table(path: str | Path) -> np.ndarray:
+    """The one embedding of a one-row table (UsageError otherwise)."""
+    from .tables import read_embeddings
+
+    try:
+        _, emb, _ = read_embeddings(path)
+    except (TableError, OSError) as exc:
+        raise UsageError(f"query {path}: {exc}") from None
+    if emb.shape[0] != 1:
+        raise UsageError(f"query {path}: a query table must hold one window, it holds {emb.shape[0]} "
+                         "(use search for many queries)")
+    return emb[0]
+
+
 def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str | None = None,
-               metric: str = "cosine") -> TablePlan:
-    """Renderer, provenance and resume settings of a generate/classify/distance run."""
-    facts = model_facts(backend, settings.model_spec)
+               metric: str = "cosine", facts: dict[str, Any] | None = None) -> TablePlan:
+    """Renderer, provenance and resume settings of a generate/classify/distance run.
+
+    ``facts``: the model facts of existing embeddings, when no model runs (``backend`` may then be None,
+    except for a distance query that is audio).
+    """
+    if facts is None:
+        facts = model_facts(backend, settings.model_spec)
+    facts = jsonable(facts)
     extra: dict[str, Any] = {}
     # what changes the numbers: the weights (their hash where known, else the checkpoint), geometry, command
-    skip = {"model_spec"} | ({"checkpoint"} if facts.get("weights_sha256") else set())
+    skip = {"model_spec", "hoplite_model_key"} | ({"checkpoint"} if facts.get("weights_sha256") else set())
     fingerprint: dict[str, Any] = {"command": command, **{k: v for k, v in facts.items() if k not in skip}}
     if command == "generate":
         def render(result: Any) -> dict[str, Any]:
             return {**window_columns(result), "embedding": np.asarray(result.embeddings, dtype=np.float32)}
     elif command == "classify":
-        render, described = plan_classify(backend, settings.config.classifiers)
+        render, described = plan_classify(facts, settings.config.classifiers, settings=settings)
         extra["classifiers"] = described
         extra["score"] = COLUMN_DOCS["score"]
         fingerprint["classifiers"] = [{"name": d["name"], "sha256": d["sha256"], "labels": d["labels"]}
@@ -473,7 +549,13 @@ def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str 
             raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
         if query is None:
             raise UsageError("distance needs a query file")
-        vector, query_info = embed_query(backend, query)
+        if backend is None:
+            vector, query_info = query_from_table(query), {"path": str(query), "table": True,
+                                                           "sha256": hashlib.sha256(Path(query).read_bytes()).hexdigest()}
+        else:
+            vector, query_info = embed_query(backend, query)
+        if vector.shape[0] != int(facts["embedding_dim"]):
+            raise UsageError(f"query {query}: {vector.shape[0]}-d, the embeddings are {facts['embedding_dim']}-d")
         extra.update({"query": query_info, "metric": metric,
                       "distance": ("1 - cosine similarity" if metric == "cosine" else "euclidean (L2)") +
                       " between the window's and the query's embeddings"})
@@ -488,7 +570,7 @@ def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str 
     provenance = {
         "format": TABLE_FORMAT, "format_version": TABLE_FORMAT_VERSION, "command": command, "table": KINDS[command],
         **facts, **extra,
-        "model_info": jsonable(backend.describe()),
+        "model_info": jsonable(backend.describe()) if backend is not None else {"from": "existing embeddings"},
         "config": jsonable(settings.config.describe()),
         "settings": fingerprint,
         "versions": versions(),
@@ -497,24 +579,230 @@ def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str 
     return TablePlan(render, provenance, fingerprint)
 
 
+# -- embeddings that exist already -----------------------------------------------------------
+
+
+def generate_table_for(target: Target, settings: RunSettings) -> Path | None:
+    """An existing generate table of ``target``'s input made with this run's model and hop, or None.
+
+    Looked for next to the output (``<stem>.embeddings.csv|parquet``) and in ``--embeddings DIR``.
+    """
+    name = target.output.name
+    for kind in (".classifications", ".distances"):
+        name = name.replace(kind + ".", ".embeddings.")
+    stem = name.rsplit(".embeddings.", 1)[0]
+    folders = [target.output.parent]
+    if settings.embeddings_dir:
+        folders.append(Path(settings.embeddings_dir) / Path(table_name(target.key, "generate", "csv")).parent)
+        folders.append(Path(settings.embeddings_dir))
+    hop = settings.config.hop_length_seconds
+    for folder in folders:
+        for suffix in SUFFIXES.values():
+            candidate = folder / f"{stem}.embeddings{suffix}"
+            if not candidate.is_file():
+                continue
+            try:
+                prov = read_provenance(candidate)
+            except (OSError, TableError, ValueError):
+                continue
+            if prov.get("command") != "generate" or prov.get("model_spec") != settings.model_spec:
+                continue
+            if hop is not None and prov.get("hop_s") != float(hop):
+                continue
+            if hop is None and prov.get("hop_s") != prov.get("window_s"):
+                continue
+            return candidate
+    return None
+
+
+def _write_from_items(command: str, items: Sequence[Any], targets: Sequence[Target], plan: TablePlan,
+                      settings: RunSettings) -> tuple[int, int]:
+    """Write tables from embeddings already made; returns (written, skipped)."""
+    writer = TableWriter(targets, plan.render, plan.provenance, layout=settings.layout)
+    written = skipped = 0
+    for item, target in zip(items, targets):
+        if target.output.is_file() and not settings.overwrite:
+            skipped += 1
+            continue
+        writer.write(target.key, item, input_path=getattr(item, "origin", "") or target.source,
+                     audio_info={"from": "existing embeddings"})
+        written += 1
+        if settings.verbose and not settings.quiet:
+            print(f"{target.source}: {item.embeddings.shape[0]} windows -> {target.output}", file=sys.stderr)
+    return written, skipped
+
+
+def run_from_embeddings(command: str, inputs: str, output_dir: str | Path, settings: RunSettings, *,
+                        query: str | None = None, metric: str = "cosine") -> int:
+    """classify/distance over embeddings that exist (a table, a folder of them, a store, a hoplite database)."""
+    from .sources import SourceError, common_facts, read_items
+
+    try:
+        kind, items = read_items(inputs)
+        facts = common_facts(items, str(inputs))
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    fmt = settings.fmt or "csv"
+    out = Path(output_dir)
+    targets = [Target(i.key, i.origin, out / table_name(i.key, command, fmt), fmt, i.source) for i in items]
+    seen: dict[Path, str] = {}
+    for t in targets:
+        if t.output in seen:
+            raise UsageError(f"{seen[t.output]} and {t.source} would write the same table {t.output}")
+        seen[t.output] = t.source
+    backend = None
+    if command == "distance" and query is not None and Path(query).suffix.lower() not in (".csv", ".parquet"):
+        model = settings.model or settings.config.model or facts.get("model_spec") or facts.get("model")
+        if not model:
+            raise UsageError(f"{inputs}: the embeddings do not record their model; give --model to embed the query")
+        from dataclasses import replace
+
+        backend = load_model(replace(settings, model=model))
+        facts = {**facts, "model": facts.get("model") or backend.name}
+    plan = plan_table(command, backend, settings, query=query, metric=metric, facts=facts)
+    if not settings.overwrite:
+        check_existing(targets, plan.settings)
+    written, skipped = _write_from_items(command, items, targets, plan, settings)
+    if not settings.quiet:
+        print(f"{command}: {written} table(s) from {kind} {inputs}, {skipped} already done; nothing embedded",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+class TeeWriter:
+    """Several engine writers as one: a file is complete when every writer has it."""
+
+    def __init__(self, *writers: Any):
+        self.writers = writers
+
+    def is_complete(self, key: str) -> bool:
+        return all(w.is_complete(key) for w in self.writers)
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for w in self.writers:
+            if not w.is_complete(key):
+                out.update(w.write(key, result, input_path=input_path, audio_info=audio_info))
+        return out
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSettings, *, root: Path | None,
+                   provenance: dict[str, Any]) -> Any:
+    """The perch-hoplite database writer of ``generate --hoplite-db DIR``."""
+    import os
+
+    from ..outputs.hoplite import HopliteError, HopliteWriter, backend_model_config
+
+    if getattr(backend, "framing", None) != "windows":
+        raise UsageError(f"--hoplite-db needs a window model (perch_v2, perch_v2_cpu, birdnet); {backend.name} "
+                         "makes frames, not windows")
+    sources = [os.path.abspath(t.source) for t in targets]
+    if root is None or any(t.key.startswith("row") for t in targets):
+        root = Path(os.path.commonpath([os.path.dirname(s) for s in sources])) if sources else Path.cwd()
+    filenames = {}
+    for t, src in zip(targets, sources):
+        try:
+            filenames[t.key] = Path(src).relative_to(os.path.abspath(root)).as_posix()
+        except ValueError:
+            filenames[t.key] = t.key
+    rules = {k: v for k, v in settings.backend_options.items() if v is not None}
+    min_s = rules.get("min_seconds")
+    if min_s is None:
+        min_s = max(float(getattr(backend, "min_samples", 1) or 1) / float(backend.sample_rate_hz), 0.0)
+    try:
+        return HopliteWriter(settings.hoplite_db, model_config=backend_model_config(backend),
+                             window_s=float(backend.window_s), audio_root=root, filenames=filenames,
+                             min_audio_len_s=float(min_s), overwrite=settings.overwrite,
+                             provenance={k: provenance.get(k) for k in ("model", "model_spec", "checkpoint",
+                                                                         "weights_sha256", "window_s", "hop_s",
+                                                                         "sample_rate_hz", "versions", "config")})
+    except (HopliteError, ImportError, OSError) as exc:
+        raise UsageError(f"--hoplite-db {settings.hoplite_db}: {exc}") from None
+
+
+def _backfill_hoplite(writer: Any, targets: Sequence[Target], settings: RunSettings) -> int:
+    """Insert files whose generate table exists (same settings) but which the database lacks: no re-embedding."""
+    from .sources import read_table_items
+
+    filled = 0
+    for t in targets:
+        if writer.is_complete(t.key) or not t.output.is_file():
+            continue
+        items = read_table_items(t.output)
+        if len(items) == 1:
+            writer.write(t.key, items[0], input_path=t.source, audio_info={"from": str(t.output)})
+            filled += 1
+    return filled
+
+
 def _table_run(command: str, targets: list[Target], settings: RunSettings, *, report_dir: Path, single: bool,
-               write_report: bool, query: str | None = None, metric: str = "cosine") -> int:
+               write_report: bool, query: str | None = None, metric: str = "cosine", root: Path | None = None) -> int:
     from .. import audio
 
-    if single:
+    reuse: list[tuple[Target, Path]] = []
+    if command in ("classify", "distance") and not settings.overwrite:
+        for t in targets:
+            if t.output.is_file():
+                continue
+            table = generate_table_for(t, settings)
+            if table is not None:
+                reuse.append((t, table))
+    reused = {t.key for t, _ in reuse}
+    to_embed = [t for t in targets if t.key not in reused]
+    if single and to_embed:
         try:
-            audio.check_file(targets[0].source)  # before the model loads
+            audio.check_file(to_embed[0].source)  # before the model loads
         except audio.AudioError as exc:
             print("error: " + " ".join(str(exc).split()), file=sys.stderr)
             return EXIT_FAILED
-    backend = load_model(settings)
-    plan = plan_table(command, backend, settings, query=query, metric=metric)
+    needs_model = bool([t for t in to_embed if settings.overwrite or not t.output.is_file()]) or \
+        (command == "distance" and query is not None and Path(query).suffix.lower() not in (".csv", ".parquet")) or \
+        command == "generate"
+    backend = load_model(settings) if needs_model else None
+    facts = None
+    if backend is None:
+        from .sources import common_facts, read_table_items
+
+        facts = common_facts([i for _, table in reuse[:1] for i in read_table_items(table)] or [], "existing tables") \
+            if reuse else {"model": settings.model_spec, "model_spec": settings.model_spec}
+        if "embedding_dim" not in facts or facts.get("embedding_dim") is None:
+            backend = load_model(settings)
+            facts = None
+    plan = plan_table(command, backend, settings, query=query, metric=metric, facts=facts)
     if not settings.overwrite:
         check_existing(targets, plan.settings)
-    writer = TableWriter(targets, plan.render, plan.provenance)
+    if reuse:
+        from .sources import read_table_items
+
+        items, item_targets = [], []
+        for t, table in reuse:
+            found = read_table_items(table)
+            if len(found) == 1:
+                items.append(found[0])
+                item_targets.append(t)
+            else:
+                to_embed.append(t)
+        written, _ = _write_from_items(command, items, item_targets, plan, settings)
+        if not settings.quiet and written:
+            print(f"{command}: {written} input(s) read from their generate tables (not embedded again)",
+                  file=sys.stderr)
+    writer: Any = TableWriter(targets, plan.render, plan.provenance, layout=settings.layout)
+    if command == "generate" and settings.hoplite_db:
+        hop = hoplite_writer(targets, backend, settings, root=root, provenance=plan.provenance)
+        if not settings.overwrite:
+            _backfill_hoplite(hop, targets, settings)
+        writer = TeeWriter(writer, hop)
+    if backend is None:
+        writer.close()
+        return EXIT_OK
     context = {"command": command, "model": backend.name, "backend": jsonable(backend.describe()),
-               "outputs": {"format": sorted({t.fmt for t in targets}), "tables": len(targets)}}
-    report = run_engine(backend, targets, writer, settings=settings, report_dir=report_dir, single=single,
+               "outputs": {"format": sorted({t.fmt for t in targets}), "tables": len(targets),
+                           "layout": settings.layout, "hoplite_db": settings.hoplite_db}}
+    report = run_engine(backend, to_embed, writer, settings=settings, report_dir=report_dir, single=single,
                         resume=not settings.overwrite, context=context, write_report=write_report)
     return EXIT_FAILED if report.failures else EXIT_OK
 
@@ -523,13 +811,18 @@ def run_table_command(command: str, inputs: str, output_dir: str | Path, setting
                       query: str | None = None, metric: str = "cosine") -> int:
     """``generate``/``classify``/``distance`` on a file, directory or manifest; returns the exit status.
 
-    One input file writes only its table; a directory or manifest also writes ``summary.json``
-    and ``failures.csv`` in ``output_dir``.
+    ``classify``/``distance`` also take existing embeddings (:mod:`.sources`): a table, a folder of
+    tables, an HDF5 store or a hoplite database. One input file writes only its table; a directory
+    or manifest also writes ``summary.json`` and ``failures.csv`` in ``output_dir``.
     """
+    from .sources import kind_of
+
+    if command in ("classify", "distance") and kind_of(inputs) is not None:
+        return run_from_embeddings(command, inputs, output_dir, settings, query=query, metric=metric)
     fmt = settings.fmt or "csv"
-    targets, single, _ = input_targets(inputs, output_dir, command, fmt)
+    targets, single, root = input_targets(inputs, output_dir, command, fmt)
     return _table_run(command, targets, settings, report_dir=Path(output_dir), single=single,
-                      write_report=not single, query=query, metric=metric)
+                      write_report=not single, query=query, metric=metric, root=root)
 
 
 def run_batch(command: str, source_csv: str | Path, settings: RunSettings, *, query: str | None = None,

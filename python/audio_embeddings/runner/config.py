@@ -8,11 +8,15 @@
       - name: "classifier1"
         tags: ["tag1", "tag2"]   # labels to report (default: all of the classifier's labels)
         model: "eyJtb2RlbF9j..." # base64 of the model JSON, or a path to it (relative to this file)
+    recognizers: koala.json      # perch-runner's key: a {"recognizers": [...]} file (or a list of files /
+                                 # objects); each recognizer is a classifier named by its "name"
     training:                    # train: all optional
       holdout_fraction: 0.25
       seed: 0
       regularization: 1.0        # scikit-learn's C on standardised embeddings
       max_iter: 1000
+      negative_label: noise      # clips under this label are negatives only: with one other label the
+                                 # classifier is one-class (hoplite's kind)
 
 An unknown key, a value of the wrong type, undecodable base64 or a model that is not a
 linear classifier is a :class:`ConfigError` such as
@@ -27,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .classifier import ClassifierError, LinearClassifier, TrainOptions
+from .classifier import ClassifierError, LinearClassifier, TrainOptions, load_classifiers
 
 DEFAULT_MODEL = "perch_v2"
-TOP_KEYS = ("model", "hop_length_seconds", "classifiers", "training")
+TOP_KEYS = ("model", "hop_length_seconds", "classifiers", "recognizers", "training")
 CLASSIFIER_KEYS = ("name", "tags", "model")
-TRAINING_KEYS = ("holdout_fraction", "seed", "regularization", "max_iter")
+TRAINING_KEYS = ("holdout_fraction", "seed", "regularization", "max_iter", "negative_label")
 
 
 class ConfigError(ValueError):
@@ -184,13 +188,52 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: str | Path | 
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         for i, entry in enumerate(raw):
             classifiers.append(_classifier(entry, f"classifiers[{i}]", base, fail))
-        names = [c.name for c in classifiers]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup is not None:
-            raise fail("classifiers", f"name {dup!r} is used twice (names identify output rows)")
+    if data.get("recognizers") is not None:
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        classifiers.extend(recognizer_specs(data["recognizers"], base, fail))
+    names = [c.name for c in classifiers]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise fail("classifiers", f"name {dup!r} is used twice (names identify output rows)")
     training = _training(data.get("training"), fail)
     return RunnerConfig(model=model.strip() if model else None, hop_length_seconds=hop,
                         classifiers=tuple(classifiers), training=training, path=source)
+
+
+def _spec(name: str, classifier: LinearClassifier, source: str, tags: tuple[str, ...] = ()) -> ClassifierSpec:
+    digest = hashlib.sha256(classifier.to_json().encode("utf-8")).hexdigest()
+    return ClassifierSpec(name, tags, classifier, source, digest)
+
+
+def recognizer_specs(value: Any, base: Path, fail=None) -> list[ClassifierSpec]:
+    """Classifier specs of perch-runner's ``recognizers``: a file path (or comma-separated paths), a
+    ``{"recognizers": [...]}`` object, or a list of paths and objects; names from each recognizer's ``name``."""
+    def error(where: str, problem: str) -> Exception:
+        return fail(where, problem) if fail is not None else ConfigError(f"{where}: {problem}")
+
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else \
+        [value] if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        raise error("recognizers", f"expected a file, a list of files or recognizer objects, got {_kind(value)}")
+    specs: list[ClassifierSpec] = []
+    for i, item in enumerate(items):
+        where = f"recognizers[{i}]" if len(items) > 1 else "recognizers"
+        if isinstance(item, str):
+            path = Path(item).expanduser()
+            path = path if path.is_absolute() else base / path
+            if not _is_file(path):
+                raise error(where, f"{path}: file not found")
+            source, payload = f"file {path}", path
+        elif isinstance(item, dict):
+            source, payload = "inline", item
+        else:
+            raise error(where, f"expected a file path or a recognizer object, got {_kind(item)}")
+        try:
+            pairs = load_classifiers(payload, default_name=f"recognizer{i}")
+        except ClassifierError as exc:
+            raise error(where, str(exc)) from None
+        specs.extend(_spec(name, clf, source) for name, clf in pairs)
+    return specs
 
 
 def _kind(value: Any) -> str:
@@ -253,9 +296,13 @@ def _classifier_model(value: Any, where: str, base: Path, fail) -> tuple[LinearC
         if not _is_file(path):
             raise fail(where, f"{path}: file not found")
         try:
-            return LinearClassifier.load(path), f"file {path}"
+            pairs = load_classifiers(path)
         except ClassifierError as exc:
             raise fail(where, str(exc)) from None
+        if len(pairs) != 1:
+            raise fail(where, f"{path} holds {len(pairs)} classifiers ({', '.join(n for n, _ in pairs)}); give it "
+                              "as recognizers: (each becomes a classifier under its own name)")
+        return pairs[0][1], f"file {path}"
     try:
         return LinearClassifier.from_base64(text), "base64"
     except ClassifierError as exc:
@@ -292,4 +339,9 @@ def _training(raw: Any, fail) -> TrainOptions:
             values[key] = int(v)
     if "regularization" in raw:
         values["regularization"] = _positive_number(raw["regularization"], "training.regularization", fail)
+    if raw.get("negative_label") is not None:
+        v = raw["negative_label"]
+        if not isinstance(v, str) or not v.strip():
+            raise fail("training.negative_label", f"expected a label name (string), got {_kind(v)}")
+        values["negative_label"] = v.strip()
     return TrainOptions(**values)

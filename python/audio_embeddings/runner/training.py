@@ -53,11 +53,13 @@ class LabelledClip:
     labels: tuple[str, ...]
 
 
-def read_labelled(labelled: str | Path) -> tuple[list[LabelledClip], tuple[str, ...]]:
+def read_labelled(labelled: str | Path, *, negative_label: str | None = None
+                  ) -> tuple[list[LabelledClip], tuple[str, ...]]:
     """Clips and labels from a folder with a sub-folder per label, or a CSV of ``path,label`` rows.
 
     In a CSV, a path on several rows has several labels; a header row ``path,label`` is optional;
-    relative paths start at the CSV's folder.
+    relative paths start at the CSV's folder. Clips under ``negative_label`` are negatives for
+    every label and not a class (one other label gives a one-class classifier).
 
     Raises
     ------
@@ -106,14 +108,23 @@ def read_labelled(labelled: str | Path) -> tuple[list[LabelledClip], tuple[str, 
     if not clips:
         raise UsageError(f"{p}: no labelled clips found (expected a sub-folder of clips per label)")
     classes = tuple(sorted({label for c in clips.values() for label in c.labels}))
-    if len(classes) < 2:
+    if negative_label is not None:
+        if negative_label not in classes:
+            raise UsageError(f"{p}: no clips under the negative label {negative_label!r} (labels: {list(classes)})")
+        classes = tuple(c for c in classes if c != negative_label)
+        if not classes:
+            raise UsageError(f"{p}: only negatives ({negative_label!r}); add a folder of clips to learn")
+        clips = {k: LabelledClip(c.key, c.path, tuple(x for x in c.labels if x != negative_label))
+                 for k, c in clips.items()}
+    elif len(classes) < 2:
         raise UsageError(f"{p}: training needs at least two labels, found {list(classes)} (each label is learnt "
-                         "against the clips of the others: add a folder of negatives, e.g. noise)")
+                         "against the clips of the others: add a folder of negatives, e.g. noise, and give "
+                         "--negative-label noise for a one-class classifier)")
     return sorted(clips.values(), key=lambda c: c.key), classes
 
 
 def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSettings, *,
-              name: str = DEFAULT_CLASSIFIER_NAME) -> int:
+              name: str = DEFAULT_CLASSIFIER_NAME, negative_label: str | None = None) -> int:
     """Embed labelled clips, fit a linear classifier, write the model, its base64, metadata and held-out scores.
 
     Writes ``<name>.json`` (the model), ``<name>.json.b64`` (its base64, for a config's
@@ -125,7 +136,8 @@ def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSetting
 
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name {name!r}: a plain file name is needed")
-    clips, classes = read_labelled(labelled)
+    negative_label = negative_label or settings.config.training.negative_label
+    clips, classes = read_labelled(labelled, negative_label=negative_label)
     out = Path(output_dir)
     backend = load_model(settings)
     facts = model_facts(backend, settings.model_spec)
@@ -149,14 +161,17 @@ def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSetting
         starts.append(window["start"])
         ends.append(window["end"])
     x, y, clip_index = np.concatenate(embeddings), np.concatenate(targets_01), np.concatenate(clip_of_row)
-    model_config = {k: facts[k] for k in ("window_s", "hop_s", "sample_rate_hz", "checkpoint", "weights_sha256")}
+    from ..outputs.hoplite import backend_model_config
+
+    details = {k: facts[k] for k in ("window_s", "hop_s", "sample_rate_hz", "checkpoint", "weights_sha256")}
     created = now_iso()
     try:
         trained = train_linear_classifier(
-            x, y, clip_index, classes, embedding_model=backend.name, model_config=model_config,
+            x, y, clip_index, classes, embedding_model=backend.name, model_config=backend_model_config(backend),
             options=settings.config.training,
             info={"name": name, "created_at": created, "created_by": "audio_embeddings perch_runner train",
-                  "training_data": str(labelled)})
+                  "training_data": str(labelled), "embedding_model_details": details,
+                  **({"negative_label": negative_label} if negative_label else {})})
     except ClassifierError as exc:
         raise UsageError(f"{labelled}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
