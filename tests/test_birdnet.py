@@ -61,7 +61,22 @@ def direct():
 
 @pytest.fixture(scope="module")
 def bn():
-    return load_backend("birdnet", device="cpu")
+    """Every window kept (min_seconds 0): the numbers are compared with the model file window by window."""
+    return load_backend("birdnet", device="cpu", min_seconds=0)
+
+
+@pytest.mark.parametrize("seconds,onsets", [(0.5, None), (1.2, [0.0]), (3.8, [0.0]), (7.9, [0.0, 3.0, 6.0])])
+def test_default_windows_follow_birdnet_analyzer(seconds, onsets):
+    """Files under 1 s are refused (BirdNET-Analyzer skips them); a trailing piece under 1 s is dropped."""
+    backend = load_backend("birdnet", device="cpu")
+    clip = Audio(noise(seconds, RATE, seed=2), RATE, RATE, 1, None, "<memory>")
+    if onsets is None:
+        with pytest.raises(ValueError, match="too short"):
+            embed_audio(backend, clip)
+        return
+    result = embed_audio(backend, clip)
+    np.testing.assert_allclose(result.time_axis_s, onsets)
+    assert backend.describe()["window_rules"]["min_seconds"] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +109,7 @@ def test_batch_equals_one_by_one(bn, clips):
 
 
 def test_logits_are_the_model_output_with_labels(clips, direct):
-    backend = load_backend("birdnet", device="cpu", logits=True)
+    backend = load_backend("birdnet", device="cpu", logits=True, min_seconds=0)
     clip = clips[0]
     ours = embed_audio(backend, clip, batch_size=8)
     ref_emb, ref_logits = direct(clip.samples)
@@ -215,7 +230,8 @@ def test_cli_end_to_end(tmp_path):
     for clip in DEMO_CLIPS:
         emb = np.load(out / f"{clip.stem}.npy")
         n = audio.load(clip, sample_rate_hz=RATE).samples.shape[0]
-        t = n_windows(n, WINDOW)
+        # BirdNET-Analyzer's windows by default: a trailing piece under 1 s is dropped
+        t = n_windows(n, WINDOW) - (n % WINDOW and n % WINDOW < RATE)
         assert emb.dtype == np.float32 and emb.shape == (t, 1024)
         assert np.load(out / f"{clip.stem}_label.npy").shape == (t, 6522)  # --top-k implies the logits
         rows = (out / f"{clip.stem}_labels.csv").read_text().splitlines()

@@ -252,3 +252,27 @@ def resample(samples: np.ndarray, *, from_hz: int, to_hz: int, method: str = "so
 
 __all__ = ["END_CONVENTIONS", "MIN_SECONDS", "OPTIONS", "PARTIAL_MODES", "PARTIAL_WINDOW", "RESAMPLER", "RESAMPLERS",
            "WindowRules", "DEFAULT_RULES", "plan_windows", "resample", "rules_for", "window_ends_s"]
+
+
+class RuledWindows:
+    """Mixin for window backends whose windows follow :class:`WindowRules` (BirdNET, Perch).
+
+    The backend lists :data:`OPTIONS` in its ``options``, passes the three values of its
+    ``load`` to :meth:`apply_rules`, and gets ``plan_rows``, ``min_samples`` and ``pad_mode``
+    from the rules (``describe()`` records them under ``window_rules``).
+    """
+
+    rules: WindowRules = WindowRules()
+
+    def apply_rules(self, *, min_seconds: float | None = None, partial_window: str | None = None,
+                    resampler: str | None = None) -> None:
+        """Take the model's default rules (:func:`rules_for` its name), overridden by the given options."""
+        self.rules = rules_for(self.name).with_options(min_seconds=min_seconds, partial_window=partial_window,
+                                                       resampler=resampler)
+        self.min_samples = self.rules.min_samples(self.sample_rate_hz)
+        self.pad_mode = "reflect" if self.rules.partial == "reflect" else "zeros"
+
+    def plan_rows(self, n_samples: int) -> np.ndarray:
+        """Window onsets in samples, int64 [W], by :func:`plan_windows` with this backend's rules."""
+        return plan_windows(n_samples, window_samples=self.window_samples, hop_samples=self.hop_samples,
+                            min_samples=self.min_samples, partial=self.rules.partial)[0]

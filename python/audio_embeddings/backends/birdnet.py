@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..device import quiet_native_stderr
-from ..framing import windows_to_cover
+from ..windowing import OPTIONS as WINDOW_OPTIONS, RuledWindows
 from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, file_sha256, installed_package_dir
 
 SAMPLE_RATE_HZ = 48000
@@ -132,7 +132,7 @@ def labels_file_for(model_path: Path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-class BirdNETBackend(BaseBackend):
+class BirdNETBackend(RuledWindows, BaseBackend):
     """1024-d BirdNET embeddings per 3 s window (rows) and, with ``logits``, the 6522 species logits.
 
     Runs on the CPU only (TFLite). ``embed_batch`` runs a batch in one call: the model's
@@ -149,13 +149,11 @@ class BirdNETBackend(BaseBackend):
     window_s = WINDOW_S
     window_samples = WINDOW_SAMPLES
     window_offset_samples = 0
-    #: Every window is kept and zero-padded, so one sample is enough (BirdNET's analyzer needs 1.5 s).
-    min_samples = 1
-    pad_mode = "zeros"
+    #: ``min_samples``, ``pad_mode`` and ``plan_rows`` come from the window rules (BirdNET-Analyzer's by default).
     #: ``prepare`` does nothing, so the corpus engine may stream long files.
     input_norm = "none"
     device = "cpu"
-    options = (HOP_SECONDS, LOGITS, TOP_K)
+    options = (HOP_SECONDS, LOGITS, TOP_K, *WINDOW_OPTIONS)
     option_group = "window models (Perch, BirdNET, CLAP)"
 
     def __init__(self, content: bytes, *, source: Path, name: str, hop_samples: int, logits: bool,
@@ -197,7 +195,8 @@ class BirdNETBackend(BaseBackend):
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "birdnet", device: str = "auto",
              dtype: str = "float32", hop_s: float | None = None, logits: bool = False,
-             num_threads: int | None = None, top_k: int | None = None) -> "BirdNETBackend":
+             num_threads: int | None = None, top_k: int | None = None, min_seconds: float | None = None,
+             partial_window: str | None = None, resampler: str | None = None) -> "BirdNETBackend":
         """Load the model.
 
         Parameters
@@ -221,6 +220,9 @@ class BirdNETBackend(BaseBackend):
             CPU threads of the interpreter (default: the runtime's choice).
         top_k : int, optional
             Write the ``top_k`` best labels per window (implies ``logits``).
+        min_seconds, partial_window, resampler : optional
+            Window conventions (:mod:`audio_embeddings.windowing`); default BirdNET-Analyzer's: files
+            under 1 s refused, a trailing piece under 1 s dropped, the last window zero-padded.
 
         Raises
         ------
@@ -255,10 +257,12 @@ class BirdNETBackend(BaseBackend):
             "embedding_tensor": {"index": embedding_index, "name": embedding_name},
             "logits_tensor_index": logits_index,
         }
-        return cls(content, source=path, name=name, hop_samples=hop_samples, logits=logits,
-                   num_threads=num_threads, interpreter_cls=interpreter_cls, runtime=runtime,
-                   embedding_index=embedding_index, logits_index=logits_index, provenance=provenance,
-                   top_k=top_k or 0)
+        backend = cls(content, source=path, name=name, hop_samples=hop_samples, logits=logits,
+                      num_threads=num_threads, interpreter_cls=interpreter_cls, runtime=runtime,
+                      embedding_index=embedding_index, logits_index=logits_index, provenance=provenance,
+                      top_k=top_k or 0)
+        backend.apply_rules(min_seconds=min_seconds, partial_window=partial_window, resampler=resampler)
+        return backend
 
     @classmethod
     def claims(cls, path: Path) -> str | None:
@@ -275,10 +279,6 @@ class BirdNETBackend(BaseBackend):
         except Exception:  # noqa: BLE001 - unreadable: not ours
             return None
         return "birdnet" if len(shape) == 2 and shape[1] == WINDOW_SAMPLES else None
-
-    def plan_rows(self, n_samples: int) -> np.ndarray:
-        """Window onsets (samples, int64 [W]): every ``hop_samples`` until a window reaches the end."""
-        return windows_to_cover(n_samples, window_samples=WINDOW_SAMPLES, hop_samples=self.hop_samples)
 
     def _invoke(self, windows: np.ndarray, embedding: np.ndarray, logits: np.ndarray | None) -> None:
         """Run windows [b, 144000] and write their outputs into ``embedding`` [b, D] (and ``logits`` [b, C])."""
@@ -350,6 +350,7 @@ class BirdNETBackend(BaseBackend):
             "labels_file": str(labels.resolve()) if labels else None,
             "logits": self.logits,
             "overlap_s": WINDOW_S - self.frame_stride_s,
+            "window_rules": self.rules.describe(),
             "padding": "zeros past the end of the file (every window kept)",
         }
 
