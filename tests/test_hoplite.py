@@ -318,3 +318,35 @@ def test_database_is_plain_sqlite(corpus):
     con.close()
     assert {"deployments", "recordings", "windows", "annotations", "hoplite_metadata"} <= tables
     assert {"model_config", "audio_sources", "usearch_config", "audio_embeddings"} <= keys
+
+
+def test_the_b_scripts_write_a_database_hoplite_opens_and_searches(corpus, tmp_path):
+    """``embed.py --hoplite-db`` (the shared run path of every script): one window per row, float16 of our rows."""
+    import subprocess
+    import sys
+
+    from perch_hoplite.db import brutalism, score_functions
+
+    from conftest import PYTHON_DIR
+
+    audio, _, _ = corpus
+    out, db_dir = tmp_path / "npy", tmp_path / "db"
+    proc = subprocess.run([sys.executable, str(PYTHON_DIR / "embed.py"), str(audio), "--model", "birdnet",
+                           "--output-dir", str(out), "--hoplite-db", str(db_dir), "--workers", "0", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    db = H.open_hoplite(db_dir)
+    rows = {p.relative_to(out).with_suffix(".wav").as_posix(): np.load(p) for p in out.rglob("*.npy")}
+    assert db.count_embeddings() == sum(r.shape[0] for r in rows.values()) == 8
+    recordings = {r.filename: r for r in db.get_all_recordings()}
+    assert sorted(recordings) == sorted(rows)
+    query = rows["site2/c.wav"][1]
+    results = brutalism.threaded_brute_search(db, query, 3, score_fn=score_functions.get_score_fn("cos"))
+    best = max(results.search_results, key=lambda r: r.sort_score)
+    window = db.get_window(best.window_id)
+    assert db.get_recording(window.recording_id).filename == "site2/c.wav" and window.offsets[0] == 3.0
+    np.testing.assert_array_equal(db.get_embeddings_batch(np.array([best.window_id]))[0], query.astype(np.float16))
+    # a rerun adds nothing and refuses nothing
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert H.open_hoplite(db_dir).count_embeddings() == 8

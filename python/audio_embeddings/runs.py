@@ -13,6 +13,7 @@ A step that cannot go on raises :class:`RunError` (one line for the user and an 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -86,6 +87,7 @@ class Run:
     report: Any = None
     summary_path: Path | None = None
     merged_here: bool = False
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the output locks, until the run ends
 
     @property
     def output_dir(self) -> Path:
@@ -139,9 +141,14 @@ def discover_inputs(run: Run) -> None:
     from . import audio
     from .corpus.discover import CorpusError, discover
     from .corpus.shard import distributed_env, resolve_shard
-    from .corpus.writers import colliding_keys
+    from .corpus.writers import colliding_keys, renamed_keys
+    from .outputs.atomic import check_writable
 
     args = run.args
+    try:  # before anything is loaded: a read-only or misspelt output folder is one line
+        check_writable(args.output_dir, create=False)
+    except OSError as exc:
+        raise RunError(exc) from None
     inputs = list(args.inputs)
     for hook in run.hooks:
         inputs = hook.inputs(run, inputs)
@@ -160,6 +167,9 @@ def discover_inputs(run: Run) -> None:
     if run.basename is None and (clashes := colliding_keys(i.key for i in run.items)):
         a, b = clashes[0]
         raise RunError(f"{a} and {b} would write the same outputs; select one with --pattern")
+    if run.basename is None and not args.store:
+        for key, base in renamed_keys(i.key for i in run.items):
+            LOG.warning(f"warning: {key}: outputs named {base}.* (its own name is a run file's)")
     if corpus.kind == "files":
         try:
             audio.check_file(corpus.items[0].path)  # fail fast, before a model download
@@ -213,11 +223,31 @@ def load_step(run: Run) -> None:
 
 
 def choose_writer(run: Run) -> None:
+    """The writer (store, a hook's, or per-file tree outputs; with ``--hoplite-db`` a database beside it)."""
+    make_writer(run)
+    if run.args.hoplite_db:
+        from .outputs.hoplite import HopliteError, writer_for_backend
+        from .runner.commands import TeeWriter
+
+        try:
+            hoplite = writer_for_backend(run.args.hoplite_db, run.backend, audio_root=run.corpus.root,
+                                         shard_label=None if run.shard.is_whole else run.shard.label,
+                                         overwrite=run.args.overwrite,
+                                         provenance={"model": run.model_name, "backend": run.backend.describe()})
+        except (HopliteError, ImportError, OSError) as exc:
+            raise RunError(f"--hoplite-db {run.args.hoplite_db}: {exc}") from None
+        run.writer = TeeWriter(run.writer, hoplite)
+
+
+def make_writer(run: Run) -> None:
     """Check the resume fingerprint, then make the writer (store, a hook's, or per-file tree outputs)."""
     from .cli import stage_settings
-    from .corpus.engine import ConfigMismatch, check_run_config
+    from .corpus.engine import RUN_CONFIG, ConfigMismatch, check_run_config
+    from .corpus.lock import RunLocked, acquire_run_lock
+    from .corpus.stamps import Stamper, read_run_config, settings_hash
     from .corpus.store import StoreWriter, parts_root
-    from .corpus.writers import TreeWriter
+    from .corpus.writers import StampedWriter, TreeWriter
+    from .outputs.atomic import check_writable, clean_stale_temporaries
     from .outputs.contract import now_iso
 
     args, backend = run.args, run.backend
@@ -234,23 +264,38 @@ def choose_writer(run: Run) -> None:
                 "argv": run.argv}
     settings = fingerprint(run)
     try:
+        check_writable(args.output_dir)
         if args.store:
+            check_writable(Path(args.store).resolve().parent)
+        if run.corpus.is_tree or args.store:  # one run per output (and shard) at a time
+            locks = [run.held.enter_context(acquire_run_lock(target, shard_label=run.shard.label))
+                     for target in (args.output_dir, *([args.store] if args.store else []))]
+            clean_stale_temporaries(args.output_dir, older_than_s=0 if locks[0].alone else 3600)
+        if args.store:
+            read_run_config(parts_root(args.store) / RUN_CONFIG)  # a corrupt one is moved aside, not fatal
             check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
             run.writer = StoreWriter(args.store, shard=run.shard, overwrite=args.overwrite,
                                      run_info={"model_name": run.model_name, "sample_rate_hz": backend.sample_rate_hz,
                                                "frame_stride_s": backend.frame_stride_s,
                                                "window_s": backend.window_s}, **stages)
-            return
-        if run.corpus.is_tree:
-            check_run_config(args.output_dir, settings, overwrite=args.overwrite)
-        for hook in run.hooks:
-            if (writer := hook.writer(run)) is not None:
-                run.writer = writer
-                return
-        run.writer = TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=run.basename,
-                                top_k=backend.top_k, classes=backend.classes, **stages)
-    except (ConfigMismatch, OSError) as exc:
+        else:
+            if run.corpus.is_tree:
+                read_run_config(Path(args.output_dir) / RUN_CONFIG)
+                check_run_config(args.output_dir, settings, overwrite=args.overwrite)
+            run.writer = next((w for hook in run.hooks if (w := hook.writer(run)) is not None), None) or \
+                TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=run.basename,
+                           top_k=backend.top_k, classes=backend.classes, corpus_keys=[i.key for i in run.corpus.items],
+                           **stages)
+    except (ConfigMismatch, RunLocked, OSError) as exc:
         raise RunError(exc) from None
+    if run.corpus.is_tree and getattr(run.writer, "supports_stamps", False):  # outputs record what made them
+        stamper = Stamper(settings_hash=settings_hash(settings), verify=bool(getattr(args, "verify_inputs", False)))
+        run.writer = StampedWriter(run.writer, run.items, stamper=stamper)
+        if not args.overwrite and (stale := run.writer.first_stale(i.key for i in run.items)):
+            key, why, n = stale
+            more = f" (and {n - 1} other file(s))" if n > 1 else ""
+            raise RunError(f"{args.store or args.output_dir}: the outputs of {key} {why}{more}; use --overwrite to "
+                           "redo them, or write elsewhere")
 
 
 def default_workers() -> int:
@@ -261,6 +306,7 @@ def default_workers() -> int:
 def engine_step(run: Run) -> None:
     """Run the corpus engine over this process's items and write this shard's report."""
     from .corpus.engine import RunOptions, run_corpus
+    from .corpus.lock import clean_stale_scratch, run_scratch_dir
     from .corpus.progress import Progress
     from .corpus.report import RunReport
     from .outputs.contract import package_versions
@@ -269,7 +315,8 @@ def engine_step(run: Run) -> None:
     workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
-                         max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite)
+                         max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite,
+                         compile=bool(getattr(args, "compile", None)))
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),
         "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),
@@ -287,12 +334,22 @@ def engine_step(run: Run) -> None:
     progress = Progress(len(run.items), quiet=args.quiet, verbose=args.verbose or single_file,
                         file_lines=sys.stdout if single_file else None,
                         desc=backend.name if run.shard.is_whole else f"{backend.name} {run.shard.label}")
+    for failure in run.shard.select(list(corpus.failed)):  # folders that could not be searched: failures too
+        run.report.failed(failure.path, failure.reason)
+        progress.file_failed(failure.reason)
+    scratch_root = Path(getattr(args, "scratch_dir", None) or os.environ.get("TMPDIR") or run.output_dir)
+    clean_stale_scratch(scratch_root)
     try:
         run_corpus(backend, run.items, run.writer, run.report, options=options,
-                   scratch_dir=run.output_dir / ".scratch" / run.shard.label, progress=progress)
+                   scratch_dir=run_scratch_dir(scratch_root, shard_label=run.shard.label), progress=progress)
     finally:
         progress.close()
-    run.summary_path = run.report.write()
+    try:
+        run.summary_path = run.report.write()
+    except OSError as exc:
+        raise RunError(exc, EXIT_INPUT_FAILED) from None
+    if getattr(run.report, "exit_status", None):  # stopped: SIGINT/SIGTERM (130/143) or a full disk (1)
+        raise RunError(f"{run.report.stop_reason}; summary: {run.summary_path}", run.report.exit_status)
 
 
 def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:
@@ -322,6 +379,10 @@ def merge_step(run: Run) -> None:
         if group:
             group.destroy_process_group()
     run.merged_here = shard.is_whole or run.summary_path == run.output_dir / "summary.json"
+    if args.hoplite_db and not shard.is_whole and run.merged_here:
+        from .outputs.hoplite import hoplite_parts, merge_hoplite
+
+        merge_hoplite(hoplite_parts(args.hoplite_db), args.hoplite_db)
 
 
 def _barrier(dist: Any) -> Any:
@@ -359,6 +420,10 @@ def merge_only(run: Run) -> int:
     run.say(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
             f"{merged['files_failed']} failed -> {whole}")
     run.model_name = merged.get("model") or ""
+    if run.args.hoplite_db:
+        from .outputs.hoplite import hoplite_parts, merge_hoplite
+
+        merge_hoplite(hoplite_parts(run.args.hoplite_db), run.args.hoplite_db)
     for hook in run.hooks:
         hook.after(run, merged=merged)
     return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else EXIT_OK
@@ -368,6 +433,12 @@ def run(args: argparse.Namespace, *, defaults: Any, argv: Sequence[str] | None =
     """Every step of a run, in order; returns the exit status (errors are one line on stderr)."""
     state = Run(args=args, defaults=defaults, argv=list(argv) if argv is not None else None,
                 hooks=tuple(defaults.hooks))
+    with state.held:
+        return _run_steps(state)
+
+
+def _run_steps(state: Run) -> int:
+    args = state.args
     try:
         if args.merge:
             return merge_only(state)

@@ -48,8 +48,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..backends.base import Option
+
 HOPLITE_SQLITE = "hoplite.sqlite"
 HOPLITE_INDEX = "usearch.index"
+#: The output option of every script (window models): declared once, here.
+OPTIONS = (Option("--hoplite-db", "hoplite_db", "also write a perch-hoplite database (window models: perch_v2, "
+                  "birdnet, ...) into this folder; hoplite stores float16", metavar="DIR", affects="outputs",
+                  matlab="HopliteDb"),)
 PROVENANCE_KEY = "audio_embeddings"
 FLOAT16_NOTE = ("perch-hoplite's usearch store keeps float16 vectors: values read back from the database "
                 "differ from the model's float32 by up to ~1e-3 relative")
@@ -632,3 +638,22 @@ def describe_windows(db: Any, ids: Iterable[int]) -> dict[int, tuple[str, float,
 __all__ = ["FLOAT16_NOTE", "HOPLITE_PRESETS", "HopliteError", "HopliteWriter", "backend_model_config",
            "deployment_of", "describe_windows", "hoplite_model_config", "hoplite_part_path", "hoplite_parts",
            "is_hoplite_db", "iter_blocks", "iter_recordings", "merge_hoplite", "open_hoplite", "read_model_config"]
+
+
+def writer_for_backend(db_dir: str | Path, backend: Any, *, audio_root: str | Path,
+                       filenames: Mapping[str, str] | None = None, shard_label: str | None = None,
+                       overwrite: bool = False, provenance: Mapping[str, Any] | None = None) -> "HopliteWriter":
+    """The :class:`HopliteWriter` of a run of a loaded window ``backend`` (``--hoplite-db DIR``).
+
+    Raises
+    ------
+    HopliteError
+        ``backend`` makes frames or one row per recording, not windows.
+    """
+    if backend.framing != "windows":
+        raise HopliteError(f"needs a window model (perch_v2, perch_v2_cpu, birdnet, ...); {backend.name} makes "
+                           f"{'one row per recording' if backend.framing == 'utterance' else 'frames'}, not windows")
+    return HopliteWriter(db_dir, model_config=backend_model_config(backend), window_s=float(backend.window_s),
+                         audio_root=audio_root, filenames=filenames, shard_label=shard_label,
+                         min_audio_len_s=float(backend.min_samples) / float(backend.sample_rate_hz),
+                         overwrite=overwrite, provenance=provenance)

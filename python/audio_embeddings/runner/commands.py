@@ -695,11 +695,8 @@ def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSetting
     """The perch-hoplite database writer of ``generate --hoplite-db DIR``."""
     import os
 
-    from ..outputs.hoplite import HopliteError, HopliteWriter, backend_model_config
+    from ..outputs.hoplite import HopliteError, writer_for_backend
 
-    if getattr(backend, "framing", None) != "windows":
-        raise UsageError(f"--hoplite-db needs a window model (perch_v2, perch_v2_cpu, birdnet); {backend.name} "
-                         "makes frames, not windows")
     sources = [os.path.abspath(t.source) for t in targets]
     if root is None or any(t.key.startswith("row") for t in targets):
         root = Path(os.path.commonpath([os.path.dirname(s) for s in sources])) if sources else Path.cwd()
@@ -709,17 +706,12 @@ def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSetting
             filenames[t.key] = Path(src).relative_to(os.path.abspath(root)).as_posix()
         except ValueError:
             filenames[t.key] = t.key
-    rules = {k: v for k, v in settings.backend_options.items() if v is not None}
-    min_s = rules.get("min_seconds")
-    if min_s is None:
-        min_s = max(float(getattr(backend, "min_samples", 1) or 1) / float(backend.sample_rate_hz), 0.0)
     try:
-        return HopliteWriter(settings.hoplite_db, model_config=backend_model_config(backend),
-                             window_s=float(backend.window_s), audio_root=root, filenames=filenames,
-                             min_audio_len_s=float(min_s), overwrite=settings.overwrite,
-                             provenance={k: provenance.get(k) for k in ("model", "model_spec", "checkpoint",
-                                                                         "weights_sha256", "window_s", "hop_s",
-                                                                         "sample_rate_hz", "versions", "config")})
+        return writer_for_backend(settings.hoplite_db, backend, audio_root=root, filenames=filenames,
+                                  overwrite=settings.overwrite,
+                                  provenance={k: provenance.get(k) for k in ("model", "model_spec", "checkpoint",
+                                                                              "weights_sha256", "window_s", "hop_s",
+                                                                              "sample_rate_hz", "versions", "config")})
     except (HopliteError, ImportError, OSError) as exc:
         raise UsageError(f"--hoplite-db {settings.hoplite_db}: {exc}") from None
 
