@@ -125,7 +125,10 @@ class HFWav2Vec2Backend(BaseBackend):
         """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        from ..hub import hf_download
+
+        with hf_download(source, local_only=local_only) as local_only:  # offline: cache only, one-line error
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
         if config.model_type not in MODEL_TYPES:
             raise ValueError(
                 f"{source}: model_type {config.model_type!r} is not a wav2vec2-family encoder "
@@ -140,7 +143,8 @@ class HFWav2Vec2Backend(BaseBackend):
             do_normalize, rate = True, 16000
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype)
-        model = AutoModel.from_pretrained(source, config=config, local_files_only=local_only)
+        with hf_download(source, local_only=local_only) as local_only:
+            model = AutoModel.from_pretrained(source, config=config, local_files_only=local_only)
         model.eval().to(device=torch_device, dtype=torch_dtype)
         local = Path(source).is_dir()
         provenance = {

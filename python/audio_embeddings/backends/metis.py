@@ -32,12 +32,14 @@ import numpy as np
 from ..device import resolve_device, resolve_dtype
 from ..fbank import KaldiFbank, fbank_frame_count
 from .base import BaseBackend, BatchOutput, Option, file_sha256, hf_model_type, nonnegative_int
-from .repcodec import CODEC_FILENAME, CODEC_REPO_ID, load_codec
 
 W2V_BERT_ID = "facebook/w2v-bert-2.0"
 #: Where Amphion publishes the w2v-bert-2.0 layer-17 statistics (``mean``, ``var``, 1024 each).
 STATS_URL = "https://github.com/open-mmlab/Amphion/raw/main/models/tts/maskgct/ckpt/wav2vec2bert_stats.pt"
 DEFAULT_LAYER = 17
+#: Where the published RepCodec encoder lives (Amphion's MaskGCT release).
+CODEC_REPO_ID = "amphion/MaskGCT"
+CODEC_FILENAME = "semantic_codec/model.safetensors"
 SAMPLE_RATE_HZ = 16000
 INT16_SCALE = 2.0 ** 15
 FBANK_FRAME = 400
@@ -59,8 +61,9 @@ def _download_url(url: str, *, local_only: bool) -> Path:
     if not target.is_file():
         if local_only:
             raise FileNotFoundError(f"{target} is not cached and downloads are off; pass --stats FILE")
-        cache.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(target), progress=False)
+        from ..hub import fetch_url
+
+        fetch_url(url, target, flag="--stats")  # quick probe first: offline gives one line naming --stats
     return target
 
 
@@ -101,7 +104,12 @@ def codec_file(spec: str | None, *, local_only: bool = False) -> Path:
         raise FileNotFoundError(f"{spec}: no {CODEC_FILENAME} or model.safetensors in this directory")
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(spec or CODEC_REPO_ID, CODEC_FILENAME, local_files_only=local_only))
+    from ..hub import hf_download
+
+    repo = spec or CODEC_REPO_ID
+    with hf_download(repo, flag="--codec", local_only=local_only, what=f"{CODEC_FILENAME} file",
+                     local_hint=f"hf download {repo} {CODEC_FILENAME} --local-dir <folder>") as local_only:
+        return Path(hf_hub_download(repo, CODEC_FILENAME, local_files_only=local_only))
 
 
 class MetisBackend(BaseBackend):
@@ -184,20 +192,26 @@ class MetisBackend(BaseBackend):
         import torch
         from transformers import AutoConfig, Wav2Vec2BertModel
 
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        from ..hub import hf_download
+
+        with hf_download(source, local_only=local_only) as cache_only:  # offline: cache only, one-line error
+            config = AutoConfig.from_pretrained(source, local_files_only=cache_only)
         if config.model_type != "wav2vec2-bert":
             raise ValueError(f"{source}: model_type {config.model_type!r} is not wav2vec2-bert (w2v-bert-2.0)")
         layer = int(layer)
         if not 0 <= layer <= config.num_hidden_layers:
             raise ValueError(f"--layer {layer} out of range: this model has hidden states 0..{config.num_hidden_layers}")
-        _check_feature_extractor(source, local_only=local_only)
+        _check_feature_extractor(source, local_only=local_only or cache_only)
         torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        model = Wav2Vec2BertModel.from_pretrained(source, config=config, local_files_only=local_only)
+        with hf_download(source, local_only=local_only or cache_only) as cache_only:
+            model = Wav2Vec2BertModel.from_pretrained(source, config=config, local_files_only=cache_only)
         # hidden_states[layer] is the output of the first `layer` layers: drop the rest before moving to the device
         model.encoder.layers = model.encoder.layers[:layer]
         model.config.num_hidden_layers = layer
         model.eval().to(device=torch_device, dtype=torch_dtype)
         codec_path = codec_file(codec, local_only=local_only)
+        from .repcodec import load_codec  # imports torch: only when a model is loaded
+
         codec_model = load_codec(codec_path).to(torch_device)
         if codec_model.hidden_size != config.hidden_size:
             raise ValueError(f"{codec_path}: the codec takes {codec_model.hidden_size}-d features, "

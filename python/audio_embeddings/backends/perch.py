@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..device import quiet_native_stderr
-from ..framing import windows_to_cover
+from ..windowing import OPTIONS as WINDOW_OPTIONS, RuledWindows
 from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, Option, file_sha256
 
 INPUT_SAMPLES = 160000
@@ -37,12 +37,10 @@ def _tf_gpu_visible(tf: Any) -> bool:
 
 
 def _download(handle: str) -> Path:
-    try:
-        import kagglehub
-    except ImportError:
-        raise ValueError(f"{handle}: downloading Perch needs 'kagglehub' (pip install kagglehub) and network; "
-                         "or pass the SavedModel directory or an .onnx file with --model") from None
-    return Path(kagglehub.model_download(handle))
+    """The SavedModel folder of a Kaggle handle (kagglehub; its cache when Kaggle is unreachable; one-line errors)."""
+    from ..hub import kaggle_model
+
+    return kaggle_model(handle)
 
 
 def read_class_list(model_dir: Path) -> list[str] | None:
@@ -110,14 +108,14 @@ class _OnnxRunner:
         return dict(zip(names, self.session.run(list(names), {self.input: batch})))
 
 
-class PerchBackend(BaseBackend):
+class PerchBackend(RuledWindows, BaseBackend):
     """Perch 2.0 embeddings per window; optional ``label`` logits and ``spatial_embedding`` per window.
 
     Use :meth:`load`. ``embed_batch`` returns ``{"embedding": [B, 1536], ...}``.
     """
 
     framing = "windows"
-    pad_mode = "reflect"
+    #: ``min_samples``, ``pad_mode`` and ``plan_rows`` come from the window rules (the seed's by default).
     window_offset_samples = 0
     input_norm = "none"  # no file-level preparation: long recordings can be streamed
     options = (
@@ -127,6 +125,7 @@ class PerchBackend(BaseBackend):
         Option("--spatial", "spatial", "Perch: also write spatial_embedding [T, 16, 4, 1536]", type=None,
                affects="outputs"),
         TOP_K,
+        *WINDOW_OPTIONS,
     )
     option_group = "window models (Perch, BirdNET, CLAP)"
 
@@ -140,7 +139,6 @@ class PerchBackend(BaseBackend):
         self.window_s = INPUT_SAMPLES / self.sample_rate_hz
         self.hop_samples = int(round(hop_s * self.sample_rate_hz))
         self.frame_stride_s = self.hop_samples / self.sample_rate_hz
-        self.min_samples = 1
         self.embedding_dim = EMBEDDING_DIM
         self.outputs = outputs
         self.classes = classes
@@ -151,7 +149,8 @@ class PerchBackend(BaseBackend):
     @classmethod
     def load(cls, source: str, *, name: str = "perch_v2", device: str = "auto", dtype: str = "float32",
              hop_s: float | None = None, force_10sec: bool = False, logits: bool = False,
-             spatial: bool = False, top_k: int | None = None) -> "PerchBackend":
+             spatial: bool = False, top_k: int | None = None, min_seconds: float | None = None,
+             partial_window: str | None = None, resampler: str | None = None) -> "PerchBackend":
         """Load a SavedModel directory, an ``.onnx`` file or a Kaggle handle.
 
         Parameters
@@ -173,6 +172,9 @@ class PerchBackend(BaseBackend):
             Also return ``spatial_embedding`` [16, 4, 1536] per window.
         top_k : int, optional
             Write the ``top_k`` best labels per window (implies ``logits``).
+        min_seconds, partial_window, resampler : optional
+            Window conventions (:mod:`audio_embeddings.windowing`); default the extraction seed's:
+            every window kept, the last fragment reflection-padded.
         """
         logits = bool(logits or (top_k or 0) > 0)
         if dtype != "float32":
@@ -205,8 +207,10 @@ class PerchBackend(BaseBackend):
         provenance = {"checkpoint": str(source) if not Path(source).exists() else str(path.resolve()),
                       "model_path": str(path.resolve()), "weights_sha256": weights, "runtime": runner.runtime,
                       "force_10sec": bool(force_10sec), "n_classes": len(classes) if classes else None}
-        return cls(runner, name=name, source=str(source), sample_rate_hz=rate, hop_s=hop, outputs=outputs,
-                   classes=classes, provenance=provenance, top_k=top_k or 0)
+        backend = cls(runner, name=name, source=str(source), sample_rate_hz=rate, hop_s=hop, outputs=outputs,
+                      classes=classes, provenance=provenance, top_k=top_k or 0)
+        backend.apply_rules(min_seconds=min_seconds, partial_window=partial_window, resampler=resampler)
+        return backend
 
     @classmethod
     def claims(cls, path: Path) -> str | None:
@@ -224,10 +228,6 @@ class PerchBackend(BaseBackend):
         dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input]
         return "perch_v2" if len(dims) == 1 and len(dims[0]) == 2 and dims[0][1] == INPUT_SAMPLES else None
 
-    def plan_rows(self, n_samples: int) -> np.ndarray:
-        """Window onsets (samples): fixed windows until the end is reached; the last is padded."""
-        return windows_to_cover(n_samples, window_samples=self.window_samples, hop_samples=self.hop_samples)
-
     def embed_batch(self, audio: np.ndarray) -> BatchOutput:
         """float32 [B, 160000] -> embeddings [B, 1536], extras ``label`` [B, C], ... (as requested)."""
         out = self.runner(np.ascontiguousarray(audio, dtype=np.float32), self.outputs)
@@ -236,7 +236,8 @@ class PerchBackend(BaseBackend):
 
     def details(self) -> dict[str, Any]:
         """Provenance for the ``.json``."""
-        return {**self._provenance, "outputs": list(self.outputs), "pad_mode": self.pad_mode}
+        return {**self._provenance, "outputs": list(self.outputs), "pad_mode": self.pad_mode,
+                "window_rules": self.rules.describe()}
 
     def mat_fields(self) -> dict[str, Any]:
         """``hop_s`` (s) for the ``.mat``."""
