@@ -21,6 +21,19 @@ function [emb, info] = B2_model_wav2vec2(audioFile, varargin)
 %     'Channel'        0-based channel to keep instead of the average of all channels
 %     'Python'         Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
 %
+%   AUDIOFILE may also be a cell array of files or a folder: one Python call embeds them all
+%   (the model is loaded once; reruns resume in OutputDir, 'Overwrite', true redoes them). EMB is
+%   then an N-by-1 cell and INFO a struct with files, results (N-by-1 cell of the per-file INFO
+%   structs), failures (struct array: file, reason) and output_dir. A file that fails gives []
+%   and a warning ('audioEmbeddings:failedFiles'); the others are returned.
+%
+%   Every other option the model or a shared stage declares in Python works here too, under its
+%   MATLAB name (the --help of the Python script lists them; Python checks them and names them
+%   in its errors). Alignment to a brain-data grid: 'TR' (s) or 'TargetRate' (Hz), 'AlignMethod'
+%   ('lanczos' | 'mean' | 'nearest'), 'HRF' ('spm' | 'glover' | 'none'), 'Delays' (rows, e.g.
+%   1:4), 'AlignStart', 'AlignDuration'; the result is in INFO: embeddings_aligned (T'-by-D*n),
+%   time_axis_aligned (T'-by-1, s), target_rate (Hz), align_method, hrf, delays.
+%
 %   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
 %
 %   Example:
@@ -29,10 +42,16 @@ function [emb, info] = B2_model_wav2vec2(audioFile, varargin)
 %
 %   See also audioEmbeddings.
 
+if nargin < 1   % no input: the usage line, not an error about an undefined variable
+    fprintf('%s\n', 'Usage: [emb, info] = B2_model_wav2vec2(audioFile | {files} | folder, ''Name'', value, ...); help B2_model_wav2vec2 lists the options.');
+    emb = [];
+    info = struct();
+    return
+end
 p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B2_model_wav2vec2';
-p.addRequired('audioFile', @(v) ae_check_option('AudioFile', v));
+p.addRequired('audioFile', @(v) ischar(v) || iscell(v) || isa(v, 'string'));
 p.addParameter('Model', 'facebook/wav2vec2-large-xlsr-53', @(v) ae_check_option('Model', v));
 p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'wav2vec2'), @(v) ae_check_option('OutputDir', v));
 p.addParameter('Basename', 'wav2vec2_embeddings', @(v) ae_check_option('Basename', v));
@@ -42,6 +61,7 @@ p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
 p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
 p.addParameter('MatVersion', 'auto', @(v) ae_check_option('MatVersion', v));
 p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
+p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(audioFile, varargin{:});
 opts = p.Results;
@@ -49,9 +69,14 @@ given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
+[inputs, many] = ae_inputs(opts.audioFile);
+if many   % one Python call for all of them: emb and info.results are cell arrays, one per file
+    [emb, info] = ae_run_many(py, 'B2_model_wav2vec2.py', inputs, outDir, ...
+                              [{'--formats', 'npy,mat,json'}, ae_cli_args(opts, given, p.Unmatched)]);
+    return
+end
 base = strtrim(ae_text(opts.Basename));
-args = [{ae_abspath(ae_text(opts.audioFile)), '--output-dir', outDir, '--basename', base}, ...
-        ae_cli_args(opts, given, p.Unmatched)];
+args = [{inputs, '--output-dir', outDir, '--basename', base}, ae_cli_args(opts, given, p.Unmatched)];
 
 [emb, info] = ae_run_and_read(py, 'B2_model_wav2vec2.py', args, outDir, base);
 end

@@ -18,6 +18,9 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %     'Channel'     0-based channel to keep instead of the average of all channels
 %     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
 %
+%   Files that fail (empty, corrupt, too short) do not stop the run: the others are returned,
+%   a warning ('audioEmbeddings:failedFiles') lists them and INFO.failures holds them (file, reason).
+%
 %   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
 %
 %   Example:
@@ -27,6 +30,12 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %
 %   See also audioEmbeddings.
 
+if nargin < 1   % no input: the usage line, not an error about an undefined variable
+    fprintf('%s\n', 'Usage: [emb, info] = B4_model_speaker(audioFile | data_root, ''Name'', value, ...); help B4_model_speaker lists the options.');
+    emb = [];
+    info = struct();
+    return
+end
 p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B4_model_speaker';
@@ -36,6 +45,7 @@ p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'speaker'), @(v) 
 p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
 p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
 p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
+p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(input, varargin{:});
 opts = p.Results;
@@ -44,9 +54,19 @@ given = setdiff(fieldnames(opts), p.UsingDefaults);
 py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 finalDir = fullfile(outDir, 'final_embeddings');
-args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir}, ...
-        ae_cli_args(opts, given, p.Unmatched)];
-ae_run_script(py, 'B4_model_speaker.py', args);
+index = [tempname() '_results.mat'];
+cleaner = onCleanup(@() deleteIfThere(index)); %#ok<NASGU>
+args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir, ...
+         '--matlab-results', index}, ae_cli_args(opts, given, p.Unmatched)];
+ae_run_script(py, 'B4_model_speaker.py', args, true);   % failed files: the rest is returned, with a warning
+failures = struct('file', {}, 'reason', {});
+total = 0;
+if exist(index, 'file') == 2
+    r = load(index);
+    total = numel(r.inputs);
+    failures = struct('file', cellfun(@char, r.failed_paths(:), 'UniformOutput', false), ...
+                      'reason', cellfun(@char, r.failed_reasons(:), 'UniformOutput', false));
+end
 
 matFile = fullfile(finalDir, 'embeddings.mat');
 if exist(matFile, 'file') ~= 2
@@ -58,4 +78,12 @@ info = rmfield(info, 'utterance_embeddings');
 info.speaker_embeddings = single(info.speaker_embeddings);
 info.model_name = char(info.model_name);
 info.final_dir = finalDir;
+info.failures = failures;
+ae_warn_failures(failures, total);
+end
+
+function deleteIfThere(file)
+if exist(file, 'file') == 2
+    delete(file);
+end
 end

@@ -22,6 +22,15 @@ function [emb, t, info] = audioEmbeddings(audioIn, fs, varargin)
 %     'Dtype'          'float32' | 'float16' | 'bfloat16'
 %     'Python'         Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
 %
+%   Every other option the model or a shared stage declares in Python works here too, under its
+%   MATLAB name (the --help of python/embed.py lists them; Python checks them and names them in
+%   its errors): e.g. 'HopSeconds' for window models (seconds between windows, as the overlap of
+%   vggishEmbeddings), 'TopK' with class names in INFO.classes for BirdNET/Perch, and alignment to
+%   a brain-data grid: 'TR' (s) or 'TargetRate' (Hz), 'AlignMethod' ('lanczos' | 'mean' |
+%   'nearest'), 'HRF' ('spm' | 'glover' | 'none'), 'Delays' (rows, e.g. 1:4), 'AlignStart',
+%   'AlignDuration'; the aligned result is in INFO: embeddings_aligned (T'-by-D*n),
+%   time_axis_aligned (T'-by-1, s), target_rate (Hz), align_method, hrf, delays.
+%
 %   The audio goes to Python through a temporary .mat file; it and the outputs are deleted
 %   afterwards, also when an error occurs. A failed Python run raises
 %   error('audioEmbeddings:python', ...) with Python's message.
@@ -68,7 +77,11 @@ outDir = fullfile(work, 'out');
 save(inFile, '-v7', 'audio', 'fs');   % scipy.io.loadmat reads v7 (not v7.3)
 
 args = [{inFile, '--output-dir', outDir, '--basename', 'audio'}, ae_cli_args(opts, given, p.Unmatched)];
-ae_run_script(py, 'embed.py', args);
+try
+    ae_run_script(py, 'embed.py', args);
+catch err   % Python names the temporary .mat it was given: say audioIn, the caller's own variable
+    error(err.identifier, '%s', strrep(strrep(err.message, [inFile ': '], 'audioIn: '), inFile, 'audioIn'));
+end
 
 info = ae_load_mat(fullfile(outDir, 'audio.mat'));
 emb = info.embeddings;

@@ -10,15 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
-
-DEFAULTS = ScriptDefaults(
-    prog="B2_model_wav2vec2.py",
-    description="wav2vec2 / HuBERT / WavLM / data2vec-audio frame embeddings (20 ms grid at 16 kHz).",
-    model="facebook/wav2vec2-large-xlsr-53",
-    output_subdir="wav2vec2",
-    basename="wav2vec2_embeddings",
-)
+from audio_embeddings.scripts import WAV2VEC2 as DEFAULTS, main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

@@ -14,20 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
-from audio_embeddings.outputs.corpus_json import CorpusJson  # noqa: E402
-
-DEFAULTS = ScriptDefaults(
-    prog="B3_model_metis.py",
-    description="Metis / MaskGCT continuous 8-D semantic latents (w2v-bert-2.0 layer 17 + RepCodec), 20 ms grid.",
-    model="facebook/w2v-bert-2.0",
-    output_subdir="metis",
-    basename=None,
-    backend="metis",
-    chunk_s=30.0,
-    context_s=5.0,
-    hooks=(CorpusJson("semantic_audio_embeddings.json"),),
-)
+from audio_embeddings.scripts import METIS as DEFAULTS, main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

@@ -16,17 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
-from audio_embeddings.speakers import SpeakerHooks  # noqa: E402
-
-DEFAULTS = ScriptDefaults(
-    prog="B4_model_speaker.py",
-    description="Speaker embeddings per utterance and per speaker (ERes2NetV2, CAM++, GE2E).",
-    model="eres2netv2",
-    output_subdir="speaker",
-    basename=None,
-    hooks=(SpeakerHooks(),),
-)
+from audio_embeddings.scripts import SPEAKER as DEFAULTS, main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

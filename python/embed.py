@@ -9,15 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_embeddings.cli import ScriptDefaults, main  # noqa: E402
-
-DEFAULTS = ScriptDefaults(
-    prog="embed.py",
-    description="Embeddings from any registered model (preset name, hub id or local model directory).",
-    model="ge2e",
-    output_subdir="ge2e",
-    basename=None,
-)
+from audio_embeddings.scripts import EMBED as DEFAULTS, main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

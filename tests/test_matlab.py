@@ -127,6 +127,23 @@ def runs(tmp_path_factory, tiny_model):
     jobs["octave_b4"] = (_octave_call("test_B4_model_speaker", p["b4_root"], p["b4_out"], p["b4_result"]), {})
     import tiny_hf
 
+    p["many"] = base / "many files"
+    x, rate = sf.read(CLIP, dtype="float32")
+    for rel, part in (("clips/a.wav", x[:len(x) // 2]), ("clips/b.wav", x[len(x) // 2:]), ("corpus/c1.wav", x),
+                      ("corpus/sub/c2.wav", x[:len(x) // 3]), ("corpus/c3.wav", x[len(x) // 3:]),
+                      ("speakers/demo/s1/u1.wav", x[:len(x) // 2]), ("speakers/demo/s1/u2.wav", x[len(x) // 2:]),
+                      ("speakers/demo/s2/u1.wav", x[::-1].copy())):
+        (p["many"] / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p["many"] / rel, part, rate)
+    (p["many"] / "corpus" / "empty.wav").write_bytes(b"")
+    (p["many"] / "speakers" / "demo" / "s2" / "bad.wav").write_bytes(b"")
+    counting = p["many"] / "counting python.sh"  # logs each Python start of the wrappers, then runs Python
+    counting.write_text(f'#!/bin/sh\necho start >> "$AE_TEST_CALL_LOG"\nexec "{sys.executable}" "$@"\n')
+    counting.chmod(0o755)
+    p["many_result"] = base / "octave_many_results.mat"
+    jobs["octave_many"] = (_octave_call("test_many_files", model, p["many"], p["many_result"]),
+                           {"AUDIO_EMBEDDINGS_PYTHON": str(counting), "AE_TEST_CALL_LOG": str(p["many"] / "other.log")})
+
     p["whisper"] = tiny_hf.build("whisper", base / "whisper model")
     p["options_result"] = base / "octave_options_results.mat"
     jobs["octave_options"] = (_octave_call("test_model_options", p["whisper"], model, p["options_result"], CLIP),
@@ -166,6 +183,18 @@ def test_options_declared_only_in_python_reach_the_wrappers(runs):
     out = runs["paths"]["options_result"].parent / "b2 aligned"
     np.testing.assert_array_equal(got["emb_aligned"], np.load(out / "aligned_aligned.npy"))
     assert got["emb_whisper"].shape[1] == 32  # the tiny Whisper's d_model
+
+
+def test_many_files_come_from_one_python_call_and_bad_files_are_reported(runs):
+    """B2 over a list and a folder: one Python start each; B4 and the folder return the good files and warn."""
+    _assert_ok(runs, "octave_many")
+    many = runs["paths"]["many"]
+    assert (many / "calls_list.log").read_text().splitlines() == ["start"]
+    assert (many / "calls_folder.log").read_text().splitlines() == ["start"]
+    got = scipy.io.loadmat(runs["paths"]["many_result"])
+    assert int(got["n_list"].item()) == 2 and int(got["n_folder"].item()) == 4
+    assert "empty" in str(got["folder_failure"][0])
+    np.testing.assert_array_equal(np.load(many / "out list" / "a.npy").shape[1], 32)
 
 
 def test_b1_wrapper_writes_fragments_equal_to_its_rows(runs):

@@ -16,6 +16,9 @@ switch name
     case 'ChunkSeconds'
         ok = isNum && isscalar(value) && value > 0;
         what = 'a positive number of seconds';
+    case 'Overwrite'
+        ok = (islogical(value) || isNum) && isscalar(value);
+        what = 'true or false';
     case 'ContextSeconds'
         ok = isNum && isscalar(value) && value >= 0;
         what = 'a number of seconds >= 0';

@@ -14,7 +14,8 @@ flags = {'Model',          '--model'
          'Device',         '--device'
          'Dtype',          '--dtype'
          'MatVersion',     '--mat-version'
-         'Channel',        '--channel'};
+         'Channel',        '--channel'
+         'Overwrite',      '--overwrite'};
 args = {};
 for k = 1:size(flags, 1)
     name = flags{k, 1};
@@ -35,6 +36,11 @@ for k = 1:size(flags, 1)
             value = sprintf('%d', value);
         case {'Device', 'Dtype'}
             value = lower(value);
+        case 'Overwrite'                 % a switch: the flag alone, or nothing
+            if value
+                args = [args, flags(k, 2)]; %#ok<AGROW>
+            end
+            continue
     end
     args = [args, {flags{k, 2}, value}]; %#ok<AGROW>
 end

@@ -8,7 +8,7 @@ exit status: 1 when an input failed, 2 for a usage or model error.
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -20,6 +20,13 @@ from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
 from .runs import EXIT_INPUT_FAILED, EXIT_USAGE, default_workers, run  # noqa: F401 - the CLI's public names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def models_root() -> Path:
+    """Default output root: ``<repo>/Models`` in a checkout, ``./Models`` for an installed package."""
+    if (REPO_ROOT / "python" / "audio_embeddings").is_dir():
+        return REPO_ROOT / "Models"
+    return Path.cwd() / "Models"
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,7 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="stream recordings longer than this block by block (default: %(default)g)")
     p.add_argument("--model", default=defaults.model,
                    help=f"preset name, hub id or local model directory (default: {defaults.model})")
-    p.add_argument("--output-dir", default=str(REPO_ROOT / "Models" / defaults.output_subdir),
+    p.add_argument("--output-dir", default=str(models_root() / defaults.output_subdir),
                    help=f"where outputs go (default: Models/{defaults.output_subdir} under the repository)")
     p.add_argument("--basename", default=None,
                    help="output base name for a single input file (default: %s)" % (
@@ -180,6 +187,8 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     for title, option in _declared_options():
         option.add_to(groups.get(title) or groups.setdefault(title, p.add_argument_group(title)))
     p.add_argument("--matlab-option", nargs=2, action=_MatlabOption, metavar=("NAME", "VALUE"), help=argparse.SUPPRESS)
+    p.add_argument("--matlab-names", action="store_true", help=argparse.SUPPRESS)  # errors name MATLAB options
+    p.add_argument("--matlab-results", default=None, help=argparse.SUPPRESS)  # an index .mat of the run's results
     for hook in defaults.hooks:
         hook.add_arguments(p, defaults)
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -214,16 +223,25 @@ def configure_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     Messages go to stderr as they are (``error: ...`` lines stay one line); only the
     ``audio_embeddings`` logger is configured, never the root logger.
     """
-    import logging
-
     logger = logging.getLogger("audio_embeddings")
     logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
-    if not any(getattr(h, "_audio_embeddings", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._audio_embeddings = True
         logger.addHandler(handler)
     logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest and notebooks replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,8 @@ Importing this module imports no deep-learning framework.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+
+import numpy as np
 
 from .cli import ScriptDefaults, main
 from .outputs.corpus_json import CorpusJson
@@ -91,26 +92,48 @@ def chunking_for(preset: str | None) -> tuple[float, float]:
     return owner.chunk_s, owner.context_s
 
 
-def extract_perch(audio_path: Any, output_dir: Any, force_10sec: bool = False, verbose: bool = False, *,
-                  model: str = "perch_v2", options: Iterable[Any] = ()) -> list[tuple[str, tuple[int, ...]]]:
-    """Embed one file (None: a synthetic tone) and return ``[(fragment .txt path, shape), ...]``.
+class PerchFragments(list):
+    """What :func:`extract_perch` returns: the seed's ``[(fragment .txt path, shape), ...]`` of this run,
+    plus the arrays: ``embeddings`` float32 [T, D], ``time_axis_s`` float64 [T] (window onsets),
+    and the paths ``npy_file``, ``mat_file``, ``json_file``."""
+
+    embeddings: np.ndarray
+    time_axis_s: np.ndarray
+    npy_file: str
+    mat_file: str
+    json_file: str
+
+
+def extract_perch(audio_path, output_dir, force_10sec=False, verbose=False, *, model="perch_v2", options=()):
+    """Embed one file (None: a synthetic tone) and return this run's fragments and arrays (:class:`PerchFragments`).
 
     ``model`` and extra command-line ``options`` (e.g. ``["--hop-seconds", "2.5"]``) are ours;
-    the first four parameters are the extraction script's. Raises RuntimeError when it fails.
+    the first four parameters are the extraction script's. Only the fragments this run wrote are
+    returned (an earlier, longer run's ``_frag<i>.txt`` in the same folder are not), read from
+    the run's ``.npy`` and ``.mat``, not from the text files. Raises RuntimeError when it fails.
     """
-    import numpy as np
+    from scipy.io import loadmat
 
-    argv = ["--output", str(output_dir), "--model", str(model), *map(str, options)]
+    if audio_path is None:
+        duration = next((float(v) for k, v in zip(options, list(options)[1:]) if k == "--duration_sec"), 10.0)
+        stem = f"synthetic_perch_32khz_{duration}s"
+    else:
+        stem = Path(audio_path).stem
+    argv = ["--output", str(output_dir), "--model", str(model), "--basename", stem, *map(str, options)]
     argv += ["--input", str(audio_path)] if audio_path is not None else []
     argv += ["--force_10sec"] if force_10sec else []
     argv += ["--verbose"] if verbose else ["--quiet"]
     status = main(PERCH, argv)
     if status != 0:
         raise RuntimeError(f"extract_perch failed (exit status {status}); see the error above")
-    stem = Path(audio_path).stem if audio_path is not None else None
-    frags = sorted(Path(output_dir).glob(f"{stem or 'synthetic_perch_32khz_*'}_frag*.txt"),
-                   key=lambda p: int(p.stem.rsplit("_frag", 1)[1]))
-    return [(str(p), np.loadtxt(p, delimiter=",", ndmin=1).shape) for p in frags]
+    base = Path(output_dir) / stem
+    embeddings = np.load(base.with_name(stem + ".npy"))
+    result = PerchFragments((str(base.with_name(f"{stem}_frag{i}.txt")), row.shape) for i, row in enumerate(embeddings))
+    result.embeddings = embeddings
+    result.time_axis_s = loadmat(str(base.with_name(stem + ".mat")))["time_axis"].reshape(-1)
+    result.npy_file, result.mat_file, result.json_file = (str(base.with_name(stem + ext))
+                                                          for ext in (".npy", ".mat", ".json"))
+    return result
 
 
-__all__ = ["PERCH", "WAV2VEC2", "METIS", "SPEAKER", "EMBED", "SCRIPTS", "chunking_for", "extract_perch", "main"]
+__all__ = ["PERCH", "WAV2VEC2", "METIS", "SPEAKER", "EMBED", "SCRIPTS", "chunking_for", "extract_perch", "PerchFragments", "main"]

@@ -356,4 +356,7 @@ class BirdNETBackend(RuledWindows, BaseBackend):
 
     def mat_fields(self) -> dict[str, Any]:
         """``hop_s`` and ``overlap_s`` (BirdNET's parameter) as doubles; ``window_s`` is common already."""
-        return {"hop_s": float(self.frame_stride_s), "overlap_s": float(WINDOW_S - self.frame_stride_s)}
+        fields = {"hop_s": float(self.frame_stride_s), "overlap_s": float(WINDOW_S - self.frame_stride_s)}
+        if (self.logits or self.top_k) and self.classes:
+            fields["classes"] = list(self.classes)  # one per logit: a cell array in MATLAB
+        return fields

@@ -241,5 +241,8 @@ class PerchBackend(RuledWindows, BaseBackend):
 
     def mat_fields(self) -> dict[str, Any]:
         """``hop_s`` (s) for the ``.mat``."""
-        return {"hop_s": float(self.frame_stride_s)}
+        fields = {"hop_s": float(self.frame_stride_s)}
+        if "label" in self.outputs and self.classes:
+            fields["classes"] = list(self.classes)  # one per logit: a cell array in MATLAB
+        return fields
 

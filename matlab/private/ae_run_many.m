@@ -1,0 +1,41 @@
+function [embs, info] = ae_run_many(py, script, inputs, outDir, args)
+%AE_RUN_MANY Run python/SCRIPT once over many files (or a folder) and read every file's result.
+%   [EMBS, INFO] = AE_RUN_MANY(PY, SCRIPT, INPUTS, OUTDIR, ARGS): INPUTS is a cell array of audio
+%   files or one folder (searched recursively). One Python process embeds them all (the model is
+%   loaded once), into OUTDIR, where reruns resume. Returns
+%     EMBS  N-by-1 cell, EMBS{k} the embeddings of INFO.files{k} ([] when that file failed)
+%     INFO  struct: files (N-by-1 cell of the inputs, sorted for a folder), results (N-by-1 cell
+%           of the per-file info structs, as a single-file call returns them; [] when failed),
+%           failures (struct array with fields file and reason), output_dir, summary_file.
+%   Failed files do not stop the run: they are listed in a warning
+%   ('audioEmbeddings:failedFiles') and in INFO.failures; the others are returned.
+index = [tempname() '_results.mat'];
+cleaner = onCleanup(@() deleteIfThere(index)); %#ok<NASGU>
+if ischar(inputs)
+    inputs = {inputs};
+end
+ae_run_script(py, script, [inputs(:)', {'--output-dir', outDir, '--matlab-results', index}, args], true);
+r = load(index);
+files = cellfun(@char, r.inputs(:), 'UniformOutput', false);
+bases = cellfun(@char, r.mat_files(:), 'UniformOutput', false);
+n = numel(files);
+embs = cell(n, 1);
+results = cell(n, 1);
+for k = 1:n
+    if ~isempty(bases{k})
+        [folder, name] = fileparts(bases{k});
+        [embs{k}, results{k}] = ae_read_result(folder, name);
+    end
+end
+failedFiles = cellfun(@char, r.failed_paths(:), 'UniformOutput', false);
+failedReasons = cellfun(@char, r.failed_reasons(:), 'UniformOutput', false);
+info = struct('files', {files}, 'results', {results}, 'failures', struct('file', failedFiles, 'reason', failedReasons), ...
+              'output_dir', outDir, 'summary_file', fullfile(outDir, 'summary.json'));
+ae_warn_failures(info.failures, n);
+end
+
+function deleteIfThere(file)
+if exist(file, 'file') == 2
+    delete(file);
+end
+end
