@@ -17,7 +17,8 @@ from audio_embeddings.audio import AudioError
 from conftest import DEMO_CLIPS, PYTHON_DIR, REPO
 from helpers import noise
 
-FRAGMENT = REPO / "docs_fragments" / "python_api.md"
+README = REPO / "README.md"
+SECTION = "## Install and use from Python"
 README_HUB_ID = '"facebook/wav2vec2-base"'
 
 
@@ -38,7 +39,8 @@ def w2v(tiny_model):
 
 
 def test_the_readme_example_runs_as_written(tiny_model, tmp_path, monkeypatch, capsys):
-    """Every ```python block of docs_fragments/python_api.md, in one namespace, from a folder holding data/.
+    """Every ```python block of the README's "Install and use from Python" section, in one namespace, from a
+    folder holding data/.
 
     The last block loads a hub id; here it gets the tiny wav2vec2's folder instead (no network).
     The pictures/DataFrame block needs matplotlib and pandas.
@@ -48,21 +50,24 @@ def test_the_readme_example_runs_as_written(tiny_model, tmp_path, monkeypatch, c
     for clip in DEMO_CLIPS:
         (tmp_path / "data" / clip.name).symlink_to(clip)
     monkeypatch.chdir(tmp_path)
-    blocks = python_blocks(FRAGMENT.read_text())
+    text = README.read_text()
+    section = text[text.index(SECTION):]
+    section = section[:section.index("\n## ", len(SECTION))]
+    blocks = python_blocks(section)
     assert len(blocks) == 3 and README_HUB_ID in blocks[2]
     namespace: dict = {}
-    exec(compile(blocks[0], f"{FRAGMENT}:block1", "exec"), namespace)
+    exec(compile(blocks[0], f"{README}:block1", "exec"), namespace)
     out = capsys.readouterr().out
     assert "Model('ge2e': 256-d every 0.77 s at 16000 Hz)" in out and "(8, 256) [0.   0.77 1.54]" in out
     assert "3 []" in out
     assert (tmp_path / "speech_en_us.mat").is_file() and (tmp_path / "ge2e_out" / "summary.json").is_file()
     assert sorted(p.name for p in (tmp_path / "ge2e_out").glob("*.mat")) == sorted(c.stem + ".mat" for c in DEMO_CLIPS)
     if all(__import__("importlib").util.find_spec(m) for m in ("matplotlib", "pandas")):
-        exec(compile(blocks[1], f"{FRAGMENT}:block2", "exec"), namespace)
+        exec(compile(blocks[1], f"{README}:block2", "exec"), namespace)
         assert (tmp_path / "speech_en_us.png").is_file() and (tmp_path / "speakers.png").is_file()
         assert namespace["frame"].shape == (8, 1 + 256)
     local = blocks[2].replace(README_HUB_ID, repr(str(tiny_model("wav2vec2"))))
-    exec(compile(local, f"{FRAGMENT}:block3", "exec"), namespace)
+    exec(compile(local, f"{README}:block3", "exec"), namespace)
     frames = namespace["frames"]
     assert frames.embeddings.shape[0] == 4 and frames.embeddings.shape[2] == 32  # tiny: 3 layers + input, 32-d
     assert capsys.readouterr().out.strip().endswith("True")
