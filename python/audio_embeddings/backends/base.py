@@ -37,6 +37,33 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: Weight files of a local Hugging Face folder whose SHA-256 goes into provenance (sharded checkpoints included).
+HF_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def weights_sha256(directory: str | Path) -> dict[str, str]:
+    """SHA-256 of every weight file of a local Hugging Face folder, ``{file name: hex digest}``."""
+    directory = Path(directory)
+    files = sorted({p for pattern in HF_WEIGHT_PATTERNS for p in directory.glob(pattern) if p.is_file()})
+    return {p.name: file_sha256(p) for p in files}
+
+
+def feature_extractor_or_default(cls: Any, source: str, *, local_only: bool, **defaults: Any) -> tuple[Any, bool]:
+    """The checkpoint's feature extractor (``cls.from_pretrained``), or ``cls(**defaults)`` when it has none.
+
+    Returns
+    -------
+    feature_extractor : object
+        An instance of ``cls`` (a transformers feature extractor class).
+    from_checkpoint : bool
+        False when the defaults were used (no ``preprocessor_config.json``).
+    """
+    try:
+        return cls.from_pretrained(source, local_files_only=local_only), True
+    except OSError:  # no preprocessor_config.json
+        return cls(**defaults), False
+
+
 def key_indices(keys: Iterable[str], pattern: str) -> list[int]:
     r"""Sorted distinct integers captured by ``pattern``'s first group at the start of ``keys``
     (``r"layer1\.(\d+)\."`` -> the block indices of a checkpoint's ``layer1``)."""

@@ -43,29 +43,12 @@ from typing import Any
 import numpy as np
 
 from ..framing import windows_to_cover
-from .base import HOP_SECONDS, BaseBackend, BatchOutput, Prepared, hf_model_type
-from .whisper import weights_sha256
+from .base import (HOP_SECONDS, BaseBackend, BatchOutput, Prepared, feature_extractor_or_default, hf_model_type,
+                   weights_sha256)
 
 SAMPLE_RATE_HZ = 48000
 WINDOW_S = 10.0
 DEFAULT_CHECKPOINT = "laion/clap-htsat-unfused"
-
-
-def load_feature_extractor(source: str, *, local_only: bool, fusion: bool) -> tuple[Any, bool]:
-    """The checkpoint's ``ClapFeatureExtractor``, or the defaults for a fused/unfused model when it has none.
-
-    Returns
-    -------
-    feature_extractor : transformers.ClapFeatureExtractor
-    from_checkpoint : bool
-        False when the defaults were used.
-    """
-    from transformers import ClapFeatureExtractor
-
-    try:
-        return ClapFeatureExtractor.from_pretrained(source, local_files_only=local_only), True
-    except OSError:  # no preprocessor_config.json
-        return ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc"), False
 
 
 def audio_features(output: Any) -> Any:
@@ -154,7 +137,10 @@ class ClapBackend(BaseBackend):
         if config.model_type != "clap":
             raise ValueError(f"{source}: model_type {config.model_type!r} is not a CLAP checkpoint (ClapModel)")
         fusion = bool(getattr(config.audio_config, "enable_fusion", False))
-        fe, fe_found = load_feature_extractor(source, local_only=local, fusion=fusion)
+        from transformers import ClapFeatureExtractor
+
+        fe, fe_found = feature_extractor_or_default(ClapFeatureExtractor, source, local_only=local,
+                                                    truncation="fusion" if fusion else "rand_trunc")
         if int(fe.sampling_rate) != SAMPLE_RATE_HZ:
             raise ValueError(f"{source}: feature extractor at {fe.sampling_rate} Hz; CLAP runs at {SAMPLE_RATE_HZ} Hz")
         window_samples = int(fe.nb_max_samples)

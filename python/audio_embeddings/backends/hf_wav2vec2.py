@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..device import resolve_device, resolve_dtype
-from .base import LAYERS, BaseBackend, BatchOutput, Prepared, file_sha256, hf_model_type
+from .base import LAYERS, BaseBackend, BatchOutput, Prepared, hf_model_type, weights_sha256
 
 #: ``config.model_type`` values this backend accepts.
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer", "unispeech", "unispeech-sat")
@@ -61,11 +61,6 @@ def conv_geometry(kernels: list[int], strides: list[int]) -> tuple[int, int]:
         field += (k - 1) * jump
         jump *= s
     return field, jump
-
-
-def _weights_sha256(directory: Path) -> dict[str, str]:
-    names = ("model.safetensors", "pytorch_model.bin")
-    return {name: file_sha256(directory / name) for name in names if (directory / name).is_file()}
 
 
 class HFWav2Vec2Backend(BaseBackend):
@@ -150,7 +145,7 @@ class HFWav2Vec2Backend(BaseBackend):
         provenance = {
             "checkpoint": str(Path(source).resolve()) if local else source,
             "revision": getattr(config, "_commit_hash", None),
-            "weights_sha256": _weights_sha256(Path(source)) if local else {},
+            "weights_sha256": weights_sha256(Path(source)) if local else {},
             "model_type": config.model_type,
             "model_class": type(model).__name__,
         }

@@ -38,41 +38,13 @@ from typing import Any
 import numpy as np
 
 from ..framing import conv_frame_count
-from .base import LAYERS, BaseBackend, BatchOutput, file_sha256, hf_model_type
+from .base import LAYERS, BaseBackend, BatchOutput, feature_extractor_or_default, hf_model_type, weights_sha256
 from .hf_wav2vec2 import parse_layers
 
 SAMPLE_RATE_HZ = 16000
 #: Mel frames per encoder row (conv2's stride).
 MEL_FRAMES_PER_ROW = 2
 DEFAULT_CHECKPOINT = "openai/whisper-base"
-#: Weight files whose SHA-256 goes into the provenance of a local folder (sharded checkpoints included).
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-
-
-def weights_sha256(directory: str | Path) -> dict[str, str]:
-    """SHA-256 of every weight file of a local Hugging Face folder, ``{file name: hex digest}``."""
-    directory = Path(directory)
-    files = sorted({p for pattern in WEIGHT_PATTERNS for p in directory.glob(pattern) if p.is_file()})
-    return {p.name: file_sha256(p) for p in files}
-
-
-def load_feature_extractor(source: str, *, local_only: bool, num_mel_bins: int) -> tuple[Any, bool]:
-    """The checkpoint's ``WhisperFeatureExtractor``, or the defaults with ``num_mel_bins`` when it has none.
-
-    Returns
-    -------
-    feature_extractor : transformers.WhisperFeatureExtractor
-    from_checkpoint : bool
-        False when the defaults were used.
-    """
-    from transformers import WhisperFeatureExtractor
-
-    try:
-        return WhisperFeatureExtractor.from_pretrained(source, local_files_only=local_only), True
-    except OSError:  # no preprocessor_config.json
-        return WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=SAMPLE_RATE_HZ), False
-
-
 class WhisperEncoderBackend(BaseBackend):
     """Hidden states of a Whisper encoder, one row per 20 ms of audio.
 
@@ -151,7 +123,11 @@ class WhisperEncoderBackend(BaseBackend):
         if config.model_type != "whisper":
             raise ValueError(f"{source}: model_type {config.model_type!r} is not a Whisper checkpoint")
         layer_idx = parse_layers(layers, int(config.encoder_layers))
-        fe, fe_found = load_feature_extractor(source, local_only=local, num_mel_bins=int(config.num_mel_bins))
+        from transformers import WhisperFeatureExtractor
+
+        fe, fe_found = feature_extractor_or_default(WhisperFeatureExtractor, source, local_only=local,
+                                                    feature_size=int(config.num_mel_bins),
+                                                    sampling_rate=SAMPLE_RATE_HZ)
         dither = float(getattr(fe, "dither", 0.0) or 0.0)
         fe.dither = 0.0  # dithering would make the features random
         if int(fe.sampling_rate) != SAMPLE_RATE_HZ or int(fe.feature_size) != int(config.num_mel_bins):
