@@ -55,18 +55,11 @@ py = ae_python(opts.Python);
 outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 finalDir = fullfile(outDir, 'final_embeddings');
 index = [tempname() '_results.mat'];
-cleaner = onCleanup(@() deleteIfThere(index)); %#ok<NASGU>
+cleaner = onCleanup(@() ae_delete_if_there(index)); %#ok<NASGU>
 args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir, ...
          '--matlab-results', index}, ae_cli_args(opts, given, p.Unmatched)];
 ae_run_script(py, 'B4_model_speaker.py', args, true);   % failed files: the rest is returned, with a warning
-failures = struct('file', {}, 'reason', {});
-total = 0;
-if exist(index, 'file') == 2
-    r = load(index);
-    total = numel(r.inputs);
-    failures = struct('file', cellfun(@char, r.failed_paths(:), 'UniformOutput', false), ...
-                      'reason', cellfun(@char, r.failed_reasons(:), 'UniformOutput', false));
-end
+written = ae_results_index(index);
 
 matFile = fullfile(finalDir, 'embeddings.mat');
 if exist(matFile, 'file') ~= 2
@@ -78,12 +71,6 @@ info = rmfield(info, 'utterance_embeddings');
 info.speaker_embeddings = single(info.speaker_embeddings);
 info.model_name = char(info.model_name);
 info.final_dir = finalDir;
-info.failures = failures;
-ae_warn_failures(failures, total);
-end
-
-function deleteIfThere(file)
-if exist(file, 'file') == 2
-    delete(file);
-end
+info.failures = written.failures;
+ae_warn_failures(written.failures, numel(written.files));
 end

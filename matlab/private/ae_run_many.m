@@ -10,32 +10,22 @@ function [embs, info] = ae_run_many(py, script, inputs, outDir, args)
 %   Failed files do not stop the run: they are listed in a warning
 %   ('audioEmbeddings:failedFiles') and in INFO.failures; the others are returned.
 index = [tempname() '_results.mat'];
-cleaner = onCleanup(@() deleteIfThere(index)); %#ok<NASGU>
+cleaner = onCleanup(@() ae_delete_if_there(index)); %#ok<NASGU>
 if ischar(inputs)
     inputs = {inputs};
 end
 ae_run_script(py, script, [inputs(:)', {'--output-dir', outDir, '--matlab-results', index}, args], true);
-r = load(index);
-files = cellfun(@char, r.inputs(:), 'UniformOutput', false);
-bases = cellfun(@char, r.mat_files(:), 'UniformOutput', false);
-n = numel(files);
+r = ae_results_index(index);
+n = numel(r.files);
 embs = cell(n, 1);
 results = cell(n, 1);
 for k = 1:n
-    if ~isempty(bases{k})
-        [folder, name] = fileparts(bases{k});
+    if ~isempty(r.mat_files{k})
+        [folder, name] = fileparts(r.mat_files{k});
         [embs{k}, results{k}] = ae_read_result(folder, name);
     end
 end
-failedFiles = cellfun(@char, r.failed_paths(:), 'UniformOutput', false);
-failedReasons = cellfun(@char, r.failed_reasons(:), 'UniformOutput', false);
-info = struct('files', {files}, 'results', {results}, 'failures', struct('file', failedFiles, 'reason', failedReasons), ...
+info = struct('files', {r.files}, 'results', {results}, 'failures', r.failures, ...
               'output_dir', outDir, 'summary_file', fullfile(outDir, 'summary.json'));
 ae_warn_failures(info.failures, n);
-end
-
-function deleteIfThere(file)
-if exist(file, 'file') == 2
-    delete(file);
-end
 end
