@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from audio_embeddings.framing import (
-    conv_frame_count, covering_window_onsets, naive_chunk_frame_count, plan_context_chunks, windows_to_cover,
+    conv_frame_count, naive_chunk_frame_count, plan_context_chunks, windows_to_cover,
 )
 
 RF, HOP, RATE = 400, 320, 16000

@@ -491,7 +491,7 @@ def test_a_good_config_loads(trained, tmp_path):
     config = tmp_path / "config.yml"
     config.write_text(
         "model: birdnet\nhop_length_seconds: 1.5\n"
-        f"classifiers:\n  - name: one\n    tags: [low_tone]\n    model: |\n"
+        "classifiers:\n  - name: one\n    tags: [low_tone]\n    model: |\n"
         + "".join(f"      {line}\n" for line in _wrap((out / "linear_classifier.json.b64").read_text().strip()))
         + "  - name: two\n    model: model/linear_classifier.json\n")
     (tmp_path / "model").symlink_to(out)

@@ -1,6 +1,5 @@
 """The registry is data: every preset resolves and loads (with a tiny local model), and import is light."""
 
-import json
 import subprocess
 import sys
 
