@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,147 @@ def test_long_pieces_go_in_smaller_batches_under_the_audio_cap():
     assert scheduler.size_for(24 * 16000) == 2  # 20 s chunks with 2 s context on each side
     assert scheduler.size_for(100 * 16000) == 1  # never zero
     assert BatchScheduler(SimpleNamespace(sample_rate_hz=16000, accepts_lengths=False), batch_size=8).size_for(10 ** 9) == 8
+
+
+# --- keys, stamps, locks and leftovers (the fault-hardening units; tests/test_faults.py runs them end to end) ---
+
+
+def test_keys_are_normalised_and_never_leave_the_root(tmp_path):
+    from audio_embeddings.corpus.discover import corpus_key
+
+    root = tmp_path / "corpus"
+    assert corpus_key(root / "a" / "." / "b" / ".." / "x.wav", root) == "a/x.wav"
+    assert corpus_key(root / ".." / "up.wav", root) == "_abs/" + str(tmp_path / "up.wav").lstrip("/")
+    assert corpus_key("/data/x.wav", root) == "_abs/data/x.wav" != corpus_key(root / "data" / "x.wav", root)
+    assert not any(".." in corpus_key(p, root).split("/") for p in ("../../etc/passwd", "/x/../../y.wav"))
+
+
+def test_a_folder_reached_twice_or_in_a_loop_is_reported_once(tmp_path):
+    from audio_embeddings.corpus.discover import walk_directory
+
+    _touch_wav(tmp_path / "r" / "real" / "a.wav")
+    (tmp_path / "r" / "real" / "back").symlink_to(tmp_path / "r", target_is_directory=True)
+    (tmp_path / "r" / "alias").symlink_to(tmp_path / "r" / "real", target_is_directory=True)
+    errors = []
+    assert walk_directory(tmp_path / "r", errors=errors) == [tmp_path / "r" / "real" / "a.wav"]
+    assert sorted(Path(e.path).name for e in errors) == ["alias", "back"]
+    assert "symbolic link loop" in next(e.reason for e in errors if e.path.endswith("back"))
+
+
+def test_stamps_match_on_settings_and_input_and_say_what_changed(tmp_path):
+    from audio_embeddings.corpus.stamps import (
+        Stamper,
+        input_stamp,
+        settings_hash,
+        stamp_difference,
+    )
+
+    wav = _touch_wav(tmp_path / "a.wav")
+    h = settings_hash({"--model": "m", "--layers": None})
+    assert h == settings_hash({"--layers": None, "--model": "m"}) != settings_hash({"--model": "n"})
+    stored = input_stamp(wav, settings_hash=h)
+    assert "sha256" in stored and stamp_difference(stored, input_stamp(wav, settings_hash=h)) is None
+    assert stamp_difference(stored, input_stamp(wav, settings_hash="other")) == "were made with other settings"
+    assert stamp_difference(None, stored).startswith("have no record")
+    st = wav.stat()
+    import os
+
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10 ** 9))
+    assert "modified" in stamp_difference(stored, input_stamp(wav, settings_hash=h, hash_below=0))
+    assert Stamper(settings_hash=h).difference(stored, str(wav)) is None  # same bytes, only touched
+    _touch_wav(wav, seconds=0.2)
+    assert "size" in Stamper(settings_hash=h).difference(stored, str(wav))
+    assert "error" in input_stamp(tmp_path / "gone.wav", settings_hash=h)
+
+
+def test_a_corrupt_run_file_reads_as_absent_and_is_moved_aside(tmp_path):
+    from audio_embeddings.corpus.stamps import read_run_config
+
+    path = tmp_path / ".audio_embeddings_run.json"
+    assert read_run_config(path) is None
+    path.write_text('{"--model": "m"}')
+    assert read_run_config(path) == {"--model": "m"}
+    said = []
+    path.write_text("[1, 2")
+    assert read_run_config(path, warn=said.append) is None
+    assert not path.exists() and (tmp_path / ".audio_embeddings_run.json.corrupt").read_text() == "[1, 2"
+    assert len(said) == 1 and "not valid JSON" in said[0]
+
+
+def test_locks_refuse_a_second_holder_and_other_shard_counts(tmp_path):
+    from audio_embeddings.corpus.lock import RunLocked, acquire_run_lock
+
+    with acquire_run_lock(tmp_path, shard_label="shard-0000-of-0002") as lock:
+        assert lock.path.is_file() and lock.alone
+        with pytest.raises(RunLocked, match=r"in use by another run \(pid \d+ on .*shard-0000-of-0002\)"):
+            with acquire_run_lock(tmp_path, shard_label="shard-0000-of-0002", retries=0):
+                pass
+        with pytest.raises(RunLocked, match="with other shards"):
+            with acquire_run_lock(tmp_path, shard_label="shard-0000-of-0001", retries=0):
+                pass
+        with acquire_run_lock(tmp_path, shard_label="shard-0001-of-0002") as other:
+            assert not other.alone
+    assert not lock.path.exists()
+
+
+def test_only_stale_temporaries_are_removed(tmp_path):
+    import os
+    import time
+
+    from audio_embeddings.outputs.atomic import atomic_path, clean_stale_temporaries
+
+    old, fresh = tmp_path / "a" / ".x.npy.abcd1234.tmp", tmp_path / ".y.json.zzzz9999.tmp"
+    old.parent.mkdir()
+    for p in (old, fresh, tmp_path / ".x.done", tmp_path / "keep.tmp"):
+        p.write_text("-")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert clean_stale_temporaries(tmp_path, older_than_s=3600) == [old]
+    assert clean_stale_temporaries(tmp_path) == [fresh]
+    assert (tmp_path / ".x.done").exists() and (tmp_path / "keep.tmp").exists()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "z.npy") as tmp:
+        assert clean_stale_temporaries(tmp_path, older_than_s=3600) == [] and tmp.exists()
+        raise RuntimeError
+
+
+def test_tree_outputs_are_complete_only_when_whole_and_stamped(tmp_path):
+    from types import SimpleNamespace
+
+    from audio_embeddings.corpus.writers import OutputClash, TreeWriter
+
+    result = SimpleNamespace(embeddings=np.ones((3, 2), np.float32), time_axis_s=np.arange(3.0), extras={},
+                             sample_rate_hz=16000, n_samples=48000, frame_stride_s=1.0, window_s=1.0, chunking={})
+    info = {"model_name": "m", "backend_info": {}, "backend_fields": {}, "started_at": "now"}
+    writer = TreeWriter(tmp_path, formats=("npy",), run_info=info, corpus_keys=["a/x.wav", "a/x_codes.wav"])
+    stamp = {"settings": "s", "size": 1, "mtime_ns": 1}
+    writer.write("a/x.wav", result, input_path="x.wav", audio_info={}, stamp=stamp)
+    assert writer.is_complete("a/x.wav") and writer.is_complete("a/x.wav", stamp)
+    assert not writer.is_complete("a/x.wav", {**stamp, "settings": "t"})
+    (tmp_path / "a" / "x.npy").write_bytes((tmp_path / "a" / "x.npy").read_bytes()[:-4])  # truncated
+    assert not writer.is_complete("a/x.wav") and not writer.is_complete("a/x.wav", stamp)
+    with pytest.raises(OutputClash, match="x_codes.npy would overwrite the outputs of a/x_codes.wav"):
+        writer.write("a/x.wav", SimpleNamespace(**{**vars(result), "extras": {"codes": np.zeros(3)}}),
+                     input_path="x.wav", audio_info={})
+
+
+def test_merge_follows_the_newest_sharding(tmp_path):
+    import time
+
+    for count in (3, 2):
+        for i in range(count):
+            report = RunReport(tmp_path, shard=Shard(i, count), context={"model": "m"})
+            report.files_total = 1
+            report.done(1.0)
+            report.write()
+        time.sleep(0.01)
+    merged = merge_reports(tmp_path)
+    assert merged["shards_merged"] == [0, 1] and merged["files_done"] == 2
+
+
+def test_an_output_folder_is_checked_without_being_created(tmp_path):
+    from audio_embeddings.outputs.atomic import NotWritableError, check_writable
+
+    assert check_writable(tmp_path / "new" / "out", create=False) == tmp_path / "new" / "out"
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotWritableError, match="cannot create it"):
+        check_writable(tmp_path / "file" / "out", create=False)

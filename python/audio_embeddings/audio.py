@@ -2,6 +2,13 @@
 
 Every problem with an input file is raised as :class:`AudioError` whose message is
 one line naming the file, so scripts can print it and corpus runs can log it.
+
+Hostile or broken headers are refused before any decoding or resampling work: sample rates
+outside :data:`MIN_RATE_HZ` .. :data:`MAX_RATE_HZ`, a duration that the file's size cannot hold
+(uncompressed audio longer than its bytes, or compressed audio that would expand more than
+:data:`MAX_EXPANSION` times beyond :data:`FREE_DECODE_BYTES`), and ``.mat`` variables that are not a
+real numeric vector or matrix with a scalar rate. Names passed to ffmpeg/ffprobe go through the
+``file:`` protocol, so a name starting with ``-`` (or holding ``:``) is always a file.
 """
 
 from __future__ import annotations
@@ -17,6 +24,91 @@ import numpy as np
 
 class AudioError(Exception):
     """A one-line, user-facing problem with an input file (missing, empty, corrupt, too short)."""
+
+
+#: Sample rates accepted from a file or a caller (Hz); anything else is a broken or hostile header.
+MIN_RATE_HZ = 1000
+MAX_RATE_HZ = 768000
+#: Decoded float32 audio may be this many times the file's size (compressed formats) ...
+MAX_EXPANSION = 64
+#: ... or up to this many bytes whatever the file's size.
+FREE_DECODE_BYTES = 256 * 2 ** 20
+#: Bytes per sample of the uncompressed soundfile subtypes (their length must fit the file).
+_PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+              "ULAW": 1, "ALAW": 1}
+#: MATLAB classes a ``.mat`` input's samples may have.
+_MAT_NUMERIC = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4,
+                "int64": 8, "uint64": 8}
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 20:.1f} MB" if nbytes >= 2 ** 20 else f"{nbytes / 1024:.1f} KB"
+
+
+def check_rate(rate_hz: float, *, name: str = "<memory>") -> int:
+    """``rate_hz`` as an integer, or :class:`AudioError` when it is not a plausible audio rate.
+
+    Raises
+    ------
+    AudioError
+        Not finite, or outside :data:`MIN_RATE_HZ` .. :data:`MAX_RATE_HZ` (such a header would make
+        resampling hang or blow a small file up to hours of audio).
+    """
+    try:
+        value = float(rate_hz)
+    except (TypeError, ValueError):
+        raise AudioError(f"{name}: invalid sample rate {rate_hz!r}") from None
+    if not np.isfinite(value) or not MIN_RATE_HZ <= value <= MAX_RATE_HZ:
+        raise AudioError(f"{name}: sample rate {value:g} Hz is outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz "
+                         "(a broken or hostile header); not decoded")
+    return int(round(value))
+
+
+def decode_limit_bytes(file_bytes: int) -> int:
+    """Most float32 bytes a file of ``file_bytes`` may decode to (see :data:`MAX_EXPANSION`)."""
+    return max(MAX_EXPANSION * int(file_bytes), FREE_DECODE_BYTES)
+
+
+def check_header(path: str | os.PathLike, *, rate_hz: float, frames: int, channels: int,
+                 subtype: str | None = None, file_bytes: int | None = None) -> int:
+    """Refuse a header whose rate is implausible or whose length the file's size cannot hold.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (for its size and the message).
+    rate_hz, frames, channels : number
+        What the header says.
+    subtype : str, optional
+        soundfile subtype (``PCM_16``, ``FLAC``...): uncompressed ones must fit the file byte for byte.
+    file_bytes : int, optional
+        The file's size (default: read it).
+
+    Returns
+    -------
+    int
+        The rate.
+
+    Raises
+    ------
+    AudioError
+    """
+    name = str(path)
+    rate = check_rate(rate_hz, name=name)
+    if channels is None or int(channels) < 1:
+        raise AudioError(f"{name}: the header gives {channels} channels")
+    size = int(file_bytes if file_bytes is not None else os.stat(path).st_size)
+    frames, channels = max(0, int(frames)), int(channels)
+    seconds = frames / rate
+    pcm = _PCM_BYTES.get(str(subtype or "").upper())
+    if pcm is not None and frames * channels * pcm > size + 2 ** 16:
+        raise AudioError(f"{name}: the header promises {seconds:.1f} s of audio but the file ({_mb(size)}) holds "
+                         f"at most {size / (channels * pcm * rate):.1f} s; not decoded")
+    decoded = frames * channels * 4
+    if decoded > decode_limit_bytes(size):
+        raise AudioError(f"{name}: the header promises {seconds:.1f} s of audio ({_mb(decoded)} decoded) from a "
+                         f"{_mb(size)} file, more than {MAX_EXPANSION}x its size; not decoded")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -60,6 +152,12 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return data, int(rate)
 
 
+def ffmpeg_input(path: str | os.PathLike) -> str:
+    """``path`` as ffmpeg/ffprobe must be given it: through the ``file:`` protocol, so that a name
+    starting with ``-`` is never read as an option and one holding ``:`` never as another protocol."""
+    return "file:" + os.fspath(path)
+
+
 def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     exe = shutil.which("ffmpeg")
     if exe is None:
@@ -68,24 +166,43 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     channels, rate = 0, 0
     if probe is not None:
         out = subprocess.run(
-            [probe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-             "stream=channels,sample_rate", "-of", "csv=p=0", str(path)],
-            capture_output=True, text=True, check=False,
+            [probe, "-nostdin", "-v", "error", "-select_streams", "a:0", "-show_entries",
+             "stream=channels,sample_rate", "-of", "csv=p=0", ffmpeg_input(path)],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
         )
         fields = out.stdout.strip().split(",")
         if out.returncode == 0 and len(fields) >= 2 and all(f.strip().isdigit() for f in fields[:2]):
             rate, channels = int(fields[0]), int(fields[1])
     if rate <= 0 or channels <= 0:
         raise AudioError(f"{path}: not a readable audio file (neither soundfile nor ffmpeg found an audio stream)")
-    proc = subprocess.run(
-        [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
-         "-acodec", "pcm_f32le", "-"],
-        capture_output=True, check=False,
+    check_rate(rate, name=str(path))
+    limit = decode_limit_bytes(path.stat().st_size)
+    proc = subprocess.Popen(
+        [exe, "-nostdin", "-v", "error", "-i", ffmpeg_input(path), "-map", "0:a:0", "-f", "f32le",
+         "-acodec", "pcm_f32le", "pipe:1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
+    import threading
+
+    err: list[bytes] = []
+    drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    drain.start()
+    chunks, total = [], 0
+    while block := proc.stdout.read(2 ** 20):
+        chunks.append(block)
+        total += len(block)
+        if total > limit:
+            proc.kill()
+            proc.wait()
+            raise AudioError(f"{path}: decodes to more than {_mb(limit)} from a {_mb(path.stat().st_size)} file "
+                             f"(more than {MAX_EXPANSION}x its size); not decoded")
+    proc.wait()
+    drain.join()
     if proc.returncode != 0:
-        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = b"".join(err).decode("utf-8", "replace").strip().splitlines()
         raise AudioError(f"{path}: ffmpeg could not decode it ({reason[-1] if reason else 'unknown error'})")
-    data = np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, channels)
+    raw = b"".join(chunks)
+    data = np.frombuffer(raw[:len(raw) - len(raw) % (4 * channels)], dtype="<f4").reshape(-1, channels)
     return data, rate
 
 
@@ -95,28 +212,83 @@ MAT_RATE_NAMES = ("fs", "Fs", "sample_rate")
 
 
 def _decode_mat(path: Path) -> tuple[np.ndarray, int]:
-    from scipy.io import loadmat
+    """A ``.mat`` input's samples and rate, checked from the variable headers before anything is decompressed:
+    the samples a real numeric vector or matrix, the rate a numeric scalar, the size bounded
+    (:func:`decode_limit_bytes`)."""
+    from scipy.io import loadmat, whosmat
+
+    def one_line(exc: Exception) -> str:
+        return " ".join(str(exc).split())[:200]
 
     try:
-        contents = loadmat(str(path), squeeze_me=False)
-    except Exception as exc:  # noqa: BLE001
-        raise AudioError(f"{path}: not a readable .mat file ({exc})") from None
-    data = next((contents[k] for k in MAT_AUDIO_NAMES if k in contents), None)
-    rate = next((contents[k] for k in MAT_RATE_NAMES if k in contents), None)
-    if data is None or rate is None:
+        listing = {name: (tuple(shape), cls) for name, shape, cls in whosmat(str(path))}
+    except Exception as exc:  # noqa: BLE001 - not MAT v4/v5/v7 (v7.3 is HDF5)
+        hint = "; MATLAB v7.3 files are HDF5: save with -v7, or as WAV" if str(exc).startswith("Unknown mat") \
+            else ""
+        raise AudioError(f"{path}: not a readable .mat file ({one_line(exc)}){hint}") from None
+    audio_name = next((k for k in MAT_AUDIO_NAMES if k in listing), None)
+    rate_name = next((k for k in MAT_RATE_NAMES if k in listing), None)
+    if audio_name is None or rate_name is None:
         raise AudioError(f"{path}: a .mat input needs variables {MAT_AUDIO_NAMES[0]!r} and {MAT_RATE_NAMES[0]!r}")
-    return np.asarray(data), int(np.asarray(rate).ravel()[0])
+    shape, cls = listing[audio_name]
+    if cls not in _MAT_NUMERIC:
+        raise AudioError(f"{path}: {audio_name!r} must be a numeric array, not {cls}")
+    if len(shape) > 2:
+        raise AudioError(f"{path}: {audio_name!r} must be a vector or a [samples x channels] matrix, "
+                         f"not {'x'.join(map(str, shape))}")
+    if 0 in shape:
+        raise AudioError(f"{path}: contains no audio samples ({audio_name!r} is {'x'.join(map(str, shape))})")
+    rate_shape, rate_cls = listing[rate_name]
+    if rate_cls not in _MAT_NUMERIC or int(np.prod(rate_shape)) != 1:
+        raise AudioError(f"{path}: {rate_name!r} must be a numeric scalar, not a {'x'.join(map(str, rate_shape))} "
+                         f"{rate_cls}")
+    size = path.stat().st_size
+    n = int(np.prod(shape, dtype=np.int64))
+    if n * 4 > decode_limit_bytes(size):
+        raise AudioError(f"{path}: {audio_name!r} holds {n} samples ({_mb(n * 4)} as float32) in a {_mb(size)} "
+                         f"file, more than {MAX_EXPANSION}x its size; not decoded")
+    try:
+        rate_value = loadmat(str(path), variable_names=[rate_name])[rate_name]
+    except Exception as exc:  # noqa: BLE001
+        raise AudioError(f"{path}: not a readable .mat file ({one_line(exc)})") from None
+    rate_value = np.asarray(rate_value).ravel()
+    if np.iscomplexobj(rate_value):
+        raise AudioError(f"{path}: {rate_name!r} must be real, not complex")
+    rate = check_rate(rate_value[0], name=str(path))
+    try:
+        data = loadmat(str(path), variable_names=[audio_name])[audio_name]
+    except Exception as exc:  # noqa: BLE001
+        raise AudioError(f"{path}: not a readable .mat file ({one_line(exc)})") from None
+    data = np.asarray(data)
+    if np.iscomplexobj(data) or not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise AudioError(f"{path}: {audio_name!r} must be real numbers, not {data.dtype}")
+    return data, rate
 
 
 def check_file(path: str | os.PathLike) -> Path:
-    """Raise :class:`AudioError` for a path that is missing, a directory, or empty."""
+    """Raise :class:`AudioError` for a path that is missing, a directory, not a regular file, empty or unreadable."""
+    import stat
+
     p = Path(path)
-    if not p.exists():
-        raise AudioError(f"{p}: file not found")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise AudioError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise AudioError(f"{p}: cannot be read ({(exc.strerror or str(exc)).lower()})") from None
+    except ValueError as exc:  # an embedded NUL
+        raise AudioError(f"{p}: not a valid file name ({exc})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{p}: is a directory, not an audio file")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(f"{p}: not a regular file (a pipe, socket or device); not read")
+    if st.st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes)")
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioError(f"{p}: cannot be read ({(exc.strerror or str(exc)).lower()})") from None
     return p
 
 
@@ -131,6 +303,13 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     p = check_file(path)
     if p.suffix.lower() == ".mat":
         return _decode_mat(p)
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(p))
+    except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"
+        return _decode_ffmpeg(p)
+    check_header(p, rate_hz=info.samplerate, frames=info.frames, channels=info.channels, subtype=info.subtype)
     try:
         return _decode_soundfile(p)
     except AudioError:
@@ -150,17 +329,39 @@ def to_mono(data: np.ndarray, *, channel: int | None = None, name: str = "<memor
         0-based channel to keep; None averages all channels.
     name : str
         Used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 [N], C-contiguous.
+
+    Notes
+    -----
+    float32 (and float64) input is averaged in its own precision into one [N] accumulator,
+    one channel at a time: no float64 temporary for float32 audio and no reduction over the
+    short channel axis (which costs about ten times more). The sums run from zero in channel
+    order and are then divided by C, which is the order ``data.mean(axis=1)`` uses for these
+    layouts, so the result is bit-identical to it (negative zeros included); a C-ordered
+    array of 8 or more channels, where NumPy sums pairwise, goes through ``mean`` itself.
+    Other dtypes are averaged by ``mean`` and rounded to float32.
     """
     if data.ndim == 1:
         data = data[:, None]
     n_channels = data.shape[1]
-    if channel is None:
-        mono = data.mean(axis=1) if n_channels > 1 else data[:, 0]
-    elif 0 <= channel < n_channels:
-        mono = data[:, channel]
-    else:
-        raise AudioError(f"{name}: --channel {channel} requested but the file has {n_channels} channel(s) (0-based)")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    if channel is not None:
+        if not 0 <= channel < n_channels:
+            raise AudioError(f"{name}: --channel {channel} requested but the file has {n_channels} channel(s) "
+                             "(0-based)")
+        return np.ascontiguousarray(data[:, channel], dtype=np.float32)
+    if n_channels == 1:
+        return np.ascontiguousarray(data[:, 0], dtype=np.float32)
+    if data.dtype not in (np.float32, np.float64) or (n_channels >= 8 and not data.flags.f_contiguous):
+        return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+    mono = np.add(data[:, 0], data.dtype.type(0.0))  # from +0, as NumPy's sum: -0 + -0 averages to +0
+    for c in range(1, n_channels):
+        mono += data[:, c]
+    mono /= data.dtype.type(n_channels)
+    return mono if mono.dtype == np.float32 else mono.astype(np.float32)
 
 
 def resample(samples: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
@@ -211,8 +412,7 @@ def prepare(
     n_channels = 1 if data.ndim == 1 else data.shape[1]
     if data.shape[0] == 0:
         raise AudioError(f"{name}: contains no audio samples")
-    if source_rate_hz <= 0:
-        raise AudioError(f"{name}: invalid sample rate {source_rate_hz}")
+    source_rate_hz = check_rate(source_rate_hz, name=name)
     mono = to_mono(data, channel=channel, name=name)
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"{name}: contains NaN or Inf samples")

@@ -76,7 +76,8 @@ def _formats(text: str) -> tuple[str, ...]:
 
 #: Shared stages after the model that declare their own options: (``--help`` group, module with ``OPTIONS``).
 STAGES = (("alignment to a brain-data time grid (EEG/MEG rate or fMRI TR)", "align"),
-          ("perch-hoplite database (window models)", "outputs.hoplite"))
+          ("perch-hoplite database (window models)", "outputs.hoplite"),
+          ("quick-look pictures", "plots"))
 
 
 def declared_stage_options() -> tuple:

@@ -15,6 +15,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .backends.base import Option
+
+#: ``--plot`` (MATLAB ``'Plot', true``), declared once: every script writes ``<base>.png`` per file.
+OPTIONS = (Option("--plot", "plot", "also write <base>.png per file: the waveform over the embeddings on one time "
+                  "axis (and the top labels of window models; B4: the speaker similarity of the run)", type=None,
+                  affects="outputs", matlab="Plot"),)
+
 #: Figure width in inches (PNG width = ``FIGURE_WIDTH_IN * dpi`` pixels).
 FIGURE_WIDTH_IN = 10.0
 WAVEFORM_HEIGHT_IN = 1.6

@@ -198,11 +198,16 @@ def load_model(args: argparse.Namespace, defaults: Any, *, device: str) -> Any:
     """
     from .registry import load_backend
 
+    from .hub import install_hint
+
     try:
         return load_backend(args.model, device=device, dtype=args.dtype, preset=defaults.backend,
                             **backend_option_values(args))
-    except (ValueError, OSError, ImportError, KeyError) as exc:
-        raise RunError(f"{args.model}: {exc}") from None
+    except ImportError as exc:
+        raise RunError(f"{args.model}: {install_hint(exc)}") from None
+    except (ValueError, OSError, KeyError) as exc:
+        text = " ".join(str(exc).split())
+        raise RunError(text if text.startswith(str(args.model)) else f"{args.model}: {text}") from None
 
 
 def model_name_of(args: argparse.Namespace, backend: Any) -> str:
@@ -454,8 +459,16 @@ def _run_steps(state: Run) -> int:
         if state.merged_here:
             for hook in state.hooks:
                 hook.after(state, merged=None)
+        if args.matlab_results:
+            from .matlab import write_results_index
+
+            write_results_index(args.matlab_results, state)
         return report_step(state)
     except RunError as exc:
+        if args.matlab_names:
+            from .matlab import matlab_wording
+
+            exc = RunError(matlab_wording(str(exc)), exc.status)
         LOG.error(one_line(exc))
         return exc.status
 

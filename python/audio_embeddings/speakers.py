@@ -21,15 +21,15 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .outputs.atomic import atomic_path, write_bytes_atomic, write_text_atomic
-from .runs import EXIT_INPUT_FAILED, RunError, RunHooks
+from .outputs.matfile import write_mat
+from .runs import EXIT_INPUT_FAILED, LOG, RunError, RunHooks
 
 UTTERANCE_DIR = "utterances"
 FINAL_DIR = "final_embeddings"
@@ -76,7 +76,14 @@ def utterance_vector(result: Any) -> np.ndarray:
 
 
 class SpeakerWriter:
-    """Stage-1 writer for the corpus engine: ``<output_dir>/utterances/<key without ext>.npz``."""
+    """Stage-1 writer for the corpus engine: ``<output_dir>/utterances/<key without ext>.npz``.
+
+    With a stamp (:mod:`~audio_embeddings.corpus.stamps`) the ``.npz`` also holds ``stamp`` (JSON text),
+    and a file is done only when that stamp matches; a ``.npz`` that cannot be read (empty, truncated)
+    is never done.
+    """
+
+    supports_stamps = True
 
     def __init__(self, output_dir: str | Path):
         self.root = Path(output_dir) / UTTERANCE_DIR
@@ -84,14 +91,42 @@ class SpeakerWriter:
     def _path(self, key: str) -> Path:
         return self.root / (PurePosixPath(key).with_suffix("").as_posix() + ".npz")
 
-    def is_complete(self, key: str) -> bool:
-        return self._path(key).is_file()
+    def _read(self, key: str) -> tuple[bool, dict[str, Any] | None]:
+        """(the ``.npz`` is whole, its stamp or None)."""
+        try:
+            with np.load(self._path(key), allow_pickle=False) as data:
+                if "embedding" not in data.files or str(data["key"]) != key:
+                    return False, None
+                np.asarray(data["embedding"])  # reads (and checks) the member
+                text = str(data["stamp"]) if "stamp" in data.files else ""
+        except Exception:  # noqa: BLE001 - missing, empty, truncated or not a zip: not done
+            return False, None
+        try:
+            stamp = json.loads(text) if text else None
+        except ValueError:
+            stamp = None
+        return True, stamp if isinstance(stamp, dict) else None
 
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
+    def stored_stamp(self, key: str) -> dict[str, Any] | None:
+        """The stamp in ``key``'s ``.npz`` when it is whole; None otherwise."""
+        return self._read(key)[1]
+
+    def is_complete(self, key: str, stamp: dict[str, Any] | None = None) -> bool:
+        """The ``.npz`` of ``key`` is whole and, given ``stamp``, was made by the same settings from the same input."""
+        whole, stored = self._read(key)
+        if stamp is None:
+            return whole
+        from .corpus.stamps import stamp_difference
+
+        return whole and stamp_difference(stored, stamp) is None
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
+              stamp: dict[str, Any] | None = None) -> dict[str, Any]:
         path = self._path(key)
         buf = io.BytesIO()
+        extra = {"stamp": np.array(json.dumps(stamp, sort_keys=True))} if stamp is not None else {}
         np.savez(buf, embedding=utterance_vector(result), key=np.array(key), path=np.array(str(input_path)),
-                 duration_s=np.float64(audio_info.get("duration_s", 0.0)))
+                 duration_s=np.float64(audio_info.get("duration_s", 0.0)), **extra)
         write_bytes_atomic(path, buf.getvalue())
         return {"store": str(path)}
 
@@ -166,33 +201,16 @@ def finalize(output_dir: str | Path, final_dir: str | Path, *, provenance: dict[
     for name, matrix in (("utterance_embeddings.npy", utt_matrix), ("speaker_embeddings.npy", spk_matrix)):
         with atomic_path(final / name, suffix=".npy") as tmp:
             np.save(tmp, matrix)
-    _write_mat_v5(final / "embeddings.mat", {
-        "utterance_embeddings": utt_matrix, "utterance_ids": _cellstr(u["id"] for u in utt_list),
-        "utterance_speakers": _cellstr(f"{u['dataset']}_{u['speaker_id']}" for u in utt_list),
-        "utterance_paths": _cellstr(u["path"] for u in utt_list),
-        "speaker_embeddings": spk_matrix, "speaker_ids": _cellstr(s["id"] for s in spk_list),
+    write_mat(final / "embeddings.mat", {
+        "utterance_embeddings": utt_matrix, "utterance_ids": [u["id"] for u in utt_list],
+        "utterance_speakers": [f"{u['dataset']}_{u['speaker_id']}" for u in utt_list],
+        "utterance_paths": [u["path"] for u in utt_list],
+        "speaker_embeddings": spk_matrix, "speaker_ids": [s["id"] for s in spk_list],
         "num_utterances": np.array([[s["num_utterances"] for s in spk_list]], dtype=np.float64).T,
         "embedding_dimension": float(dim), "model_name": str((provenance or {}).get("model", "")),
     })
     write_text_atomic(final / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
-
-
-def _write_mat_v5(path: Path, variables: dict[str, Any]) -> None:
-    """MAT v5 (compressed) with cell arrays of ids, written atomically (scipy; under 2 GB per variable)."""
-    from scipy.io import savemat
-
-    with atomic_path(path, suffix=".mat") as tmp:
-        savemat(tmp, variables, do_compression=True, oned_as="column")
-
-
-def _cellstr(values: Iterable[str]) -> np.ndarray:
-    """A column cell array of char for scipy's savemat."""
-    items = list(values)
-    cell = np.empty((len(items), 1), dtype=object)
-    for i, v in enumerate(items):
-        cell[i, 0] = v
-    return cell
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -233,10 +251,23 @@ class SpeakerHooks(RunHooks):
         except FileNotFoundError as exc:  # every file failed, or nothing was run
             if merged is not None:
                 raise RunError(exc) from None
-            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            LOG.error(f"error: {' '.join(str(exc).split())}")
             return
         run.say(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
                 f"{summary['embedding_dimension']}-d -> {self.final_dir(run)}")
+        if run.args.plot:
+            self.plot(self.final_dir(run))
+
+    @staticmethod
+    def plot(final_dir: Path) -> Path:
+        """``speaker_similarity.png`` in the final folder: the cosine similarity of every pair of speakers."""
+        from .plots import plot_similarity
+
+        speakers = np.load(final_dir / "speaker_embeddings.npy").astype(np.float64)
+        ids = [s["id"] for s in json.loads((final_dir / "speaker_list.json").read_text())]
+        unit = speakers / np.linalg.norm(speakers, axis=1, keepdims=True)
+        plot_similarity(unit @ unit.T, ids, path=final_dir / "speaker_similarity", title="speaker cosine similarity")
+        return final_dir / "speaker_similarity.png"
 
     def compare(self, run) -> int:
         """``--compare A B``: print the cosine similarity of two recordings' speaker embeddings."""

@@ -2,6 +2,13 @@
 
 Keys are paths relative to the input root with ``/`` separators
 (``part_003/e8/7b/e87b....wav``), sorted, so every rank of a sharded run sees the same list.
+Keys are normalised (``a/./b/../x.wav`` -> ``a/x.wav``) and never leave the output folder: an entry
+outside the root (``../x.wav``, ``/data/x.wav``) gets the key ``_abs/<its absolute path>``
+(``_abs/data/x.wav``), and two different files that would share a key are an error naming both.
+
+Nothing is dropped silently: a folder that cannot be read, a symbolic link that loops back to a
+folder above it, or one that leads to a folder already searched, becomes a :class:`CorpusFailure`
+(``Corpus.failed``) with the reason, for the run's report. Each real folder is searched once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".
 MANIFEST_EXTENSIONS = (".txt", ".csv", ".tsv", ".lst", ".scp")
 #: CSV/TSV manifest columns that hold the path (else the first column).
 PATH_COLUMNS = ("path", "audio_path", "filepath", "file_path", "file", "filename", "wav")
+#: First component of the key of an input outside the corpus root (its absolute path follows).
+OUTSIDE_ROOT = "_abs"
 
 
 class CorpusError(ValueError):
@@ -35,6 +44,14 @@ class CorpusItem:
 
 
 @dataclass(frozen=True)
+class CorpusFailure:
+    """Something of the input that could not be searched: ``path`` and a one-line ``reason``."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Corpus:
     """The selected files.
 
@@ -46,23 +63,44 @@ class Corpus:
         Directory the keys are relative to.
     kind : {"files", "directory", "manifest"}
         ``directory`` and ``manifest`` runs resume and mirror the tree in their outputs.
+    failed : tuple of CorpusFailure
+        Folders (and links) that could not be searched, with the reason: the run reports them as
+        failed inputs.
     """
 
     items: tuple[CorpusItem, ...]
     root: Path
     kind: str
+    failed: tuple[CorpusFailure, ...] = ()
 
     @property
     def is_tree(self) -> bool:
         return self.kind in ("directory", "manifest")
 
 
-def _key(path: Path, root: Path) -> str:
+def _normal(path: str | os.PathLike) -> Path:
+    """Absolute and lexically normalised (``..`` and ``.`` resolved without following links)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def corpus_key(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """The key of ``path`` in a corpus rooted at ``root``: its normalised path relative to the root,
+    or ``_abs/<absolute path>`` for a path outside it. A key never starts with ``/`` nor holds ``..``."""
+    p, r = _normal(path), _normal(root)
     try:
-        rel = path.relative_to(root)
-    except ValueError:  # outside the root (absolute manifest entry elsewhere): keep the full path
-        rel = Path(*path.parts[1:]) if path.is_absolute() else path
-    return PurePosixPath(*rel.parts).as_posix()
+        parts = p.relative_to(r).parts
+    except ValueError:
+        drive = p.drive.replace(":", "").strip("\\/")
+        parts = (OUTSIDE_ROOT, *([drive] if drive else []), *p.parts[1:])
+    return PurePosixPath(*parts).as_posix() if parts else ""
+
+
+def _key(path: Path, root: Path) -> str:
+    return corpus_key(path, root)
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
 def _matches(rel: str, patterns: Sequence[str] | None) -> bool:
@@ -73,20 +111,73 @@ def _matches(rel: str, patterns: Sequence[str] | None) -> bool:
 
 
 def walk_directory(root: Path, *, patterns: Sequence[str] | None = None,
-                   exclude: Iterable[Path] = ()) -> list[Path]:
-    """Audio files under ``root`` (recursive, sorted; hidden entries and ``exclude`` dirs skipped)."""
-    skip = {Path(os.path.abspath(p)) for p in exclude}
+                   exclude: Iterable[Path] = (), errors: list[CorpusFailure] | None = None) -> list[Path]:
+    """Audio files under ``root`` (recursive, sorted; hidden entries and ``exclude`` dirs skipped).
+
+    Real folders are searched first (in sorted order, files before sub-folders), then the folders that
+    symbolic links lead to, each real folder once: a link back to a folder above it (a loop) or to a
+    folder already searched is not followed. Those, and folders that cannot be read, are appended to
+    ``errors`` (when given) as :class:`CorpusFailure` s with the reason.
+    """
+    skip = {_normal(p) for p in exclude}
+    root = Path(root)
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and Path(os.path.abspath(here / d)) not in skip)
-        for name in sorted(filenames):
-            if name.startswith("."):
+    seen: dict[tuple[int, int], Path] = {}
+    links: list[tuple[Path, tuple[tuple[int, int], ...]]] = []
+
+    def failed(path: Path, reason: str) -> None:
+        if errors is not None:
+            errors.append(CorpusFailure(str(path), f"{path}: {reason}"))
+
+    def search(start: Path, above: tuple[tuple[int, int], ...]) -> None:
+        stack = [(start, above)]
+        while stack:
+            here, ancestors = stack.pop()
+            try:
+                st = os.stat(here)
+            except OSError as exc:
+                failed(here, f"cannot search this folder ({_os_reason(exc)})")
                 continue
-            path = here / name
-            if _matches(_key(path, root), patterns):
-                found.append(path)
+            ident = (st.st_dev, st.st_ino)
+            if ident in ancestors:
+                failed(here, f"symbolic link loop (leads back to {seen.get(ident, here)}); not followed")
+                continue
+            if ident in seen:
+                failed(here, f"leads to a folder already searched ({seen[ident]}); not searched twice")
+                continue
+            seen[ident] = here
+            try:
+                with os.scandir(here) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                failed(here, f"cannot read this folder ({_os_reason(exc)})")
+                continue
+            real = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = here / entry.name
+                try:
+                    is_dir, is_link = entry.is_dir(), entry.is_symlink()  # is_dir follows links
+                except OSError:
+                    is_dir, is_link = False, False
+                if is_dir:
+                    if _normal(path) in skip:
+                        continue
+                    if is_link:
+                        links.append((path, (*ancestors, ident)))
+                    else:
+                        real.append(path)
+                    continue
+                if _matches(_key(path, root), patterns):
+                    found.append(path)
+            stack.extend((d, (*ancestors, ident)) for d in reversed(real))
+
+    search(root, ())
+    i = 0
+    while i < len(links):  # grows while linked folders hold more links
+        search(*links[i])
+        i += 1
     return found
 
 
@@ -96,7 +187,12 @@ def read_manifest(path: Path, *, base: Path | None = None) -> list[Path]:
     Relative entries are taken relative to ``base`` (default: the manifest's folder).
     """
     base = path.parent if base is None else base
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read the manifest ({_os_reason(exc)})") from None
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: the manifest is not UTF-8 text") from None
     if path.suffix.lower() in (".csv", ".tsv"):
         rows = list(csv.reader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
         if not rows:
@@ -140,9 +236,11 @@ def discover(
     Raises
     ------
     CorpusError
-        No files selected (the message says where it looked), or a mix of inputs that has no root.
+        No files selected (the message says where it looked and what could not be searched), a mix
+        of inputs that has no root, or two different files that would share a key.
     """
     inputs = list(inputs) or ([audio_dir] if audio_dir else [])
+    failed: list[CorpusFailure] = []
     if not inputs:
         raise CorpusError("no input: give an audio file, a directory or a manifest (or --audio-dir)")
     first = Path(inputs[0])
@@ -151,7 +249,7 @@ def discover(
         search = root / part if part else first
         if not search.is_dir():
             raise CorpusError(f"no such folder: {search}")
-        paths, kind = walk_directory(search, patterns=patterns, exclude=exclude), "directory"
+        paths, kind = walk_directory(search, patterns=patterns, exclude=exclude, errors=failed), "directory"
         where = f"{search} (recursive, {', '.join(patterns) if patterns else 'audio extensions'})"
     elif len(inputs) == 1 and first.suffix.lower() in MANIFEST_EXTENSIONS and first.is_file():
         root = Path(audio_dir) if audio_dir else first.parent
@@ -166,9 +264,23 @@ def discover(
         paths = [Path(p) for p in inputs]
         root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths]))
         paths, kind, where = [Path(os.path.abspath(p)) for p in paths], "files", ", ".join(inputs)
-    items = sorted({_key(p, root): CorpusItem(_key(p, root), str(p)) for p in paths}.values(), key=lambda i: i.key)
+    by_key: dict[str, CorpusItem] = {}
+    for p in paths:
+        key = _key(p, root)
+        if key in ("", "."):
+            failed.append(CorpusFailure(str(p), f"{p}: is the corpus folder itself, not an audio file"))
+            continue
+        if key in by_key:
+            if _normal(by_key[key].path) != _normal(p):
+                raise CorpusError(f"{by_key[key].path} and {p} would both have the key {key} (and the same "
+                                  "outputs); list one of them, or give their common folder as --audio-dir")
+            continue  # the same file listed twice
+        by_key[key] = CorpusItem(key, str(p))
+    items = sorted(by_key.values(), key=lambda i: i.key)
     if max_files is not None:
         items = items[:max(0, int(max_files))]
     if not items:
-        raise CorpusError(f"no audio files found in {where}")
-    return Corpus(tuple(items), root, kind)
+        detail = f"; {failed[0].reason}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") \
+            if failed else ""
+        raise CorpusError(f"no audio files found in {where}{detail}")
+    return Corpus(tuple(items), root, kind, tuple(failed))

@@ -5,22 +5,43 @@ model's rate, or, for a recording longer than ``stream_above_samples``, streams 
 by block (soundfile blocks -> mono -> ``soxr.ResampleStream``) into a raw float32 scratch
 file and returns only its length and statistics, so no long recording is ever decoded
 whole. It never raises: a bad file comes back with ``error`` set to a one-line reason.
+
+:class:`Prefetcher` runs it in worker processes of its own: a file that takes longer than
+``file_timeout_s`` (``--file-timeout``) or whose worker dies (the out-of-memory killer, a crash in a
+decoder) fails with a line naming the file, the worker is replaced, and the run goes on.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from .. import audio
+from ..backends.base import Option, positive_float
 
 #: Seconds of source audio decoded per block when streaming.
 STREAM_BLOCK_S = 10.0
+#: Seconds one file may take in a worker (decode, resample) before it fails and the worker is replaced.
+DEFAULT_FILE_TIMEOUT_S = 600.0
+
+#: The loader's command-line options (declared once; they change neither the numbers nor the outputs,
+#: so they stay out of the resume fingerprint).
+FILE_TIMEOUT = Option("--file-timeout", "file_timeout", "seconds one file may take to decode and resample in a "
+                      "worker before it fails and the worker is replaced (default: %(default)g)",
+                      type=positive_float, default=DEFAULT_FILE_TIMEOUT_S, metavar="S", affects="outputs")
+SCRATCH_DIR = Option("--scratch-dir", "scratch_dir", "folder for the decoded audio of long recordings "
+                     "(default: $TMPDIR, else the output folder)", type=str, default=None, metavar="DIR",
+                     affects="outputs")
+VERIFY_INPUTS = Option("--verify-inputs", "verify_inputs", "compare the contents of every input with what its "
+                       "outputs were made from (default: inputs under 16 MiB, others by size and time)",
+                       type=None, default=False, const=True, affects="outputs")
+LOADER_OPTIONS: tuple[Option, ...] = (FILE_TIMEOUT, SCRATCH_DIR, VERIFY_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -127,6 +148,9 @@ def load_item(task: LoadTask) -> Loaded:
                 info = sf.info(str(path))
             except Exception:  # noqa: BLE001 - not a soundfile format: decoded whole below
                 info = None
+            if info is not None:  # refuse a hostile header before deciding how to decode
+                audio.check_header(path, rate_hz=info.samplerate, frames=info.frames, channels=info.channels,
+                                   subtype=info.subtype)
             if info is not None and info.frames > 0 and \
                     info.frames * task.target_rate_hz / info.samplerate > task.stream_above_samples:
                 return _stream_to_raw(task, info)
@@ -146,11 +170,66 @@ def _die_with_parent() -> None:
     """Worker initialiser: on Linux, get SIGKILL when the parent dies (a killed run leaves no orphans)."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: workers exit when their queue closes
+    except Exception:  # noqa: BLE001 - not Linux: workers exit when their pipe closes
         pass
+
+
+def _worker_main(conn: Any, load: Callable[[LoadTask], Loaded]) -> None:
+    """A decoding worker: ``(index, task)`` in, ``(index, Loaded)`` out, until ``None`` or the pipe closes."""
+    _die_with_parent()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides how a run stops; it kills with SIGKILL
+        signal.signal(signum, signal.SIG_IGN)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, task = message
+        result = load(task)
+        try:
+            conn.send((index, result))
+        except (EOFError, OSError):
+            return
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class _Worker:
+    """One decoding process and the task it holds (index, task, deadline)."""
+
+    def __init__(self, ctx: Any, load: Callable[[LoadTask], Loaded]):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, load), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: tuple[int, LoadTask, float] | None = None
+
+    def give(self, index: int, task: LoadTask, timeout_s: float | None) -> None:
+        self.conn.send((index, task))
+        self.job = (index, task, time.monotonic() + timeout_s if timeout_s else float("inf"))
+
+    def stop(self, *, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.conn.send(None)
+            except (EOFError, OSError):
+                pass
+            self.proc.join(timeout=2.0)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5.0)
+        self.conn.close()
 
 
 class Prefetcher:
@@ -160,45 +239,122 @@ class Prefetcher:
     ----------
     tasks : iterable of LoadTask
     workers : int
-        Worker processes; 0 loads in this process.
+        Worker processes; 0 loads in this process (no time limit then).
     ahead : int
         Most files decoded but not yet consumed (bounds memory).
+    file_timeout_s : float, optional
+        A file still loading after this many seconds fails (``error`` names it and the limit) and its
+        worker is replaced; None: no limit. A worker that dies fails its file the same way.
+    load : callable
+        ``LoadTask -> Loaded``, picklable (a module-level function); default :func:`load_item`.
     """
 
-    def __init__(self, tasks: Iterable[LoadTask], *, workers: int, ahead: int):
+    def __init__(self, tasks: Iterable[LoadTask], *, workers: int, ahead: int,
+                 file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+                 load: Callable[[LoadTask], Loaded] = load_item):
         self.tasks = iter(tasks)
         self.workers = max(0, int(workers))
         self.ahead = max(1, int(ahead))
-        self._pool: ProcessPoolExecutor | None = None
+        self.file_timeout_s = float(file_timeout_s) if file_timeout_s else None
+        self.load = load
+        self._pool: list[_Worker] = []
+        self._results: dict[int, Loaded] = {}
+        self.restarts = 0
 
     def __iter__(self) -> Iterator[Loaded]:
         if self.workers == 0:
             for task in self.tasks:
-                yield load_item(task)
+                yield self.load(task)
             return
         import multiprocessing
+        from multiprocessing.connection import wait
 
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_die_with_parent)
-        pending: list[Future] = []
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = [_Worker(ctx, self.load) for _ in range(self.workers)]
+        results = self._results
+        numbered = enumerate(self.tasks)
+        submitted = yielded = 0
+        exhausted = False
         try:
-            for task in self.tasks:
-                pending.append(self._pool.submit(load_item, task))
-                if len(pending) >= self.ahead:
-                    yield pending.pop(0).result()
-            while pending:
-                yield pending.pop(0).result()
+            while True:
+                for i, worker in enumerate(self._pool):  # hand out work, keeping at most `ahead` unconsumed
+                    if exhausted or worker.job is not None or submitted - yielded >= self.ahead:
+                        continue
+                    item = next(numbered, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    if not worker.proc.is_alive():  # died while idle
+                        worker = self._replace(i, ctx)
+                    try:
+                        worker.give(*item, self.file_timeout_s)
+                    except (EOFError, OSError):
+                        worker = self._replace(i, ctx)
+                        worker.give(*item, self.file_timeout_s)
+                    submitted += 1
+                while yielded in results:
+                    result = results.pop(yielded)
+                    yielded += 1
+                    yield result
+                if exhausted and yielded == submitted:
+                    return
+                busy = [w for w in self._pool if w.job is not None]
+                if not busy:
+                    continue
+                deadline = min(w.job[2] for w in busy)
+                timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+                ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
+                now = time.monotonic()
+                for w in busy:
+                    index, task, due = w.job
+                    i = self._pool.index(w)
+                    if w.conn in ready:
+                        try:
+                            got_index, result = w.conn.recv()
+                        except (EOFError, OSError):
+                            results[index] = self._died(w, task)
+                            self._replace(i, ctx)
+                            continue
+                        results[got_index] = result
+                        w.job = None
+                    elif w.proc.sentinel in ready:
+                        results[index] = self._died(w, task)
+                        self._replace(i, ctx)
+                    elif now >= due:
+                        results[index] = self._failed(task, f"took longer than {self.file_timeout_s:g} s to decode "
+                                                            "(--file-timeout); stopped")
+                        self._replace(i, ctx, kill=True)
         finally:
-            self.close(pending)
+            self.close()
 
-    def close(self, pending: list[Future] | None = None) -> None:
+    @staticmethod
+    def _failed(task: LoadTask, reason: str) -> Loaded:
+        return Loaded(task.key, task.path, error=f"{task.path}: {reason}")
+
+    def _died(self, worker: _Worker, task: LoadTask) -> Loaded:
+        worker.proc.join(timeout=5.0)
+        code = worker.proc.exitcode
+        hint = "; out of memory?" if code == -signal.SIGKILL else ""
+        return self._failed(task, f"the decoding process died ({_signal_name(code)}{hint}) while reading it")
+
+    def _replace(self, i: int, ctx: Any, *, kill: bool = True) -> _Worker:
+        """A fresh worker in slot ``i`` (the old one is killed)."""
+        old = self._pool[i]
+        old.job = None
+        old.stop(kill=kill)
+        self.restarts += 1
+        self._pool[i] = _Worker(ctx, self.load)
+        return self._pool[i]
+
+    def close(self, pending: list | None = None) -> None:
         """Stop the workers (dropping unstarted tasks) and remove scratch files of unconsumed results."""
-        for fut in pending or []:
-            if fut.cancel() or not fut.done():
-                continue
-            result = fut.result()
-            if result.raw_path:
-                os.unlink(result.raw_path)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for result in list(self._results.values()) + [f.result() for f in pending or [] if f.done()]:
+            if getattr(result, "raw_path", None):
+                try:
+                    os.unlink(result.raw_path)
+                except OSError:
+                    pass
+        self._results.clear()
+        for worker in self._pool:
+            worker.stop(kill=worker.job is not None)
+        self._pool = []

@@ -3,7 +3,10 @@
 A whole run writes ``summary.json`` and ``failures.csv`` in the output directory; a
 shard writes ``summary.<label>.json`` and ``failures.<label>.csv`` there, and
 :func:`merge_reports` joins them into ``summary.json``/``failures.csv`` once every shard
-has reported.
+has reported. The merge follows the latest sharding: after a run in 3 shards and a later one in
+2, it joins the 2-shard summaries (the shard count of the newest summary), not the older 3.
+Inputs that could not even be searched (unreadable folders, symbolic link loops: the
+discovery's ``Corpus.failed``) are failures like any file (:meth:`RunReport.add_failures`).
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from ..outputs.atomic import write_text_atomic
+from ..outputs.atomic import NoSpaceError, is_no_space, write_text_atomic
 from ..outputs.contract import now_iso
 from .shard import Shard
 
 SUMMARY = "summary.json"
 FAILURES = "failures.csv"
+LOG = logging.getLogger(__name__)
 _SUMMED = ("files_total", "files_done", "files_skipped", "files_failed", "audio_seconds", "batches", "pieces")
 
 
@@ -81,6 +86,11 @@ class RunReport:
     def failed(self, path: str, reason: str) -> None:
         self.failures.append({"path": str(path), "reason": " ".join(str(reason).split())})
 
+    def add_failures(self, failures: Iterable[Any]) -> None:
+        """Count inputs that failed before the engine saw them (``CorpusFailure`` s: ``path``, ``reason``)."""
+        for f in failures:
+            self.failed(f.path, f.reason)
+
     def to_dict(self) -> dict[str, Any]:
         summary = {
             "status": "complete" if not self.failures else "some files failed",
@@ -102,10 +112,18 @@ class RunReport:
     def write(self) -> Path:
         """Write the summary and failures (atomically); returns the summary path."""
         summary_name, failures_name = _names(self.shard)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.output_dir / failures_name, _failures_csv(self.failures))
         path = self.output_dir / summary_name
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.output_dir / failures_name, _failures_csv(self.failures))
+            write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        except NoSpaceError:
+            raise
+        except OSError as exc:
+            if is_no_space(exc):
+                raise NoSpaceError(path) from None
+            raise OSError(exc.errno, f"{path}: could not write the run summary "
+                                     f"({(exc.strerror or str(exc)).lower()})") from None
         return path
 
 
@@ -121,7 +139,8 @@ def all_shards_reported(output_dir: str | Path, count: int) -> bool:
 
 
 def merge_reports(output_dir: str | Path) -> dict[str, Any]:
-    """Join the shard summaries (of the largest shard count present) into ``summary.json`` and ``failures.csv``.
+    """Join the shard summaries of the latest sharding (the shard count of the newest summary) into
+    ``summary.json`` and ``failures.csv``; summaries of an earlier sharding, and unreadable ones, are left out.
 
     Raises
     ------
@@ -129,11 +148,18 @@ def merge_reports(output_dir: str | Path) -> dict[str, Any]:
         No shard summaries in ``output_dir``.
     """
     out = Path(output_dir)
-    loaded = [json.loads(p.read_text()) for p in shard_summaries(out)]
+    loaded = []  # (mtime, summary)
+    for p in shard_summaries(out):
+        try:
+            summary = json.loads(p.read_text(encoding="utf-8"))
+            int(summary["shard"]["count"]), int(summary["shard"]["index"])
+            loaded.append((p.stat().st_mtime_ns, summary))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning(f"warning: {p}: not a readable shard summary ({' '.join(str(exc).split())}); left out")
     if not loaded:
         raise FileNotFoundError(f"no shard summaries (summary.shard-*.json) in {out}")
-    count = max(s["shard"]["count"] for s in loaded)
-    shards = sorted((s for s in loaded if s["shard"]["count"] == count), key=lambda s: s["shard"]["index"])
+    count = max(loaded, key=lambda t: t[0])[1]["shard"]["count"]  # the latest sharding
+    shards = sorted((s for _, s in loaded if s["shard"]["count"] == count), key=lambda s: s["shard"]["index"])
     missing = sorted(set(range(count)) - {s["shard"]["index"] for s in shards})
     merged = {k: v for k, v in shards[0].items() if k not in ("shard", "failures", "started_at", "finished_at")}
     for key in _SUMMED:

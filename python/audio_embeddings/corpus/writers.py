@@ -1,4 +1,16 @@
-"""Per-file outputs of a corpus run, mirroring the input tree (``a/b/x.wav`` -> ``a/b/x.npy``)."""
+"""Per-file outputs of a corpus run, mirroring the input tree (``a/b/x.wav`` -> ``a/b/x.npy``).
+
+Every writer here takes the same calls from the corpus engine: ``is_complete(key, stamp=None)``,
+``write(key, result, *, input_path, audio_info, stamp=None) -> dict`` and ``close()``, plus
+``stored_stamp(key)`` (see :mod:`~audio_embeddings.corpus.stamps`). With a stamp, a file is done only
+when its outputs are whole and were made by the same settings from the same input; without one
+(older callers), when its completion marker is whole (not empty, not truncated).
+
+Names are kept apart: a top-level input whose outputs would take a run file's name
+(``summary.wav`` -> ``summary.json``) writes ``_summary.*`` instead (:func:`output_base`), and an
+input whose extra outputs would overwrite another input's (``x.wav``'s ``x_utterance_embedding.npy``
+against ``x_utterance_embedding.wav``) fails with both names (:class:`OutputClash`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +21,43 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..outputs.atomic import write_text_atomic
-from ..outputs.contract import completion_marker, write_outputs
+from ..outputs.atomic import ensure_free_space, write_text_atomic
+from ..outputs.contract import outputs_whole, read_stamp, stamp_path, write_outputs
+
+#: Top-level names of a run's own files in the output folder (``summary.json``, ``summary.<shard>.json``,
+#: ``failures.csv``...): an input at the top of the tree with one of these stems gets ``_`` in front.
+RUN_FILE_STEMS = ("summary", "failures")
+#: Top-level entries of the output folder that belong to the run (lock, run file, scratch).
+RUN_ENTRY_PREFIXES = (".audio_embeddings", ".scratch", ".write-check")
+
+
+class OutputClash(ValueError):
+    """One input's outputs would overwrite another's (or a run file)."""
+
+
+def _reserved(first: str, *, single: bool) -> bool:
+    name = first.casefold()
+    if name.startswith(RUN_ENTRY_PREFIXES):
+        return True
+    return single and any(name == s or name.startswith(s + ".") for s in RUN_FILE_STEMS)
 
 
 def output_base(key: str) -> str:
-    """``a/b/x.wav`` -> ``a/b/x`` (the extension is dropped, the tree kept)."""
-    return PurePosixPath(key).with_suffix("").as_posix()
+    """``a/b/x.wav`` -> ``a/b/x`` (the extension is dropped, the tree kept).
+
+    A key whose outputs would take the name of a run file (``summary.wav`` -> ``summary.json``,
+    ``failures.flac``, ``.scratch/...``) gets ``_`` in front: ``_summary``.
+    """
+    base = PurePosixPath(key).with_suffix("").as_posix()
+    parts = base.split("/")
+    if _reserved(parts[0], single=len(parts) == 1):
+        return "_" + base
+    return base
+
+
+def renamed_keys(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """(key, output base) of the keys :func:`output_base` moves away from a run file's name."""
+    return [(k, b) for k in keys if (b := output_base(k)) != PurePosixPath(k).with_suffix("").as_posix()]
 
 
 def top_labels(logits: np.ndarray, time_axis_s: np.ndarray, *, k: int,
@@ -53,6 +95,15 @@ def colliding_keys(keys: Iterable[str]) -> list[tuple[str, str]]:
     return clashes
 
 
+def _estimate_bytes(result: Any, formats: tuple[str, ...]) -> int:
+    """About how many bytes one file's outputs take (for the free-space check before writing)."""
+    emb = int(np.asarray(result.embeddings).nbytes)
+    extras = sum(int(np.asarray(v).nbytes) for v in result.extras.values())
+    binary = sum(f in formats for f in ("npy", "mat"))
+    text = (3 * emb if "txt" in formats else 0) + (2 ** 16 if "json" in formats else 0)
+    return binary * (emb + extras) + text + 2 ** 16
+
+
 class TreeWriter:
     """Writes ``<output_dir>/<key without extension>.{npy,mat,json}`` per file.
 
@@ -71,11 +122,16 @@ class TreeWriter:
         Label names for ``top_k``.
     align : AlignSettings, optional
         Also write the rows aligned to a brain-data time grid (see :mod:`audio_embeddings.align`).
+    corpus_keys : iterable of str, optional
+        Every key of the corpus (all shards): a file whose extra outputs (``<base>_<extra>.npy``,
+        ``<base>_aligned.npy``) would overwrite one of their outputs fails (see :meth:`claim_keys`).
     """
+
+    supports_stamps = True
 
     def __init__(self, output_dir: str | Path, *, formats: Iterable[str], run_info: dict[str, Any],
                  basename: str | None = None, top_k: int = 0, classes: list[str] | None = None,
-                 align: Any = None):
+                 align: Any = None, corpus_keys: Iterable[str] | None = None):
         self.align = align
         self.output_dir = Path(output_dir)
         self.formats = tuple(formats)
@@ -83,30 +139,154 @@ class TreeWriter:
         self.basename = basename
         self.top_k = int(top_k)
         self.classes = classes
+        self._claimed: dict[str, str] = {}
+        self._derived: dict[str, str] = {}
+        if corpus_keys is not None:
+            self.claim_keys(corpus_keys)
+
+    def claim_keys(self, keys: Iterable[str]) -> None:
+        """Note the output bases of ``keys`` (the whole corpus), so no file's extras overwrite them."""
+        for key in keys:
+            self._claimed.setdefault(self._rel_base(key), key)
+
+    def _rel_base(self, key: str) -> str:
+        return self.basename or output_base(key)
 
     def base(self, key: str) -> Path:
-        return self.output_dir / (self.basename or output_base(key))
+        return self.output_dir / self._rel_base(key)
 
-    def is_complete(self, key: str) -> bool:
-        """All requested outputs of ``key`` exist (the last-written one is there)."""
-        return any(p.exists() for p in completion_marker(self.base(key), self.formats))
+    def stored_stamp(self, key: str) -> dict[str, Any] | None:
+        """The stamp recorded with ``key``'s outputs when they are whole; None otherwise."""
+        return read_stamp(self.base(key))
 
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
-        """Write one file's outputs; returns their paths and any ``.mat`` error."""
+    def is_complete(self, key: str, stamp: dict[str, Any] | None = None) -> bool:
+        """``key``'s outputs are whole and, given ``stamp``, were made by the same settings from the same input.
+
+        Without a stamp: the completion marker (the last output written) exists and is whole.
+        """
+        if stamp is None:
+            return outputs_whole(self.base(key), self.formats)
+        from .stamps import stamp_difference
+
+        return stamp_difference(self.stored_stamp(key), stamp) is None
+
+    def _check_derived(self, key: str, result: Any) -> None:
+        """Raise :class:`OutputClash` when ``key``'s extra ``.npy`` files would overwrite other outputs."""
+        if "npy" not in self.formats or self.basename:
+            return
+        rel = self._rel_base(key)
+        derived = [f"{rel}_{name}" for name in result.extras] + ([f"{rel}_aligned"] if self.align is not None else [])
+        for name in derived:
+            other = self._claimed.get(name) or self._derived.get(name)
+            if other is not None and other != key:
+                raise OutputClash(f"{key}: its extra output {name}.npy would overwrite the outputs of {other}; "
+                                  "rename one of the two files")
+        for name in derived:
+            self._derived[name] = key
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
+              stamp: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write one file's outputs (then, given ``stamp``, the sidecar that marks them complete).
+
+        Returns their paths and any ``.mat`` error.
+
+        Raises
+        ------
+        OutputClash
+            An extra output would overwrite another input's outputs; nothing is written.
+        NoSpaceError
+            The outputs do not fit on the device; nothing is written.
+        """
+        self._check_derived(key, result)
         base = self.base(key)
         info = self.run_info
+        ensure_free_space(base.parent if base.parent.exists() else self.output_dir,
+                          _estimate_bytes(result, self.formats))
+        if stamp is not None:
+            stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never "done"
         annotations = {}
+        labels = []
         if self.top_k > 0 and "label" in result.extras:
             rows = top_labels(result.extras["label"], result.time_axis_s, k=self.top_k, classes=self.classes)
-            write_text_atomic(base.with_name(base.name + "_labels.csv"), top_labels_csv(rows))
+            labels.append(write_text_atomic(base.with_name(base.name + "_labels.csv"), top_labels_csv(rows)))
             annotations["top_labels"] = rows
         return write_outputs(
             result, output_dir=base.parent, basename=base.name, model_name=info["model_name"],
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
             audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
             mat_version=info.get("mat_version", "auto"), argv=info.get("argv"), annotations=annotations,
-            align=self.align,
+            align=self.align, stamp=stamp, stamp_key=key, also_written=labels,
         )
 
     def close(self) -> None:
         """Nothing is buffered."""
+
+
+class StampedWriter:
+    """Give a writer the stamps of a run's inputs, for an engine that calls ``is_complete(key)`` and
+    ``write(key, result, input_path=, audio_info=)`` only.
+
+    Parameters
+    ----------
+    writer : TreeWriter, StoreWriter or SpeakerWriter
+        Any writer with ``stored_stamp``, ``is_complete(key, stamp)`` and ``write(..., stamp=)``.
+    items : iterable of CorpusItem
+        The inputs (``key`` -> ``path``) this process writes.
+    stamper : Stamper
+        The run's settings hash and input checks.
+
+    Attributes
+    ----------
+    stale : dict
+        ``key`` -> why its existing outputs do not count (filled by :meth:`is_complete`).
+    """
+
+    def __init__(self, writer: Any, items: Iterable[Any], *, stamper: Any):
+        self.writer = writer
+        self.paths = {i.key: str(i.path) for i in items}
+        self.stamper = stamper
+        self.stale: dict[str, str] = {}
+        self._complete: dict[str, bool] = {}
+        self._written: dict[str, dict[str, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # base(), store_path, ... of the wrapped writer
+        if name == "writer":
+            raise AttributeError(name)
+        return getattr(self.writer, name)
+
+    def stored_stamp(self, key: str) -> dict[str, Any] | None:
+        return self.writer.stored_stamp(key)
+
+    def is_complete(self, key: str, stamp: dict[str, Any] | None = None) -> bool:
+        """The outputs of ``key`` exist, are whole and match its input and the run's settings.
+
+        Before this run wrote ``key``: checked once against the input (cached). After: whether the
+        writer holds it under the stamp written (a store's open part is not complete until committed).
+        """
+        if key in self._written:
+            return self.writer.is_complete(key, self._written[key])
+        if key not in self._complete:
+            stored = self.writer.stored_stamp(key)
+            diff = self.stamper.difference(stored, self.paths.get(key, key))
+            self._complete[key] = diff is None
+            if diff is not None and stored is not None:
+                self.stale[key] = diff
+        return self._complete[key]
+
+    def first_stale(self, keys: Iterable[str]) -> tuple[str, str, int] | None:
+        """(key, reason, how many) of the first key whose outputs exist but belong to other settings or input."""
+        found = [k for k in keys if not self.is_complete(k) and k in self.stale]
+        return (found[0], self.stale[found[0]], len(found)) if found else None
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
+              stamp: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The wrapped writer's ``write`` with the input's stamp (taken now, checked against its state
+        before decoding)."""
+        stamp = stamp if stamp is not None else self.stamper.full(self.paths.get(key, input_path))
+        out = self.writer.write(key, result, input_path=input_path, audio_info=audio_info, stamp=stamp)
+        self._written[key] = stamp
+        self.stale.pop(key, None)
+        return out
+
+    def close(self) -> None:
+        self.writer.close()

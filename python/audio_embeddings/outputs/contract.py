@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import sys
 from importlib import metadata
@@ -122,6 +123,9 @@ def write_outputs(
     argv: list[str] | None = None,
     annotations: dict[str, Any] | None = None,
     align: Any = None,
+    stamp: dict[str, Any] | None = None,
+    stamp_key: str | None = None,
+    also_written: Iterable[str | Path] = (),
 ) -> dict[str, Any]:
     """Write one file's outputs and return their paths (and a ``mat_error`` if the ``.mat`` failed).
 
@@ -159,6 +163,15 @@ def write_outputs(
         ``<basename>_aligned.npy`` (with ``npy``), the ``.mat``'s aligned variables and the
         ``.json``'s ``alignment`` section. Computed before anything is written, so a file
         that cannot be aligned (one row) raises ValueError and leaves no outputs.
+    stamp : dict, optional
+        What made these outputs (:mod:`audio_embeddings.corpus.stamps`): recorded in the sidecar
+        :func:`stamp_path` with the size of every file written, just before the ``.npy`` takes its
+        final name (an earlier sidecar is removed first), so the outputs count as complete
+        (:func:`read_stamp`) exactly when the ``.npy`` is there. Without ``npy`` it is written last.
+    stamp_key : str, optional
+        The corpus key, recorded in the sidecar.
+    also_written : paths
+        Files the caller wrote for these outputs (``<base>_labels.csv``), listed in the sidecar too.
 
     Returns
     -------
@@ -175,6 +188,8 @@ def write_outputs(
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / basename
+    if stamp is not None:
+        stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never complete
     paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
     if aligned is not None:
         paths["aligned"] = None
@@ -227,9 +242,33 @@ def write_outputs(
         }
         write_text_atomic(json_path, json.dumps(meta, indent=2) + "\n")
         paths["json"] = str(json_path)
-    if "npy" in formats:
-        save_npy(npy_path, embeddings)
+    if stamp is None:
+        if "npy" in formats:
+            save_npy(npy_path, embeddings)
+        return paths
+    files = output_files(base, paths, also_written)
+    if "npy" not in formats:
+        write_stamp(base, stamp, files, key=stamp_key)
+        return paths
+    with atomic_path(npy_path) as tmp:
+        with tmp.open("wb") as fh:
+            np.save(fh, embeddings, allow_pickle=False)
+        npy_path.unlink(missing_ok=True)  # an older .npy of the same size must not pass for this one
+        write_stamp(base, stamp, [f for f in files if f != npy_path], key=stamp_key,
+                    sizes={npy_path: tmp.stat().st_size})
     return paths
+
+
+def output_files(base: Path, paths: dict[str, Any], also_written: Iterable[str | Path] = ()) -> list[Path]:
+    """Every file :func:`write_outputs` wrote for ``base`` (from its returned ``paths``), plus ``also_written``."""
+    files = [Path(paths[k]) for k in ("npy", "mat", "json", "aligned") if paths.get(k)]
+    files += [Path(p) for p in paths.get("extras", {}).values()]
+    files += [Path(p) for p in paths.get("txt") or []]
+    if paths.get("mat_error"):
+        failed = base.with_name(base.name + ".mat.failed")
+        if failed.is_file():
+            files.append(failed)
+    return files + [Path(p) for p in also_written]
 
 
 def write_fragments(base: Path, embeddings: np.ndarray) -> list[str]:
@@ -262,3 +301,90 @@ def completion_marker(base: Path, formats: Iterable[str]) -> list[Path]:
     if "json" in formats:
         return [base.with_name(base.name + ".json")]
     return [base.with_name(base.name + ".mat"), base.with_name(base.name + ".mat.failed")]
+
+
+def npy_is_whole(path: str | Path) -> bool:
+    """``path`` is a readable ``.npy`` whose size is what its header promises (not empty, not truncated)."""
+    from numpy.lib import format as npformat
+
+    try:
+        with open(path, "rb") as fh:
+            version = npformat.read_magic(fh)
+            reader = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = reader(fh)
+            if dtype.hasobject:
+                return False
+            expected = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            return os.fstat(fh.fileno()).st_size == expected
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def outputs_whole(base: Path, formats: Iterable[str]) -> bool:
+    """The completion marker of ``base`` exists and is whole: non-empty, and a ``.npy`` as long as its header says.
+
+    This is the check for outputs without a stamp (single-file runs, callers that pass none).
+    """
+    for marker in completion_marker(base, formats):
+        try:
+            size = marker.stat().st_size
+        except OSError:
+            continue
+        if size > 0 and (marker.suffix != ".npy" or npy_is_whole(marker)):
+            return True
+    return False
+
+
+def stamp_path(base: Path) -> Path:
+    """``<dir>/x`` -> ``<dir>/.x.done``: the sidecar written after every other output of ``base``.
+
+    It cannot be mistaken for a per-file output of another input (those end in ``.npy``, ``.mat``,
+    ``.json``, ``.mat.failed``, ``.csv`` or ``.txt``).
+    """
+    base = Path(base)
+    return base.with_name(f".{base.name}.done")
+
+
+def write_stamp(base: Path, stamp: dict[str, Any], written: Iterable[str | Path], *, key: str | None = None,
+                sizes: dict[Path, int] | None = None) -> Path:
+    """Record what made the outputs of ``base`` (``stamp``) and the size of each file ``written``
+    (``sizes``: files not yet at their final name, with their size).
+
+    Its presence, with every listed file at its recorded size, marks the outputs complete
+    (:func:`read_stamp`).
+    """
+    base = Path(base)
+    recorded = {}
+    for p in written:
+        path = Path(p)
+        recorded[os.path.relpath(path, base.parent)] = path.stat().st_size
+    for path, size in (sizes or {}).items():
+        recorded[os.path.relpath(path, base.parent)] = int(size)
+    sizes = recorded
+    record = {"stamp": dict(stamp), "key": key, "outputs": sizes, "written_at": now_iso()}
+    return write_text_atomic(stamp_path(base), json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_stamp(base: Path) -> dict[str, Any] | None:
+    """The stamp of ``base``'s outputs, or None when they are not complete.
+
+    Not complete: no sidecar (an older run, or a write that was killed), an unreadable one, or a
+    listed output that is missing or of another size than when it was written (empty, truncated).
+    """
+    base = Path(base)
+    try:
+        record = json.loads(stamp_path(base).read_text(encoding="utf-8"))
+        outputs = record["outputs"]
+        stamp = record["stamp"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(stamp, dict) or not isinstance(outputs, dict) or not outputs:
+        return None
+    for rel, size in outputs.items():
+        path = base.parent / rel
+        try:
+            if path.stat().st_size != size:
+                return None
+        except OSError:
+            return None
+    return stamp
