@@ -145,3 +145,41 @@ def test_png_path_and_a_missing_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         plot_similarity(np.eye(2), ["a", "b"], path=tmp_path / "no")
+
+
+def test_the_plot_flag_writes_a_picture_per_file_and_b4_a_similarity_matrix(tmp_path):
+    """``--plot`` on the scripts (declared once in plots.py): ``<base>.png`` beside each file's outputs."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from conftest import DEMO_CLIPS, PYTHON_DIR, REPO
+    from helpers import noise
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(2):
+        sf.write(clips / f"c{i}.wav", noise(2.0, 8000, seed=i), 8000)
+    env = dict(os.environ, AUDIO_EMBEDDINGS_PLUGINS="stub_plugin",
+               PYTHONPATH=f"{PYTHON_DIR}{os.pathsep}{REPO / 'tests'}")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(PYTHON_DIR / "embed.py"), str(clips), "--model", "stub-gain",
+                           "--output-dir", str(out), "--plot", "--workers", "0"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for i in range(2):
+        png = out / f"c{i}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / f"c{i}.npy").is_file()
+
+    root = tmp_path / "speakers"
+    for spk, clip in (("s1", DEMO_CLIPS[0]), ("s2", DEMO_CLIPS[1])):
+        (root / "demo" / spk).mkdir(parents=True)
+        x, rate = sf.read(clip, dtype="float32")
+        sf.write(root / "demo" / spk / "u1.wav", x, rate)
+    b4 = subprocess.run([sys.executable, str(PYTHON_DIR / "B4_model_speaker.py"), str(root), "--model", "ge2e",
+                         "--output-dir", str(tmp_path / "b4"), "--plot", "--workers", "0"], capture_output=True,
+                        text=True, timeout=300)
+    assert b4.returncode == 0, b4.stderr
+    assert (tmp_path / "b4" / "final_embeddings" / "speaker_similarity.png").read_bytes()[:4] == b"\x89PNG"

@@ -169,6 +169,10 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="most audio per model call; long chunks go in smaller batches (default: %(default)g)")
     g.add_argument("--long-file-seconds", type=_positive_float, default=600.0,
                    help="stream recordings longer than this block by block (default: %(default)g)")
+    from .corpus.loader import LOADER_OPTIONS  # how files are read: not part of the resume fingerprint
+
+    for option in LOADER_OPTIONS:
+        option.add_to(g)
     p.add_argument("--model", default=defaults.model,
                    help=f"preset name, hub id or local model directory (default: {defaults.model})")
     p.add_argument("--output-dir", default=str(models_root() / defaults.output_subdir),

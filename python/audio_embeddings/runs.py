@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -261,6 +262,8 @@ def make_writer(run: Run) -> None:
         formats = hook.formats(run, formats)
     run.formats = formats
     stages = stage_settings(args)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise RunError("--plot needs matplotlib: pip install matplotlib (or pip install 'audio-embeddings[plot]')")
     if stages.get("align") is not None and backend.framing == "utterance":
         raise RunError(f"--tr/--target-rate-hz: {run.model_name} gives one row per recording; there is no time "
                        "series to align")
@@ -290,11 +293,11 @@ def make_writer(run: Run) -> None:
             run.writer = next((w for hook in run.hooks if (w := hook.writer(run)) is not None), None) or \
                 TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=run.basename,
                            top_k=backend.top_k, classes=backend.classes, corpus_keys=[i.key for i in run.corpus.items],
-                           **stages)
+                           plot=bool(args.plot), **stages)
     except (ConfigMismatch, RunLocked, OSError) as exc:
         raise RunError(exc) from None
     if run.corpus.is_tree and getattr(run.writer, "supports_stamps", False):  # outputs record what made them
-        stamper = Stamper(settings_hash=settings_hash(settings), verify=bool(getattr(args, "verify_inputs", False)))
+        stamper = Stamper(settings_hash=settings_hash(settings), verify=bool(args.verify_inputs))
         run.writer = StampedWriter(run.writer, run.items, stamper=stamper)
         if not args.overwrite and (stale := run.writer.first_stale(i.key for i in run.items)):
             key, why, n = stale
@@ -321,7 +324,7 @@ def engine_step(run: Run) -> None:
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
                          max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite,
-                         compile=bool(getattr(args, "compile", None)))
+                         compile=bool(getattr(args, "compile", None)), file_timeout_s=args.file_timeout)
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),
         "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),
@@ -342,7 +345,7 @@ def engine_step(run: Run) -> None:
     for failure in run.shard.select(list(corpus.failed)):  # folders that could not be searched: failures too
         run.report.failed(failure.path, failure.reason)
         progress.file_failed(failure.reason)
-    scratch_root = Path(getattr(args, "scratch_dir", None) or os.environ.get("TMPDIR") or run.output_dir)
+    scratch_root = Path(args.scratch_dir or os.environ.get("TMPDIR") or run.output_dir)
     clean_stale_scratch(scratch_root)
     try:
         run_corpus(backend, run.items, run.writer, run.report, options=options,

@@ -33,7 +33,9 @@ assert(~isempty(strfind(msg, '''StubGain'' must be a number > 0')), 'bad StubGai
 % --- alignment to an fMRI grid, and a model option, on B2 ----------------------------------------
 outDir = fullfile(fileparts(resultFile), 'b2 aligned');
 [embA, infoA] = B2_model_wav2vec2(audioFile, 'Model', w2vDir, 'OutputDir', outDir, 'Basename', 'aligned', ...
-                                  'TR', 2, 'HRF', 'spm', 'Delays', 1:4, 'Layers', 'last', 'Device', 'cpu');
+                                  'TR', 2, 'HRF', 'spm', 'Delays', 1:4, 'Layers', 'last', 'Device', 'cpu', ...
+                                  'Plot', true);
+assert(exist(fullfile(outDir, 'aligned.png'), 'file') == 2, '''Plot'', true wrote no picture');
 D = size(embA, 2);
 dur = numel(x) / fs;
 assert(isequal(size(infoA.embeddings_aligned), [floor(dur / 2) + 1, 4 * D]), 'size(embeddings_aligned) = %s', ...

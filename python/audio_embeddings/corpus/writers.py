@@ -122,6 +122,8 @@ class TreeWriter:
         Label names for ``top_k``.
     align : AlignSettings, optional
         Also write the rows aligned to a brain-data time grid (see :mod:`audio_embeddings.align`).
+    plot : bool
+        Also write ``<base>.png`` (:func:`audio_embeddings.plots.plot_result`: the waveform over the rows).
     corpus_keys : iterable of str, optional
         Every key of the corpus (all shards): a file whose extra outputs (``<base>_<extra>.npy``,
         ``<base>_aligned.npy``) would overwrite one of their outputs fails (see :meth:`claim_keys`).
@@ -131,8 +133,9 @@ class TreeWriter:
 
     def __init__(self, output_dir: str | Path, *, formats: Iterable[str], run_info: dict[str, Any],
                  basename: str | None = None, top_k: int = 0, classes: list[str] | None = None,
-                 align: Any = None, corpus_keys: Iterable[str] | None = None):
+                 align: Any = None, corpus_keys: Iterable[str] | None = None, plot: bool = False):
         self.align = align
+        self.plot = bool(plot)
         self.output_dir = Path(output_dir)
         self.formats = tuple(formats)
         self.run_info = run_info
@@ -210,6 +213,12 @@ class TreeWriter:
             rows = top_labels(result.extras["label"], result.time_axis_s, k=self.top_k, classes=self.classes)
             labels.append(write_text_atomic(base.with_name(base.name + "_labels.csv"), top_labels_csv(rows)))
             annotations["top_labels"] = rows
+        if self.plot:  # before the outputs, whose last file marks the key complete
+            from ..plots import plot_result
+
+            plot_result(result, None if input_path == "<memory>" else input_path, path=base, classes=self.classes,
+                        top_k=max(self.top_k, 3))
+            labels.append(base.with_name(base.name + ".png"))
         return write_outputs(
             result, output_dir=base.parent, basename=base.name, model_name=info["model_name"],
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
