@@ -410,10 +410,15 @@ def _barrier(dist: Any) -> Any:
 def report_step(run: Run) -> int:
     """The summary line of a corpus run and the exit status."""
     if run.corpus.is_tree:
-        d = run.report.to_dict()
-        run.say(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
-                f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {run.summary_path}")
+        run.say(summary_line(run.report, run.summary_path))
     return EXIT_INPUT_FAILED if run.report.failures else EXIT_OK
+
+
+def summary_line(report: Any, summary_path: Any) -> str:
+    """The one line a corpus run ends with (every script and perch-runner)."""
+    d = report.to_dict()
+    return (f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
+            f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary_path}")
 
 
 def merge_only(run: Run) -> int:

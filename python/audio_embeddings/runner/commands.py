@@ -270,7 +270,7 @@ def _progress(n: int, settings: RunSettings, *, single: bool, desc: str) -> Any:
 
 
 def _workers(settings: RunSettings, single: bool) -> int:
-    from ..cli import default_workers
+    from ..runs import default_workers
 
     if settings.workers is not None:
         return max(0, int(settings.workers))
@@ -286,26 +286,28 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
     """
     from ..corpus.discover import CorpusItem
     from ..corpus.engine import RunOptions, run_corpus
+    from ..corpus.lock import RunLocked, acquire_run_lock, run_scratch_dir
     from ..corpus.report import RunReport
     from ..corpus.shard import Shard
+    from ..runs import summary_line
 
     items = [CorpusItem(t.key, t.source) for t in targets]
     options = RunOptions(batch_size=settings.batch_size, workers=_workers(settings, single), resume=resume)
     report = RunReport(report_dir, shard=Shard(), context={**context, "command_line": settings.argv,
                                                            "versions": versions()})
     progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
-    try:
-        run_corpus(backend, items, writer, report, options=options, scratch_dir=report_dir / ".scratch" / "runner",
-                   progress=progress)
+    try:  # as every script: one run per output folder at a time, scratch files of its own
+        with acquire_run_lock(report_dir, shard_label="runner"):
+            run_corpus(backend, items, writer, report, options=options,
+                       scratch_dir=run_scratch_dir(report_dir, shard_label="runner"), progress=progress)
+    except RunLocked as exc:
+        raise UsageError(str(exc)) from None
     finally:
         progress.close()
     if write_report:
         summary = report.write()
         if not settings.quiet:
-            d = report.to_dict()
-            print(f"{d['files_done']} done, {d['files_skipped']} already done, {d['files_failed']} failed; "
-                  f"{d['audio_hours']:.3f} h of audio in {d['wall_time_s']:.1f} s; summary: {summary}",
-                  file=sys.stderr)
+            print(summary_line(report, summary), file=sys.stderr)
     return report
 
 
