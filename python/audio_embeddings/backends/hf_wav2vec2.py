@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device import resolve_device, resolve_dtype
+from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype, to_device
 from .base import LAYERS, BaseBackend, BatchOutput, Prepared, hf_model_type, weights_sha256
 
 #: ``config.model_type`` values this backend accepts.
@@ -139,7 +139,7 @@ class HFWav2Vec2Backend(BaseBackend):
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype)
         with hf_download(source, local_only=local_only) as local_only:
-            model = AutoModel.from_pretrained(source, config=config, local_files_only=local_only)
+            model = from_pretrained_sdpa(AutoModel, source, config=config, local_files_only=local_only)
         model.eval().to(device=torch_device, dtype=torch_dtype)
         local = Path(source).is_dir()
         provenance = {
@@ -163,7 +163,7 @@ class HFWav2Vec2Backend(BaseBackend):
         """Hidden states for equal-length windows float32 [B, N] -> [B, T, D] or [B, L, T, D]."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device, self.dtype)
+        x = to_device(np.asarray(audio, dtype=np.float32), self.device, self.dtype)  # pinned, non-blocking on CUDA
         with torch.inference_mode():
             out = self.model(x, output_hidden_states=self.layers is not None)
             if self.layers is None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device import resolve_device, resolve_dtype
+from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype, to_device
 from ..fbank import KaldiFbank, fbank_frame_count
 from .base import BaseBackend, BatchOutput, Option, file_sha256, hf_model_type, nonnegative_int
 
@@ -189,7 +189,6 @@ class MetisBackend(BaseBackend):
             Not a w2v-bert checkpoint, a layer out of range, or a codec/statistics file that
             does not fit (the message names the file and the key).
         """
-        import torch
         from transformers import AutoConfig, Wav2Vec2BertModel
 
         from ..hub import hf_download
@@ -204,7 +203,7 @@ class MetisBackend(BaseBackend):
         _check_feature_extractor(source, local_only=local_only or cache_only)
         torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
         with hf_download(source, local_only=local_only or cache_only) as cache_only:
-            model = Wav2Vec2BertModel.from_pretrained(source, config=config, local_files_only=cache_only)
+            model = from_pretrained_sdpa(Wav2Vec2BertModel, source, config=config, local_files_only=cache_only)
         # hidden_states[layer] is the output of the first `layer` layers: drop the rest before moving to the device
         model.encoder.layers = model.encoder.layers[:layer]
         model.config.num_hidden_layers = layer
@@ -273,7 +272,7 @@ class MetisBackend(BaseBackend):
         """
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
+        x = to_device(np.asarray(audio, dtype=np.float32), self.device)  # pinned, non-blocking on CUDA
         n = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64) if lengths is None else \
             torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
         n = n.to(self.device)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, to_device
 from ..fbank import fbank_frame_count
 from .base import BaseBackend, BatchOutput, Option, file_sha256, torch_state_keys
 
@@ -374,7 +374,7 @@ class Speaker3DBackend(BaseBackend):
                 f"({x.shape[1] / SAMPLE_RATE_HZ * 1000:.1f} ms) give {fbank_frame_count(x.shape[1])} fbank frames; "
                 f"the model needs at least {self.min_samples} samples ({self.min_samples / SAMPLE_RATE_HZ * 1000:.0f} "
                 f"ms) at {SAMPLE_RATE_HZ} Hz")
-        wav = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        wav = to_device(x, self.device)  # pinned, non-blocking on CUDA
         with torch.inference_mode():
             feats = self.features(wav).to(self.dtype)
             step = feats.shape[0]

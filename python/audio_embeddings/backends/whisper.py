@@ -113,7 +113,7 @@ class WhisperEncoderBackend(BaseBackend):
         """
         from transformers import AutoConfig, WhisperModel
 
-        from ..device import resolve_device, resolve_dtype
+        from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype
 
         source = DEFAULT_CHECKPOINT if source is None else str(source)
         local = Path(source).expanduser().is_dir()
@@ -139,7 +139,7 @@ class WhisperEncoderBackend(BaseBackend):
                              f"{mel_frames} mel frames of {fe.hop_length} samples")
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype)
-        full = WhisperModel.from_pretrained(source, config=config, local_files_only=local)
+        full = from_pretrained_sdpa(WhisperModel, source, config=config, local_files_only=local)
         encoder = full.get_encoder()
         del full  # the decoder is never used
         encoder.eval().to(device=torch_device, dtype=torch_dtype)
@@ -214,7 +214,9 @@ class WhisperEncoderBackend(BaseBackend):
         rows = self.rows_for(n)
         if rows < 1:
             raise ValueError(f"Whisper needs at least {self.min_samples} samples per input, got {n}")
-        features = torch.from_numpy(self.log_mel(x)).to(self.device, self.dtype)
+        from ..device import to_device
+
+        features = to_device(self.log_mel(x), self.device, self.dtype)  # pinned, non-blocking on CUDA
         with torch.inference_mode():
             out = self.encoder(features, output_hidden_states=self.layers is not None)
             if self.layers is None:

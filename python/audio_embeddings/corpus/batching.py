@@ -10,10 +10,16 @@ the backend masks padding itself (``accepts_lengths``: then pieces of similar le
 buckets at most 25 % apart, share a batch, zero-padded to the longest, with their lengths
 passed along). Either way a batch equals its items run one by one (up to float rounding of
 the batched kernels).
+
+The scheduler keeps the time it spends in the model (``model_s``) and around it
+(``batching_s``: cutting inputs, storing outputs), so a run can say where its main thread
+goes. A batch that runs out of accelerator memory is split in halves (and later batches
+of that length are capped), instead of being retried one item at a time.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +194,10 @@ class FileJob:
     extra_rows: dict[str, np.ndarray] = field(default_factory=dict)
     remaining: int = -1
     error: str | None = None
+    #: Scheduler queues this file's pieces go to (set by :meth:`BatchScheduler.add`).
+    buckets: tuple = ()
+    #: Handed out by :meth:`BatchScheduler.take_finished` already.
+    taken: bool = False
 
     def __post_init__(self):
         self.remaining = len(self.plan.pieces)
@@ -292,6 +302,15 @@ class BatchScheduler:
         Most audio per model call: long pieces (20 s context chunks) go in smaller batches,
         so activation memory stays bounded (a wav2vec2 conv front end holds 512 channels at
         a fifth of the sample rate per input sample). None: no cap.
+
+    Attributes
+    ----------
+    n_batches, n_pieces : int
+        Model calls made and pieces embedded.
+    model_s, batching_s : float
+        Seconds spent in ``embed_batch`` and in cutting inputs / storing outputs around it.
+    n_oom_splits : int
+        Batches split in halves after running out of accelerator memory.
     """
 
     #: Masking backends: pieces whose lengths fall in one bucket ([r^k, r^(k+1)) samples) share a batch.
@@ -301,11 +320,16 @@ class BatchScheduler:
         self.backend = backend
         self.batch_size = max(1, int(batch_size))
         self.max_batch_samples = None if max_batch_seconds is None else max_batch_seconds * backend.sample_rate_hz
-        self.masked = bool(backend.accepts_lengths)
+        self.masked = bool(getattr(backend, "accepts_lengths", False))
         self._queues: dict[int, deque] = {}
         self._jobs: OrderedDict[int, FileJob] = OrderedDict()
+        self._finished: list[FileJob] = []
+        self._caps: dict[int, int] = {}  # batch size per bucket after an out-of-memory split
         self.n_batches = 0
         self.n_pieces = 0
+        self.n_oom_splits = 0
+        self.model_s = 0.0
+        self.batching_s = 0.0
 
     @property
     def n_jobs(self) -> int:
@@ -323,10 +347,17 @@ class BatchScheduler:
         return bucket if not self.masked else int(np.ceil(self.BUCKET_RATIO ** (bucket + 1)))
 
     def add(self, job: FileJob) -> None:
-        """Queue a file's pieces (a file without pieces is finished at once by :meth:`take_finished`)."""
+        """Queue a file's pieces (a file without pieces is finished at once: see :meth:`take_finished`)."""
         self._jobs[id(job)] = job
+        buckets = []
         for piece in job.plan.pieces:
-            self._queues.setdefault(self.bucket(piece.n_samples), deque()).append((job, piece))
+            bucket = self.bucket(piece.n_samples)
+            self._queues.setdefault(bucket, deque()).append((job, piece))
+            if bucket not in buckets:
+                buckets.append(bucket)
+        job.buckets = tuple(buckets)
+        if job.done:
+            self._finished.append(job)
 
     def size_for(self, length: int) -> int:
         """Pieces of ``length`` samples per model call (``batch_size``, fewer for long pieces)."""
@@ -334,10 +365,16 @@ class BatchScheduler:
             return self.batch_size
         return max(1, min(self.batch_size, int(self.max_batch_samples // length)))
 
+    def _limit(self, bucket: int) -> int:
+        """Batch size of a queue: :meth:`size_for` its longest piece, lowered after an out-of-memory split."""
+        size = self.size_for(self._longest(bucket))
+        return min(size, self._caps[bucket]) if bucket in self._caps else size
+
     def _pop(self, bucket: int) -> list:
         queue = self._queues.get(bucket, deque())
         batch = []
-        while queue and len(batch) < self.size_for(self._longest(bucket)):
+        limit = self._limit(bucket)
+        while queue and len(batch) < limit:
             job, piece = queue.popleft()
             if job.error is None:
                 batch.append((job, piece))
@@ -346,16 +383,20 @@ class BatchScheduler:
         return batch
 
     def next_batch(self, *, flush: bool = False) -> list:
-        """A full batch if any queue has one; with ``flush``, else the oldest file's (partial) batch."""
-        for bucket, queue in list(self._queues.items()):
-            if sum(job.error is None for job, _ in queue) >= self.size_for(self._longest(bucket)):
+        """A full batch if any queue has one; with ``flush``, else the oldest file's (partial) batch.
+
+        Queues hold only pieces of files that have not failed (a failed file's pieces are
+        dropped when it fails), so a queue's length is what it can deliver.
+        """
+        for bucket, queue in self._queues.items():
+            if len(queue) >= self._limit(bucket):
                 return self._pop(bucket)
         if flush:
             for job in self._jobs.values():
                 if job.remaining > 0 and job.error is None:
-                    batch = self._pop(self.bucket(job.plan.pieces[0].n_samples))
-                    if batch:
-                        return batch
+                    for bucket in job.buckets:
+                        if self._queues.get(bucket):
+                            return self._pop(bucket)
         return []
 
     def _inputs(self, batch: list) -> tuple[np.ndarray, np.ndarray | None]:
@@ -370,28 +411,63 @@ class BatchScheduler:
             row[:x.shape[0]] = x
         return audio, lengths
 
+    def _fail(self, job: FileJob, reason: str) -> None:
+        """Fail a file: free its audio, drop its queued pieces, hand it to :meth:`take_finished`."""
+        job.fail(reason)
+        for bucket in job.buckets:
+            queue = self._queues.get(bucket)
+            if queue and any(j is job for j, _ in queue):
+                kept = deque(item for item in queue if item[0] is not job)
+                if kept:
+                    self._queues[bucket] = kept
+                else:
+                    del self._queues[bucket]
+        self._finished.append(job)
+
     def run(self, batch: list, *, catch: bool = True) -> None:
         """Embed a batch and store its outputs; a failing batch is retried item by item.
 
-        With ``catch``, an item that fails alone fails its file (reason kept in
-        ``job.error``) and the run goes on; without, the exception propagates.
+        A batch that runs out of accelerator memory is run again in two halves, and later
+        batches of its queue are capped at the half. With ``catch``, an item that fails
+        alone fails its file (reason kept in ``job.error``) and the run goes on; without,
+        the exception propagates.
         """
+        batch = [item for item in batch if item[0].error is None]
         if not batch:
             return
+        t0 = time.perf_counter()
+        t_model = t0
         try:
             audio, lengths = self._inputs(batch)
+            t_model = time.perf_counter()
             outputs = self.backend.embed_batch(audio) if lengths is None else self.backend.embed_batch(
                 audio, lengths=lengths)
         except Exception as exc:  # noqa: BLE001 - one bad item must not take its batch mates down
+            t1 = time.perf_counter()
+            self.batching_s += t_model - t0
+            self.model_s += t1 - t_model
             if len(batch) > 1:
+                if _out_of_memory(exc):
+                    half = (len(batch) + 1) // 2
+                    bucket = self.bucket(batch[0][1].n_samples)
+                    self._caps[bucket] = min(self._caps.get(bucket, half), half)
+                    self.n_oom_splits += 1
+                    _release_cached_memory(self.backend)
+                    rest = batch
+                    while rest:  # in pieces of the current cap (a retry that runs out too lowers it)
+                        n = self._caps[bucket]
+                        self.run(rest[:n], catch=catch)
+                        rest = rest[n:]
+                    return
                 for item in batch:
-                    if item[0].error is None:
-                        self.run([item], catch=catch)
+                    self.run([item], catch=catch)
                 return
             if not catch:
                 raise
-            batch[0][0].fail(f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            self._fail(batch[0][0], f"model failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
             return
+        t1 = time.perf_counter()
+        self.model_s += t1 - t_model
         if not isinstance(outputs, BatchOutput):
             raise TypeError(f"{type(self.backend).__name__}.embed_batch returned {type(outputs).__name__}, "
                             "not BatchOutput")
@@ -404,13 +480,24 @@ class BatchScheduler:
         self.n_pieces += len(batch)
         for i, ((job, piece), output) in enumerate(zip(batch, outputs)):
             job.accept(piece, output, {k: v[i] for k, v in extras.items()})
+            if job.remaining == 0:
+                self._finished.append(job)
+        self.batching_s += (t_model - t0) + (time.perf_counter() - t1)
 
     def take_finished(self) -> list[FileJob]:
-        """Files that are complete or failed since the last call, in arrival order."""
-        finished = [job for job in self._jobs.values() if job.done]
+        """Files completed or failed since the last call, in the order they finished.
+
+        A file is handed out as soon as its last piece is stored (or it fails, or it has no
+        pieces): it never waits for other files of its batches.
+        """
+        finished, self._finished = self._finished, []
+        out = []
         for job in finished:
-            del self._jobs[id(job)]
-        return finished
+            if not job.taken:
+                job.taken = True
+                self._jobs.pop(id(job), None)
+                out.append(job)
+        return out
 
     def release_all(self) -> None:
         """Drop every file in flight and free its audio (after an interruption)."""
@@ -418,3 +505,17 @@ class BatchScheduler:
             job.release()
         self._jobs.clear()
         self._queues.clear()
+        self._finished.clear()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An accelerator out-of-memory error (torch's ``OutOfMemoryError``, or its message)."""
+    return "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc).lower()
+
+
+def _release_cached_memory(backend: Any) -> None:
+    """Give cached CUDA blocks back before a retry (nothing off CUDA)."""
+    if str(getattr(backend, "device", "cpu")).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

@@ -1,23 +1,49 @@
-"""The corpus loop: skip what is done, decode ahead in workers, batch across files, write, report.
+"""The corpus loop: skip what is done, decode ahead, batch across files, write in the background, report.
 
 Every file is either written (atomically, so a killed run never leaves a partial output
 under a final name), or counted as failed with a one-line reason; the run goes on.
+
+Threads and processes of a run (the main thread only batches and calls the model):
+
+* decoding, mono mixing and resampling run in worker processes (``workers > 0``) or in
+  decoding threads of this process (``workers == 0``), and the backend's whole-file
+  preparation in a loader thread (:class:`~.background.LoadStream`);
+* outputs are written by one writer thread behind a bounded queue
+  (:class:`~.background.BackgroundWriter`); a file counts as done when its outputs are
+  complete under their final names;
+* on a GPU a monitor thread samples ``nvidia-smi`` (:class:`~.progress.GpuMonitor`).
+
+SIGINT and SIGTERM stop the run cleanly: no new file is started, files part-way through
+the model are dropped, files already computed are written (a second signal drops those
+too), and the report gets ``status = "interrupted"`` (exit 130 / 143 by convention). A full
+disk fails the file being written with "no space left on device: <path>"; after three such
+files the run stops with ``status = "failed"``.
+
+``report.extra["engine_timing"]`` says where the main thread's time went, per file:
+waiting for decoded audio, batching (cutting inputs, storing outputs), the model, handing
+files to the writer (including waits on a full queue) and reporting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from ..outputs.atomic import write_text_atomic
 from ..pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
+from .background import BackgroundWriter, LoadStream, Written, retain_freed_memory
 from .batching import BatchScheduler, FileJob, prepare_job, streamed_job
 from .discover import CorpusItem
-from .loader import Loaded, LoadTask, Prefetcher
+from .loader import DEFAULT_FILE_TIMEOUT_S, Loaded, LoadTask
 from .progress import GpuMonitor, Progress
 from .report import RunReport
 
@@ -26,11 +52,14 @@ STREAM_ABOVE_S = 600.0
 RUN_CONFIG = ".audio_embeddings_run.json"
 #: Default cap on audio per model call (seconds): 8 x 5 s files fit; 24 s context chunks go 2 at a time.
 MAX_BATCH_S = 60.0
+#: Exit statuses by convention for a run stopped by a signal (128 + signal number).
+EXIT_SIGINT = 128 + int(signal.SIGINT)
+EXIT_SIGTERM = 128 + int(signal.SIGTERM)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a corpus run cuts, batches and loads.
+    """How a corpus run cuts, batches, loads and writes.
 
     Attributes
     ----------
@@ -39,7 +68,7 @@ class RunOptions:
     batch_size : int
         Model inputs per call, drawn from as many files as needed.
     workers : int
-        Decoding processes (0: decode in this process).
+        Decoding processes (0: decode in this process, in ``decode_threads`` threads).
     channel : int, optional
         Keep this channel instead of averaging.
     stream_above_s : float, optional
@@ -51,6 +80,26 @@ class RunOptions:
         Files held at once while batches fill (default ``max(2 * batch_size, 16)``).
     resume : bool
         Skip files whose outputs are complete (``--overwrite`` turns it off).
+    decode_threads : int, optional
+        With ``workers == 0``: decoding threads in this process (default: 2 when this process
+        may use 2 or more cores, else 1). libsndfile and soxr release the GIL, so two threads use
+        two cores.
+    write_queue_files, write_queue_mib : int, float
+        Most finished files (and MiB of their rows) waiting for the writer thread; the model
+        waits only when the disk is slower than it for that long.
+    compile : bool
+        ``torch.compile`` the backend's modules first (``--compile``; see
+        :func:`~audio_embeddings.device.compile_backend`).
+    file_timeout_s : float, optional
+        With ``workers > 0``: a file still decoding after this long fails and its worker is
+        replaced (:class:`~.loader.Prefetcher`); None: no limit.
+    background : bool, optional
+        Decode/prepare and write in threads of their own (None: when this process may use two or
+        more cores; on one core, threads only add switching, so the run is sequential as before).
+    retain_memory : bool
+        Let the process keep freed memory for reuse (glibc allocator thresholds, for the rest of
+        the process: :func:`~.background.retain_freed_memory`), so per-file buffers do not fault
+        in fresh pages; False leaves the allocator as it is.
     """
 
     chunk_s: float = DEFAULT_CHUNK_S
@@ -62,6 +111,13 @@ class RunOptions:
     max_batch_seconds: float | None = MAX_BATCH_S
     max_files_in_flight: int | None = None
     resume: bool = True
+    decode_threads: int | None = None
+    write_queue_files: int = 64
+    write_queue_mib: float = 512.0
+    compile: bool = False
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S
+    background: bool | None = None
+    retain_memory: bool = True
 
 
 class ConfigMismatch(ValueError):
@@ -101,9 +157,110 @@ def _job(backend: Any, loaded: Loaded, options: RunOptions) -> FileJob:
                        meta=meta)
 
 
+def _prepared(backend: Any, loaded: Loaded, options: RunOptions) -> tuple:
+    """A loader-thread item: ``("job", FileJob)`` or ``("failed", path, reason)``."""
+    if loaded.error:
+        return ("failed", loaded.path, loaded.error)
+    try:
+        return ("job", _job(backend, loaded, options))
+    except ValueError as exc:
+        if loaded.raw_path:
+            Path(loaded.raw_path).unlink(missing_ok=True)
+        return ("failed", loaded.path, str(exc))
+
+
+def _release_item(item: Any) -> None:
+    if isinstance(item, tuple) and item and item[0] == "job":
+        item[1].release()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a batch scheduler)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_decode_threads() -> int:
+    """Decoding threads of a ``workers == 0`` run: 2 with two or more usable cores, else 1."""
+    return 2 if usable_cores() >= 2 else 1
+
+
+class _Stop:
+    """What a SIGINT/SIGTERM asked for: stop taking work (first signal), drop queued writes (second)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.count = 0
+        self.writer: BackgroundWriter | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        if self.count > 1 and self.writer is not None:
+            self.writer.abandon()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals(stop: _Stop) -> Iterator[None]:
+    """Route SIGINT/SIGTERM to ``stop`` while the run lasts (main thread only; elsewhere nothing changes).
+
+    Decoding processes ignore SIGINT themselves (a terminal's Ctrl-C reaches the whole process
+    group); the parent stops them when it stops.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    try:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, stop)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+class _Clock:
+    """Seconds of the main thread by activity (cheap ``perf_counter`` accumulators)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.decode_wait = 0.0
+        self.batching = 0.0
+        self.write = 0.0
+        self.report = 0.0
+
+    def summary(self, scheduler: BatchScheduler, bg: BackgroundWriter, n_files: int) -> dict[str, Any]:
+        wall = time.perf_counter() - self.t0
+        per = 1000.0 / max(n_files, 1)
+        batching = self.batching + scheduler.batching_s
+        parts = {"decode_wait": self.decode_wait, "batching": batching, "model": scheduler.model_s,
+                 "write": self.write, "report": self.report}
+        parts["other"] = max(0.0, wall - sum(parts.values()))
+        return {
+            "files": n_files,
+            "wall_s": round(wall, 4),
+            "main_thread_ms_per_file": {k: round(v * per, 4) for k, v in parts.items()},
+            "main_thread_busy_non_model_ms_per_file": round((batching + self.write + self.report) * per, 4),
+            "writer_thread_ms_per_file": round(bg.write_s * 1000.0 / max(bg.n_written, 1), 4),
+            "write_queue_full": bg.full_count,
+            "write_queue_wait_s": round(bg.waited_s, 4),
+        }
+
+
 def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: RunReport, *,
                options: RunOptions, scratch_dir: str | Path, progress: Progress | None = None) -> RunReport:
-    """Embed ``items`` with ``backend`` and write each through ``writer``.
+    """Embed ``items`` with ``backend`` and write each through ``writer`` (in a writer thread).
 
     Parameters
     ----------
@@ -111,9 +268,10 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     items : sequence of CorpusItem
         This process's share of the corpus.
     writer : TreeWriter or StoreWriter
-        ``is_complete(key)``, ``write(key, result, input_path=, audio_info=)``, ``close()``.
+        ``is_complete(key)``, ``write(key, result, input_path=, audio_info=)``, ``close()``;
+        once the run starts it is used (and closed) by the writer thread only.
     report : RunReport
-        Filled in (counts, failures, audio seconds, batches).
+        Filled in (counts, failures, audio seconds, batches, ``engine_timing``).
     options : RunOptions
     scratch_dir : path-like
         Scratch files of streamed recordings; emptied at start and removed at the end.
@@ -122,7 +280,9 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     Returns
     -------
     RunReport
-        ``report``, filled in (not yet written).
+        ``report``, filled in (not yet written). A run that did not finish has
+        ``report.status`` (``"interrupted"`` or ``"failed"``, also in ``report.extra["status"]``),
+        ``report.exit_status`` (130/143, or 1 for a full disk) and ``report.stop_reason`` (one line).
     """
     progress = progress or Progress(0, quiet=True)
     todo = [i for i in items if not (options.resume and writer.is_complete(i.key))]
@@ -132,77 +292,153 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     scratch = Path(scratch_dir)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
+    if options.retain_memory:
+        retain_freed_memory()
+    if options.compile:
+        from ..device import compile_backend
+
+        compiled = compile_backend(backend)
+        report.extra["compiled"] = compiled
+        progress.line(f"torch.compile: {', '.join(compiled) or 'nothing to compile in this backend'}")
     rate = backend.sample_rate_hz
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
     tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch))
              for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
-    monitor = GpuMonitor(backend.device)
-    prefetcher = Prefetcher(tasks, workers=options.workers, ahead=max(2 * options.workers, 2))
+    monitor = GpuMonitor(backend.device).start()
+    threads = options.decode_threads or default_decode_threads()
+    threaded = options.background if options.background is not None else usable_cores() >= 2
+    clock = _Clock()
+    stop = _Stop()
+    n_finished = 0
 
     def fail(path: str, reason: str) -> None:
         reason = reason if reason.startswith(str(path)) else f"{path}: {reason}"
         report.failed(path, reason)
         progress.file_failed(reason)
 
-    def finish() -> None:
-        for job in scheduler.take_finished():
-            path, info = job.meta["path"], job.meta["audio_info"]
-            try:
-                if job.error:
-                    fail(path, job.error)
-                    continue
-                result = job.result(backend)
-                written = {"shape": result.embeddings.shape,
-                           **writer.write(job.key, result, input_path=path, audio_info=info)}
-            except Exception as exc:  # noqa: BLE001 - a file that cannot be written is reported, the run goes on
-                fail(path, f"could not write outputs: {type(exc).__name__}: {exc}")
+    def settle(outcomes: list[Written]) -> None:
+        nonlocal n_finished
+        t0 = time.perf_counter()
+        for out in outcomes:
+            n_finished += 1
+            path, info = out.job.meta["path"], out.job.meta["audio_info"]
+            if out.error is not None:
+                fail(path, out.error)
                 continue
-            finally:
-                job.release()
+            written = out.written
             if written.get("mat_error"):
                 progress.line(f"warning: {path}: .mat not written ({written['mat_error']})", always=True)
             report.done(info.get("duration_s", 0.0))
             shape = "x".join(str(n) for n in written.get("shape", ()))
             progress.file_done(info.get("duration_s", 0.0), f"{path}: {shape} -> {writer_target(written)}")
+        clock.report += time.perf_counter() - t0
+
+    def hand_over() -> None:
+        """Finished files to the writer thread (failed ones straight to the report)."""
+        nonlocal n_finished
+        t0 = time.perf_counter()
+        finished = scheduler.take_finished()
+        for job in finished:
+            job.release()  # the audio is not needed any more; the rows go to the writer
+        t1 = time.perf_counter()
+        clock.batching += t1 - t0
+        for job in finished:
+            if job.error:
+                n_finished += 1
+                fail(job.meta["path"], job.error)
+            elif bg.submit(job) and bg.full_count == 1:
+                progress.line(f"writer: queue full ({bg.max_files} files or {bg.max_bytes / 2 ** 20:.0f} MiB "
+                              "waiting for the disk); the model waits for the writer")
+        clock.write += time.perf_counter() - t1
+        settle(bg.drain())
+
+    def next_batch(flush: bool) -> list:
+        t0 = time.perf_counter()
+        batch = scheduler.next_batch(flush=flush)
+        clock.batching += time.perf_counter() - t0
+        return batch
 
     def step(batch: list) -> None:
         scheduler.run(batch)
-        gpu = monitor.batch()
-        if gpu and progress.verbose:
-            progress.line(f"batch {scheduler.n_batches}: {len(batch)} inputs; {gpu}")
-        finish()
+        if progress.verbose:
+            gpu = monitor.batch()
+            if gpu:
+                progress.line(f"batch {scheduler.n_batches}: {len(batch)} inputs; {gpu}")
+        hand_over()
 
-    try:
-        for loaded in prefetcher:
-            if loaded.error:
-                fail(loaded.path, loaded.error)
-                continue
-            try:
-                job = _job(backend, loaded, options)
-            except ValueError as exc:
-                if loaded.raw_path:
-                    Path(loaded.raw_path).unlink(missing_ok=True)
-                fail(loaded.path, str(exc))
-                continue
-            scheduler.add(job)
-            while batch := scheduler.next_batch():
-                step(batch)
-            while scheduler.n_jobs > limit and (batch := scheduler.next_batch(flush=True)):
-                step(batch)
-        while batch := scheduler.next_batch(flush=True):
+    def drive(*, final: bool) -> None:
+        """Run the batches that are full (``final``: all of them), and the oldest files' when too many wait."""
+        while not stopping() and (batch := next_batch(final)):
             step(batch)
-        finish()
+        while not final and not stopping() and scheduler.n_jobs > limit and (batch := next_batch(True)):
+            step(batch)
+        hand_over()
+
+    def stopping() -> bool:
+        return stop.requested or bg.stop_reason is not None
+
+    bg = BackgroundWriter(writer, backend, max_files=options.write_queue_files,
+                          max_bytes=int(options.write_queue_mib * 2 ** 20), threaded=threaded)
+    stop.writer = bg
+    stream = None
+    try:
+        with _signals(stop):
+            stream = LoadStream(tasks, workers=options.workers, threads=threads,
+                                ahead=max(2 * options.workers, 2 * threads, 2), file_timeout_s=options.file_timeout_s,
+                                threaded=threaded,
+                                make=lambda loaded: _prepared(backend, loaded, options), release=_release_item)
+            while not stopping():
+                t0 = time.perf_counter()
+                item = stream.get(should_stop=stopping)
+                t1 = time.perf_counter()
+                clock.decode_wait += t1 - t0
+                if item is None or item is LoadStream.END:
+                    break
+                if item[0] == "failed":
+                    n_finished += 1
+                    fail(item[1], item[2])
+                    clock.report += time.perf_counter() - t1
+                    continue
+                scheduler.add(item[1])
+                clock.batching += time.perf_counter() - t1
+                drive(final=False)
+            drive(final=True)
+            stream.close()
+            scheduler.release_all()  # only after a stop: files part-way through the model
+            t0 = time.perf_counter()
+            bg.close(abandon=stop.count > 1)
+            clock.write += time.perf_counter() - t0
+            settle(bg.drain())
     finally:
-        writer.close()
+        if stream is not None:
+            stream.close()
+        bg.close(abandon=True)  # after an error: whatever is being written completes; no-op when closed
         scheduler.release_all()
+        monitor.stop()
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             scratch.parent.rmdir()  # <output_dir>/.scratch, when no other shard is using it
         except OSError:
             pass
-    report.extra.update({"batches": scheduler.n_batches, "pieces": scheduler.n_pieces, **monitor.summary()})
+    timing = clock.summary(scheduler, bg, n_finished)
+    report.extra.update({"batches": scheduler.n_batches, "pieces": scheduler.n_pieces, **monitor.summary(),
+                         "engine_timing": timing})
+    if scheduler.n_oom_splits:
+        report.extra["out_of_memory_splits"] = scheduler.n_oom_splits
+    not_done = len(todo) - n_finished
+    if stop.requested or bg.stop_reason is not None:
+        report.extra["files_not_done"] = not_done
+        if bg.stop_reason is not None:
+            report.status, report.exit_status = "failed", 1
+            report.stop_reason = f"{bg.stop_reason}; free some space and rerun the same command to resume"
+        else:
+            name = signal.Signals(stop.signum).name
+            report.status, report.exit_status = "interrupted", 128 + int(stop.signum)
+            report.stop_reason = (f"interrupted by {name}: {report.files_done} files done, {not_done} not done; "
+                                  "rerun the same command to resume")
+        report.extra["status"] = report.status
     return report
 
 

@@ -3,6 +3,10 @@
 The bar (tqdm: files, audio hours, speed as audio seconds per second, ETA) shows only
 on a terminal and never with ``quiet``; errors are always printed, one line each;
 ``verbose`` adds a line per file and per batch (with GPU memory and utilisation on a GPU).
+
+The GPU monitor keeps off the model's path: a background thread samples ``nvidia-smi``
+every few seconds, and a batch only reads the last sample (and torch's allocator counters,
+which need no synchronisation).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -81,40 +86,74 @@ def nvidia_smi_status(index: int = 0) -> dict[str, float] | None:
 
 
 class GpuMonitor:
-    """Per-batch GPU memory (torch) and, every ``smi_every_s``, utilisation (nvidia-smi).
+    """GPU utilisation and memory of a run, sampled off the critical path.
 
+    A daemon thread runs ``nvidia-smi`` every ``smi_every_s`` seconds (from the first call
+    of :meth:`start`, or of :meth:`batch`) and keeps the samples; :meth:`batch` formats the
+    latest sample for a verbose log line without waiting for the GPU or for ``nvidia-smi``.
     Does nothing when ``device`` is not a CUDA device.
+
+    Parameters
+    ----------
+    device : torch.device or str
+    smi_every_s : float
+        Seconds between ``nvidia-smi`` samples.
     """
 
-    def __init__(self, device: Any, *, smi_every_s: float = 30.0):
-        self.enabled = getattr(device, "type", str(device)).startswith("cuda")
+    def __init__(self, device: Any, *, smi_every_s: float = 5.0):
+        self.enabled = str(getattr(device, "type", device)).startswith("cuda")
         self.index = getattr(device, "index", None) or 0
-        self.smi_every_s = smi_every_s
-        self._last_smi = -float("inf")
+        self.smi_every_s = float(smi_every_s)
         self.last_smi: dict[str, float] | None = None
         self.peak_mem_mib = 0.0
         self.util_samples: list[float] = []
+        self.mem_samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def batch(self) -> str | None:
-        """Sample after a batch; returns a log fragment (None off GPU)."""
-        if not self.enabled:
-            return None
+    def start(self) -> "GpuMonitor":
+        """Start the sampling thread (once; nothing off GPU or without ``nvidia-smi``)."""
+        if self.enabled and self._thread is None and shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._sample, name="gpu-monitor", daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while True:
+            status = nvidia_smi_status(self.index)
+            if status:
+                self.last_smi = status
+                self.util_samples.append(status["gpu_util_pct"])
+                self.mem_samples.append(status["mem_used_mib"])
+            if self._stop.wait(self.smi_every_s):
+                return
+
+    def stop(self) -> None:
+        """Stop sampling (the thread exits within one interval; it is a daemon either way)."""
+        self._stop.set()
+
+    def _torch_memory(self) -> tuple[float, float]:
         import torch
 
         alloc = torch.cuda.memory_allocated(self.index) / 2 ** 20
         self.peak_mem_mib = max(self.peak_mem_mib, torch.cuda.max_memory_allocated(self.index) / 2 ** 20)
-        now = time.monotonic()
-        if now - self._last_smi >= self.smi_every_s:
-            self._last_smi = now
-            self.last_smi = nvidia_smi_status(self.index)
-            if self.last_smi:
-                self.util_samples.append(self.last_smi["gpu_util_pct"])
+        return alloc, self.peak_mem_mib
+
+    def batch(self) -> str | None:
+        """A log fragment after a batch from the latest samples (None off GPU); never waits."""
+        if not self.enabled:
+            return None
+        self.start()
+        alloc, peak = self._torch_memory()
         util = f", GPU util {self.last_smi['gpu_util_pct']:.0f}%" if self.last_smi else ""
-        return f"GPU mem {alloc:.0f} MiB (peak {self.peak_mem_mib:.0f} MiB){util}"
+        return f"GPU mem {alloc:.0f} MiB (peak {peak:.0f} MiB){util}"
 
     def summary(self) -> dict[str, Any]:
+        """``{"gpu": {peak_memory_mib, mean_util_pct, samples, last_status}}`` (empty off GPU)."""
         if not self.enabled:
             return {}
+        self.stop()
+        self._torch_memory()
         mean_util = sum(self.util_samples) / len(self.util_samples) if self.util_samples else None
         return {"gpu": {"peak_memory_mib": round(self.peak_mem_mib, 1), "mean_util_pct": mean_util,
-                        "last_status": self.last_smi}}
+                        "util_samples": len(self.util_samples), "last_status": self.last_smi}}
