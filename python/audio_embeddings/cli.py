@@ -77,7 +77,8 @@ def _formats(text: str) -> tuple[str, ...]:
 #: Shared stages after the model that declare their own options: (``--help`` group, module with ``OPTIONS``).
 STAGES = (("alignment to a brain-data time grid (EEG/MEG rate or fMRI TR)", "align"),
           ("perch-hoplite database (window models)", "outputs.hoplite"),
-          ("quick-look pictures", "plots"))
+          ("quick-look pictures", "plots"),
+          ("model execution", "device"))
 
 
 def declared_stage_options() -> tuple:
@@ -219,7 +220,11 @@ def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return run(args, defaults=defaults, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run(args, defaults=defaults, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
+    except KeyboardInterrupt:  # before the engine takes over the signal (e.g. while the model loads)
+        logging.getLogger("audio_embeddings").error("error: interrupted before any file was embedded")
+        return 130
 
 
 def configure_logging(*, quiet: bool = False, verbose: bool = False) -> None:
