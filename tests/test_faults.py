@@ -521,7 +521,8 @@ def test_a_dead_or_stuck_worker_fails_its_file_and_the_rest_go_on(tmp_path):
     sf.write(good, noise(0.5, RATE), RATE)
     keys = ["a", "die", "b", "hang", "c", "d"]
     tasks = [LoadTask(k, str(good) if k not in ("die", "hang") else str(tmp_path / f"{k}.wav"), RATE) for k in keys]
-    prefetcher = Prefetcher(tasks, workers=2, ahead=3, file_timeout_s=2.0, load=_load_or_misbehave)
+    # 8 s: long enough for a spawned worker to start on a loaded machine, short enough for the hang to end
+    prefetcher = Prefetcher(tasks, workers=2, ahead=3, file_timeout_s=8.0, load=_load_or_misbehave)
     t0 = time.monotonic()
     results = list(prefetcher)
     assert time.monotonic() - t0 < 60
@@ -529,7 +530,7 @@ def test_a_dead_or_stuck_worker_fails_its_file_and_the_rest_go_on(tmp_path):
     assert [r.error is None for r in results] == [True, False, True, False, True, True]
     assert results[1].error == f"{tmp_path / 'die.wav'}: the decoding process died (SIGKILL; out of memory?) " \
                                "while reading it"
-    assert results[3].error == f"{tmp_path / 'hang.wav'}: took longer than 2 s to decode (--file-timeout); stopped"
+    assert results[3].error == f"{tmp_path / 'hang.wav'}: took longer than 8 s to decode (--file-timeout); stopped"
     assert prefetcher.restarts == 2 and all(r.n_samples == 4000 for r in results if r.error is None)
 
 
