@@ -19,7 +19,10 @@ def test_perch_by_kaggle_handle_downloads_the_cpu_build_without_a_gpu(monkeypatc
     kagglehub = pytest.importorskip("kagglehub")
     import tensorflow as tf
 
+    from audio_embeddings import hub
+
     asked = []
+    monkeypatch.setattr(hub, "host_reachable", lambda *a, **k: True)  # as if Kaggle answered
     monkeypatch.setattr(kagglehub, "model_download", lambda handle: asked.append(handle) or str(tiny_perch_model))
     backend = registry.load_backend("perch_v2", device="auto")
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -29,7 +32,10 @@ def test_perch_by_kaggle_handle_downloads_the_cpu_build_without_a_gpu(monkeypatc
 
 def test_resolve_recognises_names_ids_and_directories(tiny_model, tmp_path):
     assert registry.resolve("wav2vec2")[1] == "facebook/wav2vec2-large-xlsr-53"
-    assert registry.resolve("microsoft/wavlm-large") == (registry.PRESETS["wav2vec2"], "microsoft/wavlm-large")
+    # a preset's own checkpoint id is that preset; another owner/name id is a wav2vec2-family model
+    assert registry.resolve("microsoft/wavlm-large") == (registry.PRESETS["wavlm-large"], "microsoft/wavlm-large")
+    assert registry.resolve("someone/wav2vec2-finetuned") == (registry.PRESETS["wav2vec2"], "someone/wav2vec2-finetuned")
+    assert registry.resolve("openai/whisper-tiny")[0] is registry.PRESETS["whisper-base"]
     assert registry.resolve(str(tiny_model("hubert")))[1] == str(tiny_model("hubert"))
     with pytest.raises(ValueError, match="not a model file or folder.*Accepted:.*config.json.*saved_model.pb"):
         registry.resolve(str(tmp_path))
@@ -40,6 +46,11 @@ def test_resolve_recognises_names_ids_and_directories(tiny_model, tmp_path):
 def test_hub_id_goes_to_the_hub_loader(monkeypatch):
     """An id that is not a local path is handed to transformers' downloader (stubbed: no network in tests)."""
     import transformers
+
+    from audio_embeddings import hub
+
+    monkeypatch.setattr(hub, "hf_offline_reason", lambda *a, **k: None)  # as if downloads were on
+    monkeypatch.setattr(hub, "host_reachable", lambda *a, **k: True)  # and the hub answered
 
     asked = []
 

@@ -220,11 +220,26 @@ def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
     if args.quiet or not sys.stderr.isatty():  # MATLAB's system(), pipes, logs: no progress bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        _quiet_loaded_hub_libraries()
     try:
         return run(args, defaults=defaults, argv=[defaults.prog, *(sys.argv[1:] if argv is None else argv)])
     except KeyboardInterrupt:  # before the engine takes over the signal (e.g. while the model loads)
         logging.getLogger("audio_embeddings").error("error: interrupted before any file was embedded")
         return 130
+
+
+def _quiet_loaded_hub_libraries() -> None:
+    """The same quiet for transformers / huggingface_hub when they were imported before this run
+    (a notebook, a test session): their environment variables are read only at import."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def configure_logging(*, quiet: bool = False, verbose: bool = False) -> None:
