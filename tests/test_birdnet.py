@@ -239,3 +239,9 @@ def test_cli_end_to_end(tmp_path):
         assert all("_" in r.split(",")[2] for r in rows[1:])  # "Scientific_Common" names, not class indices
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files_done"] == len(DEMO_CLIPS) and summary["files_failed"] == 0
+
+
+def test_a_resampler_the_loader_cannot_apply_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="kaiser-fast is not available in corpus runs yet"):
+        load_backend("birdnet", device="cpu", resampler="kaiser-fast")
+    assert load_backend("birdnet", device="cpu", resampler="soxr-hq").rules.resampler == "soxr-hq"

@@ -267,6 +267,10 @@ class RuledWindows:
     def apply_rules(self, *, min_seconds: float | None = None, partial_window: str | None = None,
                     resampler: str | None = None) -> None:
         """Take the model's default rules (:func:`rules_for` its name), overridden by the given options."""
+        if resampler == "kaiser-fast":  # refused rather than ignored until the corpus loader resamples with it
+            raise ValueError("--resampler kaiser-fast is not available in corpus runs yet (the loader resamples "
+                             "with soxr-hq); resample with audio_embeddings.windowing.resample first, or use "
+                             "soxr-hq")
         self.rules = rules_for(self.name).with_options(min_seconds=min_seconds, partial_window=partial_window,
                                                        resampler=resampler)
         self.min_samples = self.rules.min_samples(self.sample_rate_hz)
