@@ -166,7 +166,7 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     channels, rate = 0, 0
     if probe is not None:
         out = subprocess.run(
-            [probe, "-nostdin", "-v", "error", "-select_streams", "a:0", "-show_entries",
+            [probe, "-v", "error", "-select_streams", "a:0", "-show_entries",
              "stream=channels,sample_rate", "-of", "csv=p=0", ffmpeg_input(path)],
             capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
         )
