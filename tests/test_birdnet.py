@@ -241,7 +241,30 @@ def test_cli_end_to_end(tmp_path):
     assert summary["files_done"] == len(DEMO_CLIPS) and summary["files_failed"] == 0
 
 
-def test_a_resampler_the_loader_cannot_apply_is_refused_not_ignored():
-    with pytest.raises(ValueError, match="kaiser-fast is not available in corpus runs yet"):
-        load_backend("birdnet", device="cpu", resampler="kaiser-fast")
-    assert load_backend("birdnet", device="cpu", resampler="soxr-hq").rules.resampler == "soxr-hq"
+def test_a_corpus_run_with_kaiser_fast_resamples_as_birdnet_analyzer(tmp_path):
+    """``--resampler kaiser-fast`` reaches the corpus loader: the rows are the model's on librosa's
+    ``kaiser_fast`` resampling (BirdNET-Analyzer's ``librosa.load``), not on soxr's; a rerun with the
+    other resampler is refused, naming it."""
+    import librosa
+    import soundfile as sf
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    source_rate = 22050
+    x = noise(4.0, source_rate, seed=7)
+    sf.write(corpus / "f22k.wav", x, source_rate, subtype="FLOAT")
+    out = tmp_path / "out"
+    base = ["embed.py", str(corpus), "--model", "birdnet", "--output-dir", str(out), "--device", "cpu",
+            "--workers", "0"]
+    proc = run_script(*base, "--resampler", "kaiser-fast")
+    assert proc.returncode == 0, proc.stderr
+    ours = np.load(out / "f22k.npy")
+    theirs_audio, _ = librosa.load(corpus / "f22k.wav", sr=RATE, mono=True, res_type="kaiser_fast")
+    bn = load_backend("birdnet", device="cpu")
+    expected = embed_audio(bn, Audio(theirs_audio, RATE, source_rate, 1, None, "<memory>")).embeddings
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+    soxr_rows = embed_audio(bn, audio.load(corpus / "f22k.wav", sample_rate_hz=RATE)).embeddings
+    assert np.abs(soxr_rows - expected).max() > 1e-3  # the two resamplers really differ here
+    assert '"resampler": "kaiser-fast"' in (out / "summary.json").read_text()  # provenance
+    rerun = run_script(*base, "--resampler", "soxr-hq")
+    assert rerun.returncode == 2 and "--resampler" in rerun.stderr, rerun.stderr

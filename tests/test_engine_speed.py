@@ -247,3 +247,24 @@ def test_the_fast_mono_mix_is_bit_identical_to_numpy_mean(dtype, channels, order
     expected = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
     assert mono.dtype == np.float32 and mono.flags.c_contiguous
     np.testing.assert_array_equal(mono.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("channels,channel", [(1, None), (2, None), (3, None), (6, None), (2, 1)])
+def test_16_bit_pcm_read_as_int16_gives_libsndfiles_float32_values(tmp_path, channels, channel):
+    """The loader reads 16-bit PCM as int16 and mixes in int32: bit for bit what mixing libsndfile's
+    float32 reading gives (full-scale samples included)."""
+    from audio_embeddings import audio
+
+    rng = np.random.default_rng(channels)
+    pcm = rng.integers(-32768, 32768, (9001, channels), dtype=np.int16)
+    pcm[:4] = [[-32768] * channels, [32767] * channels, [0] * channels, [-1] * channels]
+    path = tmp_path / "pcm16.wav"
+    sf.write(path, pcm, 16000, subtype="PCM_16")
+    raw, _ = audio.decode(path, pcm16=True)
+    assert raw.dtype == np.int16
+    floats, _ = audio.decode(path)
+    assert floats.dtype == np.float32
+    ours = audio.load(path, sample_rate_hz=16000, channel=channel).samples
+    expected = to_mono(floats, channel=channel)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours.view(np.uint32), expected.view(np.uint32))

@@ -393,7 +393,8 @@ class Model:
 
         loaded = audio_io.prepare(np.asarray(audio), int(round(float(sample_rate_hz))),
                                   target_rate_hz=self.sample_rate_hz, channel=channel,
-                                  min_samples=int(self.backend.min_samples), name=MEMORY)
+                                  min_samples=int(self.backend.min_samples), name=MEMORY,
+                                  resampler=self.backend.resampler)
         return self._embed_loaded(loaded, source=MEMORY)
 
     def embed_file(self, path: str | os.PathLike, *, channel: int | None = None) -> EmbeddingResult:
@@ -420,7 +421,7 @@ class Model:
         from . import audio as audio_io
 
         loaded = audio_io.load(path, sample_rate_hz=self.sample_rate_hz, channel=channel,
-                               min_samples=int(self.backend.min_samples))
+                               min_samples=int(self.backend.min_samples), resampler=self.backend.resampler)
         return self._embed_loaded(loaded, source=str(path))
 
     def embed_files(self, paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike], *,

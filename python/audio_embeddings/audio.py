@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,12 +145,11 @@ class Audio:
         return self.samples.shape[0] / float(self.sample_rate_hz)
 
 
-def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    # dtype float32 scales integer PCM (16/24/32-bit) to [-1, 1) inside libsndfile.
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(rate)
+def _read_soundfile(f: Any, *, pcm16: bool) -> np.ndarray:
+    """[N, C] samples of an open ``soundfile.SoundFile``: float32 in [-1, 1) (libsndfile scales
+    integer PCM), or with ``pcm16`` a 16-bit PCM file's own int16 samples (see :func:`to_mono`)."""
+    dtype = "int16" if pcm16 and str(f.subtype).upper() == "PCM_16" else "float32"
+    return f.read(dtype=dtype, always_2d=True)
 
 
 def ffmpeg_input(path: str | os.PathLike) -> str:
@@ -292,8 +292,16 @@ def check_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def decode(path: str | os.PathLike, *, pcm16: bool = False) -> tuple[np.ndarray, int]:
     """Decode a file to [N, C] samples and its sample rate: soundfile, then ffmpeg (``.mat``: scipy).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    pcm16 : bool
+        Give a 16-bit PCM file's samples as int16 (half the memory, and :func:`prepare` mixes
+        them exactly, to the same float32 values); otherwise float32 in [-1, 1).
 
     Raises
     ------
@@ -306,16 +314,18 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        info = sf.info(str(p))
+        f = sf.SoundFile(str(p))
     except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"
         return _decode_ffmpeg(p)
-    check_header(p, rate_hz=info.samplerate, frames=info.frames, channels=info.channels, subtype=info.subtype)
-    try:
-        return _decode_soundfile(p)
-    except AudioError:
-        raise
-    except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"
-        return _decode_ffmpeg(p)
+    with f:
+        rate = check_header(p, rate_hz=f.samplerate, frames=f.frames, channels=f.channels, subtype=f.subtype)
+        try:
+            return _read_soundfile(f, pcm16=pcm16), int(rate)
+        except AudioError:
+            raise
+        except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"
+            pass
+    return _decode_ffmpeg(p)
 
 
 def to_mono(data: np.ndarray, *, channel: int | None = None, name: str = "<memory>") -> np.ndarray:
@@ -352,7 +362,10 @@ def to_mono(data: np.ndarray, *, channel: int | None = None, name: str = "<memor
         if not 0 <= channel < n_channels:
             raise AudioError(f"{name}: --channel {channel} requested but the file has {n_channels} channel(s) "
                              "(0-based)")
-        return np.ascontiguousarray(data[:, channel], dtype=np.float32)
+        return _pcm16_mono(data[:, channel:channel + 1]) if data.dtype == np.int16 else \
+            np.ascontiguousarray(data[:, channel], dtype=np.float32)
+    if data.dtype == np.int16:
+        return _pcm16_mono(data)
     if n_channels == 1:
         return np.ascontiguousarray(data[:, 0], dtype=np.float32)
     if data.dtype not in (np.float32, np.float64) or (n_channels >= 8 and not data.flags.f_contiguous):
@@ -364,13 +377,59 @@ def to_mono(data: np.ndarray, *, channel: int | None = None, name: str = "<memor
     return mono if mono.dtype == np.float32 else mono.astype(np.float32)
 
 
-def resample(samples: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
-    """Resample mono float32 [N] with soxr (high quality); identity when rates match."""
-    if int(from_hz) == int(to_hz):
-        return samples
-    import soxr
+def _pcm16_mono(data: np.ndarray) -> np.ndarray:
+    """Mono float32 [N] of int16 PCM [N, C]: the channels summed exactly in int32, then scaled by
+    2**-15 (exact) and divided by C, which gives the very float32 values of averaging libsndfile's
+    float32 reading of the same file (its samples are x / 32768, and their float32 sums are exact)."""
+    acc = data[:, 0].astype(np.int32)
+    for c in range(1, data.shape[1]):
+        acc += data[:, c]
+    mono = acc.astype(np.float32)
+    mono *= np.float32(2.0 ** -15)
+    if data.shape[1] > 1:
+        mono /= np.float32(data.shape[1])
+    return mono
 
-    return np.ascontiguousarray(soxr.resample(samples, int(from_hz), int(to_hz), quality="HQ"), dtype=np.float32)
+
+#: Resamplers: ``soxr-hq`` (this toolkit's default) and ``kaiser-fast`` (BirdNET-Analyzer's, via resampy).
+RESAMPLERS = ("soxr-hq", "kaiser-fast")
+
+
+def resample(samples: np.ndarray, *, from_hz: int, to_hz: int, method: str = "soxr-hq") -> np.ndarray:
+    """Resample mono float32 [N] with ``soxr-hq`` or ``kaiser-fast``; identity when the rates match.
+
+    ``kaiser-fast`` equals ``librosa.resample(y, orig_sr=from_hz, target_sr=to_hz, res_type="kaiser_fast")``
+    (what BirdNET-Analyzer's ``librosa.load(..., res_type="kaiser_fast")`` does: resampy's filter, the
+    length fixed to ``ceil(N * to / from)``).
+
+    Raises
+    ------
+    ImportError
+        ``kaiser-fast`` without resampy installed (``pip install resampy``).
+    ValueError
+        An unknown ``method``.
+    """
+    x = np.ascontiguousarray(samples, dtype=np.float32)
+    if int(from_hz) == int(to_hz):
+        return x
+    if method == "soxr-hq":
+        import soxr
+
+        return np.ascontiguousarray(soxr.resample(x, int(from_hz), int(to_hz), quality="HQ"), dtype=np.float32)
+    if method != "kaiser-fast":
+        raise ValueError(f"resampler {method!r}: choose from {', '.join(RESAMPLERS)}")
+    try:
+        import resampy
+    except ImportError:
+        raise ImportError("--resampler kaiser-fast needs resampy (pip install resampy): it is the kaiser_fast "
+                          "filter librosa and BirdNET-Analyzer use") from None
+    y = np.asarray(resampy.resample(x, int(from_hz), int(to_hz), filter="kaiser_fast", axis=-1), dtype=np.float32)
+    size = int(np.ceil(x.shape[-1] * (float(to_hz) / from_hz)))  # librosa's own arithmetic (its off-by-one too)
+    if y.shape[-1] > size:
+        y = y[..., :size]
+    elif y.shape[-1] < size:
+        y = np.pad(y, (0, size - y.shape[-1]))
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def prepare(
@@ -381,6 +440,7 @@ def prepare(
     channel: int | None = None,
     min_samples: int = 1,
     name: str = "<memory>",
+    resampler: str = "soxr-hq",
 ) -> Audio:
     """Mono, resample and check already-decoded audio.
 
@@ -398,9 +458,12 @@ def prepare(
         Shortest acceptable length at ``target_rate_hz``.
     name : str
         File name for error messages.
+    resampler : {"soxr-hq", "kaiser-fast"}
+        See :func:`resample`.
     """
     data = np.asarray(data)
-    if np.issubdtype(data.dtype, np.integer):
+    exact = data.dtype == np.int16  # 16-bit PCM: mixed exactly by to_mono, and always finite
+    if np.issubdtype(data.dtype, np.integer) and not exact:
         info = np.iinfo(data.dtype)
         half_range = (float(info.max) + 1.0) / 2.0 if info.min == 0 else -float(info.min)
         zero = half_range if info.min == 0 else 0.0  # unsigned PCM (8-bit WAV) is centred on 128
@@ -414,9 +477,9 @@ def prepare(
         raise AudioError(f"{name}: contains no audio samples")
     source_rate_hz = check_rate(source_rate_hz, name=name)
     mono = to_mono(data, channel=channel, name=name)
-    if not np.all(np.isfinite(mono)):
+    if not exact and not np.all(np.isfinite(mono)):
         raise AudioError(f"{name}: contains NaN or Inf samples")
-    samples = resample(mono, from_hz=source_rate_hz, to_hz=target_rate_hz)
+    samples = resample(mono, from_hz=source_rate_hz, to_hz=target_rate_hz, method=resampler)
     if samples.shape[0] < min_samples:
         raise AudioError(
             f"{name}: too short ({samples.shape[0] / target_rate_hz * 1000:.1f} ms); "
@@ -431,6 +494,7 @@ def load(
     sample_rate_hz: int,
     channel: int | None = None,
     min_samples: int = 1,
+    resampler: str = "soxr-hq",
 ) -> Audio:
     """Load a file as mono float32 at ``sample_rate_hz``.
 
@@ -444,6 +508,8 @@ def load(
         0-based channel to keep; None averages channels.
     min_samples : int
         Shortest acceptable length at ``sample_rate_hz``.
+    resampler : {"soxr-hq", "kaiser-fast"}
+        See :func:`resample`.
 
     Returns
     -------
@@ -455,9 +521,9 @@ def load(
     AudioError
         One line naming the file: missing, empty, corrupt, NaN/Inf, too short.
     """
-    data, rate = decode(path)
+    data, rate = decode(path, pcm16=True)
     return prepare(data, rate, target_rate_hz=sample_rate_hz, channel=channel,
-                   min_samples=min_samples, name=str(path))
+                   min_samples=min_samples, name=str(path), resampler=resampler)
 
 
 def synthetic_tone(*, duration_s: float, sample_rate_hz: int, frequency_hz: float = 440.0,

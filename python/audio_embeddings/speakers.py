@@ -280,7 +280,7 @@ class SpeakerHooks(RunHooks):
         for path in run.args.compare:
             try:
                 loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=run.args.channel,
-                                    min_samples=int(backend.min_samples))
+                                    min_samples=int(backend.min_samples), resampler=backend.resampler)
                 vectors.append(utterance_vector(embed_audio(backend, loaded)))
             except (audio.AudioError, ValueError) as exc:
                 raise RunError(exc if str(path) in str(exc) else f"{path}: {exc}", EXIT_INPUT_FAILED) from None

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from .audio import RESAMPLERS, resample
 from .backends.base import Option
 
 PARTIAL_MODES = ("pad", "reflect", "drop", "center")
-RESAMPLERS = ("soxr-hq", "kaiser-fast")
 END_CONVENTIONS = ("clip", "window")
 
 
@@ -216,40 +216,6 @@ def window_ends_s(starts_s: np.ndarray, *, window_s: float, duration_s: float | 
     return ends
 
 
-def resample(samples: np.ndarray, *, from_hz: int, to_hz: int, method: str = "soxr-hq") -> np.ndarray:
-    """Resample mono float32 [N] with ``soxr-hq`` or ``kaiser-fast``; identity when the rates match.
-
-    ``kaiser-fast`` equals ``librosa.resample(y, orig_sr=from_hz, target_sr=to_hz, res_type="kaiser_fast")``
-    (length ``ceil(N * to / from)``).
-
-    Raises
-    ------
-    ImportError
-        ``kaiser-fast`` without resampy installed (``pip install resampy``).
-    """
-    x = np.ascontiguousarray(samples, dtype=np.float32)
-    if int(from_hz) == int(to_hz):
-        return x
-    if method == "soxr-hq":
-        import soxr
-
-        return np.ascontiguousarray(soxr.resample(x, int(from_hz), int(to_hz), quality="HQ"), dtype=np.float32)
-    if method != "kaiser-fast":
-        raise ValueError(f"resampler {method!r}: choose from {', '.join(RESAMPLERS)}")
-    try:
-        import resampy
-    except ImportError:
-        raise ImportError("--resampler kaiser-fast needs resampy (pip install resampy): it is the kaiser_fast "
-                          "filter librosa and BirdNET-Analyzer use") from None
-    y = np.asarray(resampy.resample(x, int(from_hz), int(to_hz), filter="kaiser_fast", axis=-1), dtype=np.float32)
-    size = int(np.ceil(x.shape[-1] * (float(to_hz) / from_hz)))  # librosa's own arithmetic (its off-by-one too)
-    if y.shape[-1] > size:
-        y = y[..., :size]
-    elif y.shape[-1] < size:
-        y = np.pad(y, (0, size - y.shape[-1]))
-    return np.ascontiguousarray(y, dtype=np.float32)
-
-
 __all__ = ["END_CONVENTIONS", "MIN_SECONDS", "OPTIONS", "PARTIAL_MODES", "PARTIAL_WINDOW", "RESAMPLER", "RESAMPLERS",
            "WindowRules", "DEFAULT_RULES", "plan_windows", "resample", "rules_for", "window_ends_s"]
 
@@ -267,14 +233,11 @@ class RuledWindows:
     def apply_rules(self, *, min_seconds: float | None = None, partial_window: str | None = None,
                     resampler: str | None = None) -> None:
         """Take the model's default rules (:func:`rules_for` its name), overridden by the given options."""
-        if resampler == "kaiser-fast":  # refused rather than ignored until the corpus loader resamples with it
-            raise ValueError("--resampler kaiser-fast is not available in corpus runs yet (the loader resamples "
-                             "with soxr-hq); resample with audio_embeddings.windowing.resample first, or use "
-                             "soxr-hq")
         self.rules = rules_for(self.name).with_options(min_seconds=min_seconds, partial_window=partial_window,
                                                        resampler=resampler)
         self.min_samples = self.rules.min_samples(self.sample_rate_hz)
         self.pad_mode = "reflect" if self.rules.partial == "reflect" else "zeros"
+        self.resampler = self.rules.resampler
 
     def plan_rows(self, n_samples: int) -> np.ndarray:
         """Window onsets in samples, int64 [W], by :func:`plan_windows` with this backend's rules."""

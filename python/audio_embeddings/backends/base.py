@@ -309,7 +309,9 @@ class BaseBackend:
     long files may be streamed; None: ``prepare`` needs the whole file), ``accepts_lengths``
     (``embed_batch`` takes ``lengths=`` int [B] and masks zero padding itself),
     ``window_offset_samples`` (window start relative to the row onset), ``classes`` (label
-    names of a ``label`` extra), ``top_k`` (labels per row written by the outputs).
+    names of a ``label`` extra), ``top_k`` (labels per row written by the outputs),
+    ``resampler`` (how the loader brings a file to ``sample_rate_hz``: ``"soxr-hq"``, or
+    ``"kaiser-fast"`` for BirdNET-Analyzer's resampling; see :mod:`audio_embeddings.windowing`).
 
     Options: ``options`` lists the :class:`Option` s ``load`` takes (besides ``name``,
     ``device``, ``dtype``); ``option_group`` titles them in ``--help``.
@@ -328,6 +330,7 @@ class BaseBackend:
     window_samples: int | None = None
     window_offset_samples: int = 0
     pad_mode: Literal["zeros", "reflect"] = "zeros"
+    resampler: Literal["soxr-hq", "kaiser-fast"] = "soxr-hq"
     input_norm: Literal["none", "zscore"] | None = None
     norm_eps: float = 0.0
     accepts_lengths: bool = False

@@ -302,8 +302,8 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
         progress.line(f"torch.compile: {', '.join(compiled) or 'nothing to compile in this backend'}")
     rate = backend.sample_rate_hz
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
-    tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch))
-             for i in todo)
+    tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch),
+                      backend.resampler) for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(backend.device).start()

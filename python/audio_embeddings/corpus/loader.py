@@ -4,7 +4,8 @@
 model's rate, or, for a recording longer than ``stream_above_samples``, streams it block
 by block (soundfile blocks -> mono -> ``soxr.ResampleStream``) into a raw float32 scratch
 file and returns only its length and statistics, so no long recording is ever decoded
-whole. It never raises: a bad file comes back with ``error`` set to a one-line reason.
+whole (``resampler`` ``kaiser-fast``, BirdNET-Analyzer's, needs the whole file, so it never
+streams). It never raises: a bad file comes back with ``error`` set to a one-line reason.
 
 :class:`Prefetcher` runs it in worker processes of its own: a file that takes longer than
 ``file_timeout_s`` (``--file-timeout``) or whose worker dies (the out-of-memory killer, a crash in a
@@ -55,6 +56,7 @@ class LoadTask:
     min_samples: int = 1
     stream_above_samples: int | None = None
     scratch_dir: str | None = None
+    resampler: str = "soxr-hq"
 
 
 @dataclass
@@ -117,9 +119,10 @@ def _stream_to_raw(task: LoadTask, info: Any) -> Loaded:
     try:
         with os.fdopen(fd, "wb") as out, sf.SoundFile(task.path) as f:
             block_frames = max(1, int(STREAM_BLOCK_S * f.samplerate))
-            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            pcm16 = str(f.subtype).upper() == "PCM_16"  # int16 blocks, mixed exactly (audio.to_mono)
+            for block in f.blocks(blocksize=block_frames, dtype="int16" if pcm16 else "float32", always_2d=True):
                 mono = audio.to_mono(block, channel=task.channel, name=name)
-                if not np.all(np.isfinite(mono)):
+                if not pcm16 and not np.all(np.isfinite(mono)):
                     raise audio.AudioError(f"{name}: contains NaN or Inf samples")
                 y = resampler.resample_chunk(mono) if resampler else mono
                 moments.add(y)
@@ -141,7 +144,7 @@ def load_item(task: LoadTask) -> Loaded:
     """Load one file for the model (runs in a worker; never raises)."""
     try:
         path = audio.check_file(task.path)
-        if task.stream_above_samples is not None:
+        if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
             import soundfile as sf
 
             try:
@@ -155,7 +158,7 @@ def load_item(task: LoadTask) -> Loaded:
                     info.frames * task.target_rate_hz / info.samplerate > task.stream_above_samples:
                 return _stream_to_raw(task, info)
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
-                            min_samples=task.min_samples)
+                            min_samples=task.min_samples, resampler=task.resampler)
     except audio.AudioError as exc:
         return Loaded(task.key, task.path, error=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - report and go on; the run must not die on one file

@@ -493,7 +493,7 @@ def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, 
     rate = int(backend.sample_rate_hz)
     window = int(backend.window_samples)
     try:
-        loaded = audio.load(query, sample_rate_hz=rate)
+        loaded = audio.load(query, sample_rate_hz=rate, resampler=backend.resampler)
     except audio.AudioError as exc:
         raise UsageError(f"query {exc}") from None
     n = int(loaded.samples.shape[0])

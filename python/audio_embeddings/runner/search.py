@@ -234,7 +234,7 @@ def load_queries(query: str | Path, *, backend_factory: Callable[[], Any], mean:
         else:
             backend = backend or backend_factory()
             try:
-                clip = audio.load(f, sample_rate_hz=int(backend.sample_rate_hz))
+                clip = audio.load(f, sample_rate_hz=int(backend.sample_rate_hz), resampler=backend.resampler)
             except audio.AudioError as exc:
                 raise SearchError(f"query {exc}") from None
             rows = embed_audio(backend, clip, batch_size=4).embeddings
