@@ -317,6 +317,7 @@ def engine_step(run: Run) -> None:
     from .corpus.lock import clean_stale_scratch, run_scratch_dir
     from .corpus.progress import Progress
     from .corpus.report import RunReport
+    from .corpus.writers import StampedWriter
     from .outputs.contract import package_versions
 
     args, backend, corpus = run.args, run.backend, run.corpus
@@ -324,7 +325,9 @@ def engine_step(run: Run) -> None:
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
                          max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite,
-                         compile=bool(getattr(args, "compile", None)), file_timeout_s=args.file_timeout)
+                         compile=bool(getattr(args, "compile", None)), file_timeout_s=args.file_timeout,
+                         hash_inputs_below_bytes=run.writer.stamper.decoder_hash_below
+                         if isinstance(run.writer, StampedWriter) else 0)
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),
         "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),

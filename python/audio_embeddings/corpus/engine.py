@@ -27,6 +27,7 @@ files to the writer (including waits on a full queue) and reporting.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -99,7 +100,13 @@ class RunOptions:
     retain_memory : bool
         Let the process keep freed memory for reuse (glibc allocator thresholds, for the rest of
         the process: :func:`~.background.retain_freed_memory`), so per-file buffers do not fault
-        in fresh pages; False leaves the allocator as it is.
+        in fresh pages, and freeze the objects that exist before the loop (``gc.freeze``: the
+        collector does not rescan the model and the imported modules after every few hundred
+        allocations); False leaves the allocator and the collector as they are.
+    hash_inputs_below_bytes : int
+        The decoders hash the bytes of inputs smaller than this (sha256, in ``audio_info`` as
+        ``input_sha256``, which the stamps then use instead of reading the file again; see
+        :class:`~.stamps.Stamper`); 0: never.
     """
 
     chunk_s: float = DEFAULT_CHUNK_S
@@ -118,6 +125,7 @@ class RunOptions:
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S
     background: bool | None = None
     retain_memory: bool = True
+    hash_inputs_below_bytes: int = 0
 
 
 class ConfigMismatch(ValueError):
@@ -294,6 +302,7 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     scratch.mkdir(parents=True, exist_ok=True)
     if options.retain_memory:
         retain_freed_memory()
+        gc.freeze()  # the model and the imported modules: never rescanned by the collector during the run
     if options.compile:
         from ..device import compile_backend
 
@@ -303,7 +312,7 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     rate = backend.sample_rate_hz
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
     tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch),
-                      backend.resampler) for i in todo)
+                      backend.resampler, options.hash_inputs_below_bytes) for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(backend.device).start()
@@ -417,6 +426,8 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
         bg.close(abandon=True)  # after an error: whatever is being written completes; no-op when closed
         scheduler.release_all()
         monitor.stop()
+        if options.retain_memory:
+            gc.unfreeze()
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             scratch.parent.rmdir()  # <output_dir>/.scratch, when no other shard is using it

@@ -57,6 +57,7 @@ class LoadTask:
     stream_above_samples: int | None = None
     scratch_dir: str | None = None
     resampler: str = "soxr-hq"
+    hash_below_bytes: int = 0
 
 
 @dataclass
@@ -157,16 +158,33 @@ def load_item(task: LoadTask) -> Loaded:
             if info is not None and info.frames > 0 and \
                     info.frames * task.target_rate_hz / info.samplerate > task.stream_above_samples:
                 return _stream_to_raw(task, info)
+        content, digest = _read_to_hash(path, task.hash_below_bytes)
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
-                            min_samples=task.min_samples, resampler=task.resampler)
+                            min_samples=task.min_samples, resampler=task.resampler, content=content)
     except audio.AudioError as exc:
         return Loaded(task.key, task.path, error=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - report and go on; the run must not die on one file
         return Loaded(task.key, task.path, error=f"{task.path}: {type(exc).__name__}: {_one_line(exc)}")
+    info = {"source_sample_rate": loaded.source_sample_rate_hz, "source_channels": loaded.source_channels,
+            "channel": loaded.channel, "duration_s": loaded.duration_s}
+    if digest is not None:
+        info["input_sha256"] = digest
     return Loaded(task.key, task.path, n_samples=int(loaded.samples.shape[0]), samples=loaded.samples,
-                  audio_info={"source_sample_rate": loaded.source_sample_rate_hz,
-                              "source_channels": loaded.source_channels, "channel": loaded.channel,
-                              "duration_s": loaded.duration_s})
+                  audio_info=info)
+
+
+def _read_to_hash(path: os.PathLike, below_bytes: int) -> tuple[bytes | None, str | None]:
+    """``(bytes, sha256 hex)`` of a file smaller than ``below_bytes``, read once (the very bytes that
+    are then decoded, so the stamp's hash is of what made the outputs); ``(None, None)`` otherwise."""
+    if below_bytes <= 0:
+        return None, None
+    import hashlib
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size >= below_bytes:
+            return None, None
+        content = fh.read()
+    return content, hashlib.sha256(content).hexdigest()
 
 
 def _die_with_parent() -> None:

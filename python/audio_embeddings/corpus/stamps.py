@@ -148,13 +148,27 @@ class Stamper:
         self._before.setdefault(str(path), stamp)
         return stamp
 
-    def full(self, path: str) -> dict[str, Any]:
+    @property
+    def decoder_hash_below(self) -> int:
+        """Inputs smaller than this are hashed by the decoders as they read them (``LoadTask``):
+        ``hash_below``, capped at :data:`HASH_BELOW_BYTES` so no decoder holds a larger file's bytes
+        (with ``verify``, :meth:`full` hashes larger inputs itself, in blocks)."""
+        return min(self.hash_below, HASH_BELOW_BYTES) if self.hash_below > 0 or self.verify else 0
+
+    def full(self, path: str, *, sha256: str | None = None) -> dict[str, Any]:
         """The stamp to write, with a hash for small inputs (or with ``verify``).
 
+        ``sha256``: the hash of the bytes the decoder read and decoded (so not read again here).
         When the input's size or modification time changed since :meth:`quick` first saw it (it was
         edited during the run), the earlier state without a hash is returned, so the next run redoes it.
         """
-        stamp = input_stamp(path, settings_hash=self.settings_hash, verify=self.verify, hash_below=self.hash_below)
+        if sha256 is not None:
+            stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0)
+            if "error" not in stamp and (self.verify or stamp["size"] < self.hash_below):
+                stamp["sha256"] = str(sha256)
+        else:
+            stamp = input_stamp(path, settings_hash=self.settings_hash, verify=self.verify,
+                                hash_below=self.hash_below)
         before = self._before.get(str(path))
         if before is not None and (before.get("size"), before.get("mtime_ns")) != (stamp.get("size"),
                                                                                   stamp.get("mtime_ns")):

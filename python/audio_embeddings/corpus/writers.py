@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 import numpy as np
 
 from ..outputs.atomic import ensure_free_space, write_text_atomic
-from ..outputs.contract import outputs_whole, read_stamp, stamp_path, write_outputs
+from ..outputs.contract import output_files, outputs_whole, read_stamp, stamp_path, write_outputs
 
 #: Top-level names of a run's own files in the output folder (``summary.json``, ``summary.<shard>.json``,
 #: ``failures.csv``...): an input at the top of the tree with one of these stems gets ``_`` in front.
@@ -104,6 +105,14 @@ def _estimate_bytes(result: Any, formats: tuple[str, ...]) -> int:
     return binary * (emb + extras) + text + 2 ** 16
 
 
+def _sizes_match(sizes: dict[str, int]) -> bool:
+    """Every file is there at its recorded size."""
+    try:
+        return all(os.stat(path).st_size == size for path, size in sizes.items())
+    except OSError:
+        return False
+
+
 class TreeWriter:
     """Writes ``<output_dir>/<key without extension>.{npy,mat,json}`` per file.
 
@@ -144,6 +153,7 @@ class TreeWriter:
         self.classes = classes
         self._claimed: dict[str, str] = {}
         self._derived: dict[str, str] = {}
+        self._written: dict[str, tuple] = {}  # key -> (stamp, {file: size}) of the outputs this writer completed
         if corpus_keys is not None:
             self.claim_keys(corpus_keys)
 
@@ -171,6 +181,9 @@ class TreeWriter:
             return outputs_whole(self.base(key), self.formats)
         from .stamps import stamp_difference
 
+        if key in self._written:  # completed by this writer: its files still at their sizes, no sidecar to read
+            written, sizes = self._written[key]
+            return _sizes_match(sizes) and stamp_difference(written, stamp) is None
         return stamp_difference(self.stored_stamp(key), stamp) is None
 
     def _check_derived(self, key: str, result: Any) -> None:
@@ -205,6 +218,7 @@ class TreeWriter:
         info = self.run_info
         ensure_free_space(base.parent if base.parent.exists() else self.output_dir,
                           _estimate_bytes(result, self.formats))
+        self._written.pop(key, None)
         if stamp is not None:
             stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never "done"
         annotations = {}
@@ -219,13 +233,17 @@ class TreeWriter:
             plot_result(result, None if input_path == "<memory>" else input_path, path=base, classes=self.classes,
                         top_k=max(self.top_k, 3))
             labels.append(base.with_name(base.name + ".png"))
-        return write_outputs(
+        written = write_outputs(
             result, output_dir=base.parent, basename=base.name, model_name=info["model_name"],
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
             audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
             mat_version=info.get("mat_version", "auto"), argv=info.get("argv"), annotations=annotations,
-            align=self.align, stamp=stamp, stamp_key=key, also_written=labels,
+            align=self.align, stamp=stamp, stamp_key=key, also_written=labels, stamp_removed=True,
         )
+        if stamp is not None:
+            files = output_files(base, written, labels) + [stamp_path(base)]
+            self._written[key] = (dict(stamp), {str(f): os.stat(f).st_size for f in files})
+        return written
 
     def close(self) -> None:
         """Nothing is buffered."""
@@ -290,8 +308,9 @@ class StampedWriter:
     def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
               stamp: dict[str, Any] | None = None) -> dict[str, Any]:
         """The wrapped writer's ``write`` with the input's stamp (taken now, checked against its state
-        before decoding)."""
-        stamp = stamp if stamp is not None else self.stamper.full(self.paths.get(key, input_path))
+        before decoding; the content hash is the decoder's, ``audio_info["input_sha256"]``, when it made one)."""
+        if stamp is None:
+            stamp = self.stamper.full(self.paths.get(key, input_path), sha256=audio_info.get("input_sha256"))
         out = self.writer.write(key, result, input_path=input_path, audio_info=audio_info, stamp=stamp)
         self._written[key] = stamp
         self.stale.pop(key, None)

@@ -83,15 +83,14 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """
     final = Path(path)
     try:
+        tmp = _create_temporary(final, suffix)
+    except FileNotFoundError:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+        tmp = _create_temporary(final, suffix)
     except OSError as exc:
         if is_no_space(exc):
             raise NoSpaceError(final) from None
         raise
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions, as open() would
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -103,11 +102,23 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temporary(final: Path, suffix: str) -> Path:
+    """Create ``.<final name>.<8 random chars>.tmp<suffix>`` next to ``final``, empty, with the usual
+    permissions (0666 less the umask, as ``open()`` gives), and return its path.
+
+    Raises
+    ------
+    OSError
+        FileNotFoundError when the folder does not exist; NoSpaceError-worthy errors as they come.
+    """
+    for _ in range(100):
+        tmp = final.with_name(f".{final.name}.{os.urandom(4).hex()}.tmp{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(final.parent))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
