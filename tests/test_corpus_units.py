@@ -325,3 +325,30 @@ def test_an_output_folder_is_checked_without_being_created(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(NotWritableError, match="cannot create it"):
         check_writable(tmp_path / "file" / "out", create=False)
+
+
+def test_the_decoder_hashes_the_bytes_it_decodes_and_the_stamp_uses_that_hash(tmp_path):
+    import hashlib
+    import os
+
+    import soundfile as sf
+
+    from audio_embeddings.corpus.stamps import Stamper
+
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = load_item(LoadTask("x.wav", str(path), 16000, hash_below_bytes=2 ** 20))
+    assert loaded.error is None and loaded.audio_info["input_sha256"] == digest
+    assert "input_sha256" not in load_item(LoadTask("x.wav", str(path), 16000)).audio_info  # not asked for
+    assert "input_sha256" not in load_item(LoadTask("x.wav", str(path), 16000, hash_below_bytes=100)).audio_info
+
+    stamper = Stamper(settings_hash="s")
+    stamper.quick(str(path))
+    assert stamper.full(str(path), sha256=digest)["sha256"] == digest  # taken as given, not read again
+    assert stamper.full(str(path))["sha256"] == digest
+    with open(path, "ab") as fh:  # edited after it was decoded: the earlier state, without a hash (redo next run)
+        fh.write(b"\0\0")
+    os.utime(path, ns=(1, 1))
+    edited = stamper.full(str(path), sha256=digest)
+    assert "sha256" not in edited and edited["size"] == path.stat().st_size - 2
