@@ -7,11 +7,19 @@ perch-runner's), an HDF5 store, a perch-hoplite database, or a folder of recordi
 embedded on the way into ``OUTPUT_DIR/corpus_embeddings/`` by ``generate`` (resumable: a rerun embeds
 only what is missing).
 
-Exact search (default) streams the corpus in blocks of ``block`` windows and keeps each query's
-``top_k`` best, so memory is ``block x D`` floats plus ``queries x top_k`` results whatever the corpus
-size. ``--index usearch`` builds an approximate HNSW index with usearch (what perch-hoplite uses) in
-memory, vectors as float16, for corpora of millions of windows (``benchmarks/bench_search.py``
-measures both).
+Exact search (default) streams the corpus in blocks of ``block`` windows (tables and stores read
+one recording at a time; hoplite databases in id order), scores each block in float32 and rescores
+its best candidates in float64, and keeps each query's ``top_k`` best: memory is ``block x D``
+floats plus ``queries x top_k`` results whatever the corpus size.
+
+``--index usearch`` answers through an approximate HNSW index (usearch, what perch-hoplite uses),
+vectors as float16. It is built once and saved (``--index-path``, default
+``OUTPUT_DIR/corpus.usearch``, with ``corpus.usearch.json``: the corpus' fingerprint, and
+``corpus.usearch.rows.npy`` / ``.names.npy``: what each row is); a later search of the same corpus
+memory-maps it (``Index.restore(path, view=True)``), and one whose corpus changed (files, sizes,
+mtimes, row counts, dimension), or whose metric or vector type differs, rebuilds it, saying why.
+A hoplite database's own ``usearch.index`` answers ``--metric mip`` directly (hoplite's ``IP``)
+when it holds exactly the database's windows. ``benchmarks/bench_search.py`` measures both.
 
 Distances: ``cosine`` = 1 - cosine similarity, ``euclidean`` = L2, ``mip`` (maximum inner product,
 hoplite's ``dot`` score) = minus the inner product. Rank 1 is the smallest distance.
@@ -52,23 +60,108 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.where(n > 0, n, 1.0)
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise SearchError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+
+
 def block_distances(queries: np.ndarray, block: np.ndarray, metric: str) -> np.ndarray:
-    """Distances float64 [Q, B] of queries [Q, D] to corpus rows [B, D] (see the module notes)."""
-    q = np.asarray(queries, dtype=np.float64)
-    x = np.asarray(block, dtype=np.float64)
-    if metric == "cosine":
-        return np.clip(1.0 - _unit(q) @ _unit(x).T, 0.0, 2.0)
+    """Distances of queries to a block of corpus rows, in float32 (one BLAS ``sgemm``).
+
+    Parameters
+    ----------
+    queries : numpy.ndarray
+        float [Q, D].
+    block : numpy.ndarray
+        float [B, D] corpus rows.
+    metric : {"cosine", "euclidean", "mip"}
+        See the module notes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 [Q, B]. Good to about 1e-6 of the vectors' scale: :func:`exact_search` uses them to
+        pick candidates and reports :func:`candidate_distances` (float64) for the ones it keeps.
+    """
+    _check_metric(metric)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    x = np.ascontiguousarray(block, dtype=np.float32)
+    dots = q @ x.T
     if metric == "mip":
-        return -(q @ x.T)
-    if metric == "euclidean":
-        d2 = np.sum(q * q, axis=1)[:, None] + np.sum(x * x, axis=1)[None, :] - 2.0 * (q @ x.T)
-        return np.sqrt(np.maximum(d2, 0.0))
-    raise SearchError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        return np.negative(dots, out=dots)
+    x2 = np.einsum("ij,ij->i", x, x)  # per-row squared norms, no [B, D] temporary
+    if metric == "cosine":
+        qn = np.sqrt(np.einsum("ij,ij->i", q, q))
+        xn = np.sqrt(x2)
+        dots /= np.where(qn > 0, qn, 1.0)[:, None]
+        dots /= np.where(xn > 0, xn, 1.0)[None, :]
+        return np.clip(1.0 - dots, 0.0, 2.0, out=dots)
+    d2 = np.einsum("ij,ij->i", q, q)[:, None] + x2[None, :] - 2.0 * dots
+    return np.sqrt(np.maximum(d2, 0.0, out=d2), out=d2)
+
+
+def candidate_distances(queries: np.ndarray, block: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """Distances, in float64, of each query to its own candidate rows of a block.
+
+    Parameters
+    ----------
+    queries : numpy.ndarray
+        float [Q, D].
+    block : numpy.ndarray
+        float [B, D] corpus rows.
+    rows : numpy.ndarray
+        int [Q, C]: the rows of ``block`` to score for each query.
+    metric : {"cosine", "euclidean", "mip"}
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 [Q, C]; euclidean is computed from the differences (no cancellation).
+    """
+    _check_metric(metric)
+    q = np.asarray(queries, dtype=np.float64)
+    out = np.empty(rows.shape, dtype=np.float64)
+    if rows.size == 0:
+        return out
+    step = max(1, (32 << 20) // max(1, rows.shape[1] * q.shape[1] * 8))  # ~32 MiB of gathered rows at a time
+    for lo in range(0, q.shape[0], step):
+        qs = q[lo:lo + step]
+        x = np.asarray(block[rows[lo:lo + step]], dtype=np.float64)  # [q, C, D]
+        if metric == "euclidean":
+            out[lo:lo + step] = np.sqrt(np.einsum("qcd,qcd->qc", x - qs[:, None, :], x - qs[:, None, :]))
+            continue
+        if metric == "cosine":
+            qs = _unit(qs)
+            n = np.sqrt(np.einsum("qcd,qcd->qc", x, x))
+            dots = np.einsum("qd,qcd->qc", qs, x) / np.where(n > 0, n, 1.0)
+            out[lo:lo + step] = np.clip(1.0 - dots, 0.0, 2.0)
+        else:
+            out[lo:lo + step] = -np.einsum("qd,qcd->qc", qs, x)
+    return out
+
+
+def candidate_rows(distances: np.ndarray, k: int) -> np.ndarray:
+    """Each query's ``2k + 8`` smallest of a block's float32 distances (all of them when fewer),
+    ties broken by row: int64 [Q, C] row numbers, rescored in float64 afterwards.
+
+    The margin over ``k`` keeps rows whose float32 distance is off by rounding in the running.
+    """
+    q, b = distances.shape
+    take = min(b, 2 * k + 8)
+    if take == b:
+        return np.tile(np.arange(b, dtype=np.int64), (q, 1))
+    idx = np.argpartition(distances, take - 1, axis=1)[:, :take]
+    kth = np.take_along_axis(distances, idx, axis=1).max(axis=1)
+    tied = np.count_nonzero(distances <= kth[:, None], axis=1) > take  # rows equal to the kth left out
+    if tied.any():  # deterministic: the lowest rows among equals
+        idx[tied] = np.argsort(distances[tied], axis=1, kind="stable")[:, :take]
+    return idx.astype(np.int64, copy=False)
 
 
 @dataclass
 class TopK:
-    """Each query's ``k`` smallest distances so far, and where they are (block, row)."""
+    """Each query's ``k`` smallest distances so far, and where they are (block, row); ties go to
+    the earlier block, then the earlier row."""
 
     n_queries: int
     k: int
@@ -81,15 +174,19 @@ class TopK:
         self.block = np.zeros((self.n_queries, 0), np.int64)
         self.row = np.zeros((self.n_queries, 0), np.int64)
 
-    def update(self, d: np.ndarray, block_id: int) -> None:
-        """Merge distances [Q, B] of one block."""
-        b = d.shape[1]
-        if b == 0:
+    def update(self, d: np.ndarray, block_id: int, rows: np.ndarray | None = None) -> None:
+        """Merge one block's distances: [Q, B] of all its rows, or [Q, C] of ``rows`` int [Q, C]."""
+        if d.shape[1] == 0:
             return
-        take = min(self.k, b)
-        idx = np.argpartition(d, take - 1, axis=1)[:, :take] if take < b else np.tile(np.arange(b), (d.shape[0], 1))
-        cand = np.take_along_axis(d, idx, axis=1)
-        dist = np.concatenate([self.dist, cand], axis=1)
+        if rows is None:
+            b = d.shape[1]
+            take = min(self.k, b)
+            idx = np.argpartition(d, take - 1, axis=1)[:, :take] if take < b else \
+                np.tile(np.arange(b), (d.shape[0], 1))
+            cand = np.take_along_axis(d, idx, axis=1)
+        else:
+            idx, cand = rows, d
+        dist = np.concatenate([self.dist, np.asarray(cand, np.float64)], axis=1)
         block = np.concatenate([self.block, np.full(idx.shape, block_id, np.int64)], axis=1)
         row = np.concatenate([self.row, idx.astype(np.int64)], axis=1)
         order = np.lexsort((row, block, dist), axis=1)[:, :self.k]
@@ -103,90 +200,269 @@ class TopK:
 
 @dataclass
 class Block:
-    """Corpus rows: embeddings float32 [B, D] and how to name them."""
+    """Corpus rows, and how to name them.
+
+    Attributes
+    ----------
+    embeddings : numpy.ndarray
+        float32 [B, D], B at most the corpus' ``block_rows``.
+    describe : callable
+        Rows of this block (int) -> ``[(source, start_s, end_s)]``.
+    keys : numpy.ndarray
+        int64 [B]: the rows' keys in an index (the corpus row number; hoplite: the window id).
+    source_index, starts_s, ends_s : numpy.ndarray or None
+        int32 [B] into :attr:`CorpusSource.names`, float64 [B] window starts and ends (tables and
+        stores; None for hoplite, which names windows itself).
+    """
 
     embeddings: np.ndarray
-    describe: Callable[[np.ndarray], list[tuple[str, float, float]]]
+    describe: Callable[[Sequence[int]], list[tuple[str, float, float]]]
+    keys: np.ndarray | None = None
+    source_index: np.ndarray | None = None
+    starts_s: np.ndarray | None = None
+    ends_s: np.ndarray | None = None
 
 
 @dataclass
 class CorpusSource:
-    """A corpus that can be read block by block."""
+    """A corpus that can be read block by block.
+
+    Attributes
+    ----------
+    kind : str
+        ``table``, ``tables``, ``store`` or ``hoplite``.
+    facts : dict
+        Model facts (``model``, ``embedding_dim``, ...), from the first recording (tables), the
+        store's attributes, or the database.
+    blocks : callable
+        ``blocks()`` reads the corpus again, one block at a time: each holds at most
+        ``block_rows`` rows, and only the current block's embeddings are in memory (tables and
+        stores are read one recording at a time).
+    n_windows : int or None
+        Rows, where known without reading the corpus (stores, hoplite; tables once read).
+    fingerprint : str
+        sha256 of ``identity``.
+    identity : dict
+        What changes when the corpus does, read cheaply: its files (sizes, mtimes, row counts
+        where a header says), dimension.
+    names : list of str
+        The recordings of the last ``blocks()`` pass (what ``Block.source_index`` counts).
+    db : object or None
+        The open hoplite database (hoplite only).
+    """
 
     kind: str
     path: str
     facts: dict[str, Any]
     blocks: Callable[[], Iterator[Block]]
-    n_windows: int
+    n_windows: int | None
     fingerprint: str
+    identity: dict[str, Any] = field(default_factory=dict)
+    block_rows: int = BLOCK
+    names: list[str] = field(default_factory=list)
+    db: Any = None
 
 
-def _items_corpus(kind: str, path: str, items: Sequence[Any], block: int) -> CorpusSource:
-    from .sources import common_facts
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
-    facts = common_facts(list(items), path)
+
+def _stat(path: Path) -> list[Any]:
+    st = path.stat()
+    return [str(path), int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _rows_block(emb: np.ndarray, src: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: list[str],
+                offset: int) -> Block:
+    def describe(rows: Sequence[int]) -> list[tuple[str, float, float]]:
+        return [(names[int(src[r])], float(starts[r]), float(ends[r])) for r in rows]
+
+    return Block(emb, describe, np.arange(offset, offset + emb.shape[0], dtype=np.int64), src, starts, ends)
+
+
+def _item_blocks(items: Iterator[Any], *, block: int, names: list[str], check: Callable[[Any], None]
+                 ) -> Iterator[Block]:
+    """Recordings (``Embedded``, read one at a time) cut into blocks of exactly ``block`` rows (the
+    last one fewer); a recording may straddle two blocks."""
+    emb = src = starts = ends = None
+    fill = offset = 0
+    for item in items:
+        check(item)
+        x = item.embeddings
+        n = int(x.shape[0]) if x.ndim == 2 else 0
+        if n == 0:
+            continue
+        sid = len(names)
+        names.append(str(item.source))
+        t0 = np.asarray(item.time_axis_s, dtype=np.float64)
+        t1 = np.asarray(item.ends_s, dtype=np.float64)
+        pos = 0
+        while pos < n:
+            if emb is None:
+                emb = np.empty((block, x.shape[1]), np.float32)
+                src, starts, ends = np.empty(block, np.int32), np.empty(block), np.empty(block)
+            m = min(block - fill, n - pos)
+            emb[fill:fill + m] = x[pos:pos + m]
+            src[fill:fill + m] = sid
+            starts[fill:fill + m] = t0[pos:pos + m]
+            ends[fill:fill + m] = t1[pos:pos + m]
+            fill += m
+            pos += m
+            if fill == block:
+                yield _rows_block(emb, src, starts, ends, names, offset)
+                offset += fill
+                emb, fill = None, 0
+    if fill:
+        yield _rows_block(emb[:fill], src[:fill], starts[:fill], ends[:fill], names, offset)
+
+
+class _FactsCheck:
+    """Checks each recording, as it streams by, against the corpus' facts (one model, one dimension)."""
+
+    def __init__(self, facts: dict[str, Any], where: str):
+        from .classifier import model_family
+
+        self.where = where
+        self.dim = facts.get("embedding_dim")
+        self.family = model_family(facts["model"]) if facts.get("model") else None
+        self._family = model_family
+
+    def __call__(self, item: Any) -> None:
+        x = item.embeddings
+        dim = int(x.shape[1]) if x.ndim == 2 and x.shape[0] else item.facts.get("embedding_dim")
+        if dim and self.dim and int(dim) != int(self.dim):
+            raise SearchError(f"{self.where}: embeddings of different sizes {sorted({int(dim), int(self.dim)})} "
+                              f"(different models?)")
+        model = item.facts.get("model")
+        if model and self.family and self._family(model) != self.family:
+            raise SearchError(f"{self.where}: embeddings of different models "
+                              f"{sorted({self._family(model), self.family})}")
+
+
+def _tables_corpus(kind: str, path: str, block: int) -> CorpusSource:
+    from .sources import SourceError, common_facts, iter_table_items, sidecars, table_files
+
+    files = table_files(path)
+    identity: dict[str, Any] = {"kind": kind, "path": str(Path(path).resolve()), "files": []}
+    for f in files:
+        entry = [_stat(s) for s in sidecars(f) if s.exists()]
+        if f.suffix.lower() == ".parquet":
+            try:
+                import pyarrow.parquet as pq
+
+                entry.append(["rows", int(pq.read_metadata(str(f)).num_rows)])
+            except Exception:  # noqa: BLE001 - a row count is a nicety; size and mtime still tell
+                pass
+        identity["files"].append(entry)
+    # the facts from the first recordings that name a model (usually the first table): read a few only
+    seen = []
+    for item in iter_table_items(path):
+        seen.append(item)
+        if item.facts.get("model") or len(seen) >= 8:
+            break
+    facts = common_facts(seen, path)
+    identity["dim"] = facts.get("embedding_dim")
+    source = CorpusSource(kind, path, facts, lambda: iter(()), None, _digest(identity), identity, block)
 
     def blocks() -> Iterator[Block]:
-        buf: list[Any] = []
+        names: list[str] = []
+        source.names = names
         rows = 0
-        for item in items:
-            buf.append(item)
-            rows += item.embeddings.shape[0]
-            if rows >= block:
-                yield _join(buf)
-                buf, rows = [], 0
-        if buf:
-            yield _join(buf)
+        try:
+            for blk in _item_blocks(iter_table_items(path), block=block, names=names,
+                                    check=_FactsCheck(facts, path)):
+                rows += blk.embeddings.shape[0]
+                yield blk
+        except SourceError as exc:
+            raise SearchError(str(exc)) from None
+        source.n_windows = rows
 
-    n = sum(int(i.embeddings.shape[0]) for i in items)
-    digest = hashlib.sha256(json.dumps([(i.source, int(i.embeddings.shape[0])) for i in items]).encode()).hexdigest()
-    return CorpusSource(kind, path, facts, blocks, n, digest)
+    source.blocks = blocks
+    return source
 
 
-def _join(items: Sequence[Any]) -> Block:
-    emb = np.concatenate([np.asarray(i.embeddings, dtype=np.float32) for i in items], axis=0) if items else \
-        np.zeros((0, 0), np.float32)
-    sources = [i.source for i in items for _ in range(i.embeddings.shape[0])]
-    starts = np.concatenate([np.asarray(i.time_axis_s, np.float64) for i in items]) if items else np.zeros(0)
-    ends = np.concatenate([np.asarray(i.ends_s, np.float64) for i in items]) if items else np.zeros(0)
+def _store_corpus(path: str, block: int) -> CorpusSource:
+    from .sources import SourceError, iter_store_items, store_layout
 
-    def describe(rows: np.ndarray) -> list[tuple[str, float, float]]:
-        return [(sources[r], float(starts[r]), float(ends[r])) for r in rows]
+    attrs, layout = store_layout(path)
+    if not layout:
+        raise SourceError(f"{path}: no embeddings found")
+    bad = [(k, s) for k, s, _ in layout if len(s) != 2]
+    if bad:
+        raise SourceError(f"{path}: /embeddings/{bad[0][0]} is {list(bad[0][1])}, not [T, D] window embeddings")
+    dims = sorted({s[1] for _, s, _ in layout if s[0]})
+    if len(dims) > 1:
+        raise SourceError(f"{path}: embeddings of different sizes {dims} (different models?)")
+    items = iter_store_items(path)
+    first = next(items)  # one recording, for the facts every item shares
+    items.close()
+    facts = {**first.facts, "embedding_dim": dims[0] if dims else first.facts.get("embedding_dim")}
+    n = sum(s[0] for _, s, _ in layout)
+    identity = {"kind": "store", "files": [_stat(Path(path).resolve())], "rows": n, "dim": facts["embedding_dim"],
+                "datasets": hashlib.sha256(json.dumps(layout).encode()).hexdigest(),
+                "attrs": {k: str(v) for k, v in sorted(attrs.items())}}
+    source = CorpusSource("store", path, facts, lambda: iter(()), n, _digest(identity), identity, block)
 
-    return Block(emb, describe)
+    def blocks() -> Iterator[Block]:
+        names: list[str] = []
+        source.names = names
+        try:
+            yield from _item_blocks(iter_store_items(path), block=block, names=names,
+                                    check=_FactsCheck(facts, path))
+        except SourceError as exc:
+            raise SearchError(str(exc)) from None
+
+    source.blocks = blocks
+    return source
 
 
 def _hoplite_corpus(path: str, block: int) -> CorpusSource:
-    from ..outputs.hoplite import describe_windows, iter_blocks, open_hoplite, read_model_config
+    from ..outputs.hoplite import HOPLITE_INDEX, describe_windows, iter_blocks, open_hoplite, read_model_config
     from .sources import hoplite_facts
 
     db = open_hoplite(path)
     facts = hoplite_facts(read_model_config(db), int(db.get_embedding_dim()))
     n = int(db.count_embeddings())
-    digest = hashlib.sha256(f"{Path(path).resolve()}:{n}:{(Path(path) / 'usearch.index').stat().st_mtime_ns}"
-                            .encode()).hexdigest()
+    root = Path(path).resolve()
+    identity = {"kind": "hoplite", "path": str(root), "rows": n, "dim": int(db.get_embedding_dim()),
+                "files": [_stat(root / name) for name in ("hoplite.sqlite", HOPLITE_INDEX) if (root / name).exists()]}
 
     def blocks() -> Iterator[Block]:
         for ids, emb in iter_blocks(db, block=block):
-            yield Block(emb, lambda rows, ids=ids: [describe_windows(db, [int(ids[r])])[int(ids[r])] for r in rows])
+            yield Block(emb, lambda rows, ids=ids: [describe_windows(db, [int(ids[r])])[int(ids[r])] for r in rows],
+                        np.asarray(ids, dtype=np.int64))
 
-    return CorpusSource("hoplite", path, facts, blocks, n, digest)
+    return CorpusSource("hoplite", path, facts, blocks, n, _digest(identity), identity, block, db=db)
 
 
 def open_corpus(corpus: str | Path, *, block: int = BLOCK) -> CorpusSource | None:
-    """The corpus as blocks, or None when it is audio (to embed first)."""
-    from .sources import SourceError, kind_of, read_items
+    """The corpus as blocks, or None when it is audio (to embed first).
 
+    Nothing but the corpus' layout (file names, sizes, dataset shapes) and the facts of its first
+    recording is read here; :attr:`CorpusSource.blocks` reads the rest, one recording at a time.
+
+    Parameters
+    ----------
+    corpus : path-like
+        A table, a folder of tables, an HDF5 store or a hoplite database.
+    block : int
+        Rows per block (memory: ``block x D`` float32).
+    """
+    from .sources import SourceError, kind_of
+
+    if block < 1:
+        raise SearchError("block must be >= 1 rows")
     kind = kind_of(corpus)
     if kind is None:
         return None
     try:
         if kind == "hoplite":
             return _hoplite_corpus(str(corpus), block)
-        kind, items = read_items(corpus)
+        if kind == "store":
+            return _store_corpus(str(corpus), block)
+        return _tables_corpus(kind, str(corpus), block)
     except SourceError as exc:
         raise SearchError(str(exc)) from None
-    return _items_corpus(kind, str(corpus), items, block)
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -258,17 +534,40 @@ def load_queries(query: str | Path, *, backend_factory: Callable[[], Any], mean:
 
 def exact_search(corpus: CorpusSource, queries: np.ndarray, *, top_k: int, metric: str
                  ) -> tuple[np.ndarray, list[list[tuple[str, float, float]]]]:
-    """Streamed exact search: (distances [Q, k'], [(source, start, end)] per query)."""
+    """Streamed exact search.
+
+    Each block is scored in float32 (:func:`block_distances`), its best ``2 top_k + 8`` rows per
+    query rescored in float64 (:func:`candidate_distances`) and merged into the running top-k, so
+    the distances reported are float64 and memory is one block plus ``Q x top_k`` results.
+
+    Parameters
+    ----------
+    corpus : CorpusSource
+    queries : numpy.ndarray
+        float [Q, D].
+    top_k : int
+    metric : {"cosine", "euclidean", "mip"}
+
+    Returns
+    -------
+    distances : numpy.ndarray
+        float64 [Q, k'] ascending, ``k' = min(top_k, corpus rows)``.
+    named : list of list of (str, float, float)
+        ``(source, start_s, end_s)`` of each result, per query.
+    """
+    _check_metric(metric)
     top = TopK(queries.shape[0], top_k)
-    describers: list[Callable] = []
+    q32 = np.ascontiguousarray(queries, dtype=np.float32)
+    describers: list[Callable | None] = []
     for i, blk in enumerate(corpus.blocks()):
         if blk.embeddings.shape[0] == 0:
-            describers.append(blk.describe)
+            describers.append(None)
             continue
         if blk.embeddings.shape[1] != queries.shape[1]:
             raise SearchError(f"corpus {corpus.path}: {blk.embeddings.shape[1]}-d embeddings, the queries are "
                               f"{queries.shape[1]}-d (another model?)")
-        top.update(block_distances(queries, blk.embeddings, metric), i)
+        rows = candidate_rows(block_distances(q32, blk.embeddings, metric), top_k)
+        top.update(candidate_distances(queries, blk.embeddings, rows, metric), i, rows=rows)
         # keep only what naming the winners needs: the describers of blocks that hold one
         describers.append(blk.describe)
         keep = set(np.unique(top.block).tolist())
@@ -280,6 +579,9 @@ def exact_search(corpus: CorpusSource, queries: np.ndarray, *, top_k: int, metri
 
 
 USEARCH_METRICS = {"cosine": "cos", "euclidean": "l2sq", "mip": "ip"}
+INDEX_FORMAT = "audio_embeddings search index"
+INDEX_VERSION = 1
+ROWS_DTYPE = np.dtype([("source", "<i4"), ("start", "<f8"), ("end", "<f8")])
 
 
 def _from_usearch(d: np.ndarray, metric: str) -> np.ndarray:
@@ -292,51 +594,277 @@ def _from_usearch(d: np.ndarray, metric: str) -> np.ndarray:
     return d
 
 
-def usearch_search(corpus: CorpusSource, queries: np.ndarray, *, top_k: int, metric: str,
-                   dtype: str = "f16", expansion_search: int = 128) -> tuple[np.ndarray, list[list]]:
-    """Approximate search with a usearch HNSW index built over the corpus (in memory).
+@dataclass
+class PersistedIndex:
+    """An approximate index, memory-mapped from disk, and how to name what it finds.
 
-    The vectors are stored as ``dtype`` (``f16`` like hoplite's store: half the memory of float32);
-    distances are usearch's on those vectors, in this module's units.
+    Attributes
+    ----------
+    index : usearch.index.Index
+        A view (``Index.restore(path, view=True)``): memory does not grow with the corpus.
+    describe : callable
+        Keys int64 [K] -> ``[(source, start_s, end_s)]``.
+    info : dict
+        For the provenance: ``path``, ``state`` (``built`` or ``reused``), ``reason`` (why it was
+        built), ``owner`` (``search`` or ``hoplite``), ``vectors``, ``dtype``, ``build_s``.
     """
+
+    index: Any
+    describe: Callable[[np.ndarray], list[tuple[str, float, float]]]
+    info: dict[str, Any]
+
+
+def _usearch():
     try:
         from usearch.index import Index
     except ImportError:
         raise SearchError("--index usearch needs the usearch package (pip install usearch)") from None
-    dim = int(queries.shape[1])
-    index = Index(ndim=dim, metric=USEARCH_METRICS[metric], dtype=dtype, expansion_search=expansion_search)
-    offsets, describers = [], []
-    start = 0
+    return Index
+
+
+def default_index_path(output_dir: str | Path) -> Path:
+    """Where ``search --index usearch`` keeps a corpus' index unless told: ``OUTPUT_DIR/corpus.usearch``
+    (beside it ``corpus.usearch.json``, its fingerprint, and ``corpus.usearch.rows.npy`` /
+    ``.names.npy``, what each row is)."""
+    return Path(output_dir) / "corpus.usearch"
+
+
+def _index_files(path: Path) -> dict[str, Path]:
+    return {"index": path, "meta": path.with_name(path.name + ".json"),
+            "rows": path.with_name(path.name + ".rows.npy"), "names": path.with_name(path.name + ".names.npy")}
+
+
+def _wanted(corpus: CorpusSource, metric: str, dtype: str, dim: int) -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "version": INDEX_VERSION, "corpus": corpus.identity,
+            "fingerprint": corpus.fingerprint, "metric": metric, "usearch_metric": USEARCH_METRICS[metric],
+            "dtype": dtype, "dim": int(dim)}
+
+
+def _stale_reason(files: dict[str, Path], wanted: dict[str, Any], hoplite: bool) -> str | None:
+    """Why the index at ``files`` cannot answer for this corpus (None: it can)."""
+    if not files["index"].exists() or not files["meta"].exists():
+        return "no index there yet"
+    try:
+        meta = json.loads(files["meta"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its fingerprint file cannot be read"
+    if meta.get("format") != INDEX_FORMAT or meta.get("version") != INDEX_VERSION:
+        return "it was written by another version"
+    for key, what in (("metric", "metric"), ("dtype", "vector type"), ("dim", "dimension")):
+        if meta.get(key) != wanted[key]:
+            return f"its {what} is {meta.get(key)}, this search's {wanted[key]}"
+    if meta.get("fingerprint") != wanted["fingerprint"]:
+        old, new = meta.get("corpus") or {}, wanted["corpus"]
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return f"the corpus changed ({', '.join(changed) or 'fingerprint'} differ)"
+    st = files["index"].stat()
+    if [int(st.st_size), int(st.st_mtime_ns)] != meta.get("index_file"):
+        return "the index file changed since it was built"
+    if not hoplite and not (files["rows"].exists() and files["names"].exists()):
+        return "its row table is missing"
+    return None
+
+
+def _rows_describer(rows: np.ndarray, names: np.ndarray) -> Callable[[np.ndarray], list]:
+    def describe(keys: np.ndarray) -> list[tuple[str, float, float]]:
+        r = rows[np.asarray(keys, dtype=np.int64)]
+        return [(str(names[int(s)]), float(a), float(b)) for s, a, b in zip(r["source"], r["start"], r["end"])]
+
+    return describe
+
+
+def _hoplite_describer(db: Any) -> Callable[[np.ndarray], list]:
+    from ..outputs.hoplite import describe_windows
+
+    def describe(keys: np.ndarray) -> list[tuple[str, float, float]]:
+        found = describe_windows(db, [int(k) for k in keys])
+        return [found[int(k)] for k in keys]
+
+    return describe
+
+
+def _hoplite_own_index(corpus: CorpusSource, metric: str, dim: int) -> tuple[Any, str | None]:
+    """hoplite's own ``usearch.index`` when it can answer this search, else (None, why not)."""
+    from ..outputs.hoplite import HOPLITE_INDEX
+
+    db = corpus.db
+    ui = getattr(db, "ui", None)
+    where = Path(corpus.path) / HOPLITE_INDEX
+    if ui is None:
+        return None, f"{where} is not open"
+    # the file says how it ranks (a view made with hoplite's arguments reports usearch's default metric)
+    meta = _usearch().metadata(str(where)) or {}
+    kind = str(meta.get("kind_metric", "")).lower().rsplit(".", 1)[-1]
+    if kind != USEARCH_METRICS[metric]:
+        return None, f"{where} ranks by {kind or 'an unknown metric'}, this search by {metric}"
+    if int(ui.ndim) != int(dim):
+        return None, f"{where} is {ui.ndim}-d, the queries {dim}-d"
+    ids = np.asarray(db.match_window_ids(), dtype=np.int64)
+    if len(ids) != len(ui) or (len(ids) and not np.asarray(ui.contains(ids), dtype=bool).all()):
+        return None, f"{where} holds {len(ui)} vectors for the database's {len(ids)} windows (not consistent)"
+    return ui, None
+
+
+def _build_index(corpus: CorpusSource, files: dict[str, Path], wanted: dict[str, Any], *, expansion_search: int
+                 ) -> dict[str, Any]:
+    """Build an HNSW index of the corpus (read in blocks), save it, then its row table, then its
+    fingerprint (written last: an interrupted build is never taken for a finished one)."""
+    import os
+    import time
+
+    from ..outputs.atomic import atomic_path, write_text_atomic
+
+    Index = _usearch()
+    t0 = time.perf_counter()
+    dim, metric = wanted["dim"], wanted["metric"]
+    index = Index(ndim=dim, metric=USEARCH_METRICS[metric], dtype=wanted["dtype"], expansion_search=expansion_search)
+    src, starts, ends = [], [], []
     for blk in corpus.blocks():
         n = blk.embeddings.shape[0]
-        if n:
-            if blk.embeddings.shape[1] != dim:
-                raise SearchError(f"corpus {corpus.path}: {blk.embeddings.shape[1]}-d embeddings, the queries are "
-                                  f"{dim}-d (another model?)")
-            index.add(np.arange(start, start + n, dtype=np.uint64), np.ascontiguousarray(blk.embeddings,
-                                                                                         dtype=np.float32))
-        offsets.append(start)
-        describers.append(blk.describe)
-        start += n
-    if start == 0:
-        return np.zeros((queries.shape[0], 0)), [[] for _ in range(queries.shape[0])]
-    matches = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(top_k, start))
+        if not n:
+            continue
+        if blk.embeddings.shape[1] != dim:
+            raise SearchError(f"corpus {corpus.path}: {blk.embeddings.shape[1]}-d embeddings, the queries are "
+                              f"{dim}-d (another model?)")
+        index.add(blk.keys.astype(np.uint64), np.ascontiguousarray(blk.embeddings, dtype=np.float32))
+        if blk.source_index is not None:
+            src.append(blk.source_index.copy())
+            starts.append(blk.starts_s.copy())
+            ends.append(blk.ends_s.copy())
+    files["index"].parent.mkdir(parents=True, exist_ok=True)
+    files["meta"].unlink(missing_ok=True)  # stale from here on, until the new fingerprint is written
+    with atomic_path(files["index"], suffix=".usearch") as tmp:
+        index.save(str(tmp))
+    vectors = len(index)
+    del index
+    if corpus.kind != "hoplite":
+        rows = np.zeros(sum(len(s) for s in src), dtype=ROWS_DTYPE)
+        rows["source"] = np.concatenate(src) if src else np.zeros(0, np.int32)
+        rows["start"] = np.concatenate(starts) if starts else np.zeros(0)
+        rows["end"] = np.concatenate(ends) if ends else np.zeros(0)
+        del src, starts, ends
+        for key, arr in (("rows", rows), ("names", np.array(corpus.names, dtype=str))):
+            with atomic_path(files[key], suffix=".npy") as tmp:
+                np.save(tmp, arr)
+    st = os.stat(files["index"])
+    build_s = time.perf_counter() - t0
+    write_text_atomic(files["meta"], json.dumps({**wanted, "vectors": int(vectors), "build_s": round(build_s, 3),
+                                                 "index_file": [int(st.st_size), int(st.st_mtime_ns)]},
+                                                indent=1, default=str) + "\n")
+    return {"vectors": int(vectors), "build_s": build_s}
+
+
+def open_index(corpus: CorpusSource, *, metric: str, dim: int, index_path: str | Path | None = None,
+               output_dir: str | Path | None = None, dtype: str = "f16", expansion_search: int = 128,
+               log: Callable[[str], None] | None = None) -> PersistedIndex:
+    """The corpus' approximate (HNSW) index: reused from disk when its fingerprint matches the
+    corpus, else built (once) and saved; either way memory-mapped.
+
+    Parameters
+    ----------
+    corpus : CorpusSource
+    metric : {"cosine", "euclidean", "mip"}
+    dim : int
+        The queries' dimension.
+    index_path : path-like, optional
+        Where the index is kept (``.json``, ``.rows.npy``, ``.names.npy`` beside it). Default: a
+        hoplite database's own ``usearch.index`` when it is consistent with the database and ranks
+        by this metric (hoplite keeps it up to date; ``mip`` only, hoplite's ``IP``), else
+        :func:`default_index_path` of ``output_dir``.
+    output_dir : path-like, optional
+        The search's output folder (for the default path).
+    dtype : str
+        usearch's vector type (``f16``, as hoplite keeps them: half of float32's memory).
+    expansion_search : int
+        HNSW search breadth (hoplite's default, 128).
+    log : callable, optional
+        Gets one line when an index is (re)built, saying why.
+
+    Raises
+    ------
+    SearchError
+        usearch is missing, or the corpus does not match the queries' dimension.
+    """
+    _check_metric(metric)
+    Index = _usearch()
+    reason_hoplite = None
+    if corpus.kind == "hoplite" and index_path is None:
+        ui, reason_hoplite = _hoplite_own_index(corpus, metric, dim)
+        if ui is not None:
+            ui.expansion_search = max(int(getattr(ui, "expansion_search", 0) or 0), expansion_search)
+            from ..outputs.hoplite import HOPLITE_INDEX
+
+            return PersistedIndex(ui, _hoplite_describer(corpus.db), {
+                "path": str(Path(corpus.path) / HOPLITE_INDEX), "owner": "hoplite", "state": "reused",
+                "reason": None, "vectors": int(len(ui)), "dtype": str(ui.dtype), "build_s": 0.0})
+    if index_path is None:
+        if output_dir is None:
+            raise SearchError("an index path or an output folder is needed for --index usearch")
+        index_path = default_index_path(output_dir)
+    files = _index_files(Path(index_path))
+    wanted = _wanted(corpus, metric, dtype, dim)
+    hoplite = corpus.kind == "hoplite"
+    reason = _stale_reason(files, wanted, hoplite)
+    built = None
+    if reason is not None:
+        if reason_hoplite:
+            reason = f"{reason_hoplite}; {reason}"
+        if log:
+            log(f"search: building the usearch index {files['index']}: {reason}")
+        built = _build_index(corpus, files, wanted, expansion_search=expansion_search)
+    index = Index.restore(str(files["index"]), view=True)
+    if index is None:
+        raise SearchError(f"{files['index']}: not a usearch index")
+    index.expansion_search = expansion_search
+    meta = json.loads(files["meta"].read_text(encoding="utf-8"))
+    if hoplite:
+        describe = _hoplite_describer(corpus.db)
+    else:
+        rows = np.load(files["rows"], mmap_mode="r")
+        names = np.load(files["names"], mmap_mode="r")
+        describe = _rows_describer(rows, names)
+        if corpus.n_windows is None:
+            corpus.n_windows = int(len(rows))
+    return PersistedIndex(index, describe, {
+        "path": str(files["index"]), "owner": "search", "state": "built" if built else "reused",
+        "reason": reason, "vectors": int(len(index)), "dtype": dtype,
+        "build_s": built["build_s"] if built else float(meta.get("build_s") or 0.0),
+        "fingerprint": corpus.fingerprint})
+
+
+def usearch_search(corpus: CorpusSource, queries: np.ndarray, *, top_k: int, metric: str,
+                   index_path: str | Path | None = None, output_dir: str | Path | None = None,
+                   dtype: str = "f16", expansion_search: int = 128, log: Callable[[str], None] | None = None
+                   ) -> tuple[np.ndarray, list[list], dict[str, Any]]:
+    """Approximate search through the corpus' persisted usearch HNSW index (see :func:`open_index`).
+
+    Distances are usearch's, on the stored (``dtype``) vectors, in this module's units.
+
+    Returns
+    -------
+    distances : numpy.ndarray
+        float64 [Q, k'] (inf where the index found fewer than k').
+    named : list of list of (str, float, float)
+    info : dict
+        :attr:`PersistedIndex.info`.
+    """
+    dim = int(queries.shape[1])
+    found = open_index(corpus, metric=metric, dim=dim, index_path=index_path, output_dir=output_dir, dtype=dtype,
+                       expansion_search=expansion_search, log=log)
+    size = int(len(found.index))
+    if size == 0:
+        return np.zeros((queries.shape[0], 0)), [[] for _ in range(queries.shape[0])], found.info
+    matches = found.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(top_k, size))
     keys = np.asarray(matches.keys, dtype=np.int64).reshape(queries.shape[0], -1)
     dist = _from_usearch(np.asarray(matches.distances).reshape(queries.shape[0], -1), metric)
-    offs = np.asarray(offsets, dtype=np.int64)
+    counts = np.asarray(getattr(matches, "counts", np.full(queries.shape[0], keys.shape[1]))).reshape(-1)
     named = []
     for q in range(queries.shape[0]):
-        valid = (keys[q] >= 0) & (keys[q] < start)
+        valid = (np.arange(keys.shape[1]) < counts[q]) & (keys[q] >= 0)
         dist[q, ~valid] = np.inf
-        rows = []
-        for key, ok in zip(keys[q], valid):
-            if not ok:
-                rows.append(("", np.nan, np.nan))
-                continue
-            b = int(np.searchsorted(offs, key, side="right") - 1)
-            rows.append(describers[b]([int(key - offs[b])])[0])
-        named.append(rows)
-    return dist, named
+        names = iter(found.describe(keys[q][valid]))
+        named.append([next(names) if ok else ("", np.nan, np.nan) for ok in valid])
+    return dist, named, found.info
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -393,8 +921,29 @@ def write_results(output_dir: Path, columns: dict[str, np.ndarray], provenance: 
 
 
 def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *, top_k: int = 10,
-               metric: str = "cosine", query_mean: bool = False, index: str = "exact", block: int = BLOCK) -> int:
-    """The ``search`` command; returns the exit status."""
+               metric: str = "cosine", query_mean: bool = False, index: str = "exact",
+               index_path: str | Path | None = None, block: int = BLOCK) -> int:
+    """The ``search`` command; returns the exit status.
+
+    Parameters
+    ----------
+    query, corpus : str
+        See the module notes.
+    output_dir : path-like
+        Where ``search_results.*`` (and, by default, the usearch index of a corpus) go.
+    settings : RunSettings
+    top_k : int
+        Results per query.
+    metric : {"cosine", "euclidean", "mip"}
+    query_mean : bool
+        One query per clip, the mean of its windows.
+    index : {"exact", "usearch"}
+    index_path : path-like, optional
+        ``--index usearch``: where the index is kept (see :func:`open_index`).
+    block : int
+        Rows per block read from the corpus.
+    """
+    import time
     from dataclasses import replace
 
     from .commands import EXIT_OK, UsageError, jsonable, load_model, run_table_command, versions
@@ -405,7 +954,11 @@ def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *
         raise UsageError(f"unknown index {index!r}; choose from {', '.join(INDEXES)}")
     if top_k < 1:
         raise UsageError("--top-k must be >= 1")
+    if index_path is not None and index != "usearch":
+        raise UsageError("--index-path goes with --index usearch")
     out = Path(output_dir)
+    index_info = None
+    t_start = time.perf_counter()
     try:
         source = open_corpus(corpus, block=block)
         embedded_dir = None
@@ -428,10 +981,14 @@ def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *
         dim = source.facts.get("embedding_dim")
         if dim and queries.vectors.shape[1] != int(dim):
             raise UsageError(f"the queries are {queries.vectors.shape[1]}-d, the corpus {dim}-d (another model?)")
+        t_search = time.perf_counter()
         if index == "exact":
             dist, named = exact_search(source, queries.vectors, top_k=top_k, metric=metric)
         else:
-            dist, named = usearch_search(source, queries.vectors, top_k=top_k, metric=metric)
+            dist, named, index_info = usearch_search(
+                source, queries.vectors, top_k=top_k, metric=metric, index_path=index_path, output_dir=out,
+                log=None if settings.quiet else (lambda line: print(line, file=sys.stderr)))
+        t_done = time.perf_counter()
     except SearchError as exc:
         raise UsageError(str(exc)) from None
     columns = results_table(queries, dist, named)
@@ -441,13 +998,16 @@ def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *
         embedded_dir else None, "model": source.facts.get("model"), "embedding_dim": source.facts.get("embedding_dim"),
         "metric": metric, "distance": {"cosine": "1 - cosine similarity", "euclidean": "L2 distance",
                                        "mip": "minus the inner product (maximum inner product search)"}[metric],
-        "index": index, "top_k": top_k, "query_mean": query_mean, "queries": queries.info,
+        "index": index, "index_info": index_info, "block_rows": source.block_rows,
+        "seconds": {"search": round(t_done - t_search, 6), "total": round(t_done - t_start, 6)},
+        "top_k": top_k, "query_mean": query_mean, "queries": queries.info,
         "columns": {"rank": "1 = nearest", "query": "query id: <clip>#<window> (or <clip> with --query-mean)",
                     "source": "the corpus recording", "start": "window start, s", "end": "window end, s",
                     "distance": "see distance"},
         "versions": versions(), "command_line": settings.argv})
     written = write_results(out, columns, provenance)
     if not settings.quiet:
+        how = index if index_info is None else f"{index}, index {index_info['state']}"
         print(f"search: {len(queries.ids)} quer{'y' if len(queries.ids) == 1 else 'ies'} over {source.n_windows} "
-              f"windows ({index}, {metric}) -> {written['csv']}, {written['mat']}", file=sys.stderr)
+              f"windows ({how}, {metric}) -> {written['csv']}, {written['mat']}", file=sys.stderr)
     return EXIT_OK

@@ -187,38 +187,171 @@ def read_table_items(path: str | Path, *, root: Path | None = None) -> list[Embe
 
 def read_store_items(path: str | Path) -> list[Embedded]:
     """The files of an HDF5 corpus store (``/embeddings/<key>``, ``/time_axis/<key>``)."""
+    return list(iter_store_items(path))
+
+
+def store_layout(path: str | Path) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...], str]]]:
+    """What an HDF5 corpus store holds, without reading its embeddings.
+
+    Parameters
+    ----------
+    path : path-like
+        The store (``/embeddings/<key>`` datasets).
+
+    Returns
+    -------
+    attrs : dict
+        The file's attributes (``model_name``, ``window_s``, ``frame_stride_s``, ...).
+    datasets : list of (str, tuple of int, str)
+        ``(key, shape, dtype)`` of each ``/embeddings/<key>`` dataset, sorted by key.
+
+    Raises
+    ------
+    SourceError
+        The file cannot be read or has no ``/embeddings`` group.
+    """
     import h5py
 
     p = Path(path)
-    out: list[Embedded] = []
+    try:
+        with h5py.File(p, "r") as f:
+            if "embeddings" not in f:
+                raise SourceError(f"{p}: not a corpus store (no /embeddings group)")
+            group = f["embeddings"].id
+            found = []
+            for key in _dataset_names(group):
+                ds = h5py.h5d.open(group, key.encode())
+                found.append((key, tuple(int(n) for n in ds.shape), str(ds.dtype)))
+            return dict(f.attrs), found
+    except OSError as exc:
+        raise SourceError(f"{p}: cannot read the store ({exc})") from None
+
+
+def iter_store_items(path: str | Path) -> Iterator[Embedded]:
+    """The files of an HDF5 corpus store, read one at a time (what :func:`read_store_items` lists).
+
+    Only the recording being yielded is in memory: a store of any size streams in memory of its
+    largest recording.
+
+    Parameters
+    ----------
+    path : path-like
+        The store (``/embeddings/<key>`` float [T, D] datasets, ``/time_axis/<key>`` float [T] starts, s).
+
+    Yields
+    ------
+    Embedded
+        One per dataset, sorted by key (embeddings float32 [T, D]).
+
+    Raises
+    ------
+    SourceError
+        The file cannot be read, has no ``/embeddings`` group, or a dataset is not [T, D].
+    """
+    import h5py
+
+    p = Path(path)
     try:
         with h5py.File(p, "r") as f:
             attrs = dict(f.attrs)
             if "embeddings" not in f:
                 raise SourceError(f"{p}: not a corpus store (no /embeddings group)")
-            keys: list[str] = []
-            f["embeddings"].visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
-            for key in sorted(keys):
-                ds = f[f"embeddings/{key}"]
-                emb = np.asarray(ds[()], dtype=np.float32)
-                if emb.ndim != 2:
-                    raise SourceError(f"{p}: /embeddings/{key} is {list(emb.shape)}, not [T, D] window embeddings")
-                starts = np.asarray(f[f"time_axis/{key}"][()], dtype=np.float64) if f"time_axis/{key}" in f \
-                    else np.arange(emb.shape[0], dtype=np.float64) * float(attrs.get("frame_stride_s", 0) or 0)
-                window = float(attrs.get("window_s", 0) or 0)
-                duration = float(ds.attrs.get("duration_s", 0) or 0)
+            keys = _dataset_names(f["embeddings"].id)
+            window = float(attrs.get("window_s", 0) or 0)
+            stride_s = float(attrs.get("frame_stride_s", 0) or 0)
+            # h5py's low-level calls: a tenth of the high-level ones' overhead, which dominates a store
+            # of many short recordings (the values read are the same)
+            groups = f["embeddings"].id, (f["time_axis"].id if "time_axis" in f else None)
+            for key in keys:
+                name = key.encode()
+                ds = h5py.h5d.open(groups[0], name)
+                if len(ds.shape) != 2:
+                    raise SourceError(f"{p}: /embeddings/{key} is {list(ds.shape)}, not [T, D] window embeddings")
+                emb = np.empty(ds.shape, dtype=np.float32)
+                ds.read(h5py.h5s.ALL, h5py.h5s.ALL, emb)
+                if _has_link(groups[1], name):
+                    t = h5py.h5d.open(groups[1], name)
+                    starts = np.empty(t.shape, dtype=np.float64)
+                    t.read(h5py.h5s.ALL, h5py.h5s.ALL, starts)
+                else:
+                    starts = np.arange(emb.shape[0], dtype=np.float64) * stride_s
+                duration = float(_attr(ds, "duration_s") or 0)
                 ends = starts + window
                 if duration:
                     ends = np.minimum(ends, duration)
                 facts = {"model": _text(attrs.get("model_name")), "model_spec": _text(attrs.get("model_name")),
                          "embedding_dim": int(emb.shape[1]), "window_s": window or None,
-                         "hop_s": float(attrs.get("frame_stride_s", 0) or 0) or None,
+                         "hop_s": stride_s or None,
                          "sample_rate_hz": int(attrs.get("sample_rate_hz", 0) or 0) or None}
-                out.append(Embedded(key, _text(ds.attrs.get("source_path")) or key, emb, starts, ends,
-                                    np.zeros(emb.shape[0], np.int32), facts, str(p), {}))
+                yield Embedded(key, _text(_attr(ds, "source_path")) or key, emb, starts, ends,
+                               np.zeros(emb.shape[0], np.int32), facts, str(p), {})
     except OSError as exc:
         raise SourceError(f"{p}: cannot read the store ({exc})") from None
-    return out
+
+
+def table_files(path: str | Path) -> list[Path]:
+    """The embeddings tables of a folder (searched recursively, sorted; hidden files skipped), or
+    ``[path]`` for one table."""
+    p = Path(path)
+    return [p] if p.is_file() else list(_table_files(p))
+
+
+def iter_table_items(path: str | Path) -> Iterator[Embedded]:
+    """The recordings of a table or a folder of tables, read one table at a time (what
+    :func:`read_items` lists for kinds ``table`` and ``tables``).
+
+    Yields
+    ------
+    Embedded
+        In the order :func:`read_items` gives them.
+    """
+    p = Path(path)
+    if p.is_file():
+        yield from read_table_items(p)
+        return
+    for table in _table_files(p):
+        yield from read_table_items(table, root=p)
+
+
+def _dataset_names(group: Any) -> list[str]:
+    """The datasets under an HDF5 group (low-level id), as paths inside it, sorted (what
+    ``visititems`` finds, without making an object of each)."""
+    import h5py
+
+    found: list[str] = []
+
+    def visit(name: bytes, info: Any) -> None:
+        if info.type == h5py.h5o.TYPE_DATASET:
+            found.append(name.decode())
+
+    h5py.h5o.visit(group, visit, info=True)
+    return sorted(found)
+
+
+def _has_link(group: Any, name: bytes) -> bool:
+    """Whether an HDF5 group (low-level id, or None) holds ``name`` (a path inside it)."""
+    if group is None:
+        return False
+    try:
+        return bool(group.links.exists(name))
+    except (KeyError, RuntimeError, ValueError):  # an intermediate group missing
+        return False
+
+
+def _attr(dataset: Any, name: str) -> Any:
+    """A dataset's attribute (low-level id) as a scalar, or None when it has none."""
+    import h5py
+
+    key = name.encode()
+    if not h5py.h5a.exists(dataset, key):
+        return None
+    try:
+        aid = h5py.h5a.open(dataset, key)
+        value = np.empty(aid.shape, dtype=aid.dtype)
+        aid.read(value)
+        return value[()] if value.ndim == 0 else value
+    except (TypeError, ValueError, OSError):  # a type the low-level read cannot take: h5py's own reader
+        return h5py.Dataset(dataset).attrs.get(name)
 
 
 def _text(value: Any) -> str | None:
@@ -269,10 +402,7 @@ def read_items(path: str | Path) -> tuple[str, list[Embedded]]:
     if kind == "table":
         return kind, read_table_items(p)
     if kind == "tables":
-        items: list[Embedded] = []
-        for table in _table_files(p):
-            items.extend(read_table_items(table, root=p))
-        return kind, items
+        return kind, list(iter_table_items(p))
     raise SourceError(f"{p}: not an embeddings table ({', '.join(FORMATS)} with an embedding column), a folder "
                       "of them, an HDF5 store or a perch-hoplite database")
 
