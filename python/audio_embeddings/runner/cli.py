@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one query per clip, the mean of its windows (default: each window is a query)")
     p.add_argument("--index", default="exact", choices=("exact", "usearch"),
                    help="exact (streamed, default) or usearch (approximate HNSW, for millions of windows)")
+    p.add_argument("--index-path", default=None, metavar="PATH",
+                   help="--index usearch: where the index is kept and reused (default: a hoplite CORPUS's own "
+                        "usearch.index when consistent and --metric mip, else OUTPUT_DIR/corpus.usearch)")
     p.add_argument("query", metavar="QUERY", help="an audio clip, a folder of clips, or an embeddings table")
     p.add_argument("corpus", metavar="CORPUS",
                    help="a folder of generate tables, an HDF5 store, a perch-hoplite database, or a folder of "
@@ -226,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .search import run_search
 
             return run_search(args.query, args.corpus, args.output_dir, settings, top_k=args.top_k,
-                              metric=args.metric, query_mean=args.query_mean, index=args.index)
+                              metric=args.metric, query_mean=args.query_mean, index=args.index,
+                              index_path=args.index_path)
         if args.batch_command == "distance" and not args.query:
             return _error("batch distance needs --query FILE (one window long)")
         return run_batch(args.batch_command, args.source_csv, settings, query=args.query, metric=args.metric,
