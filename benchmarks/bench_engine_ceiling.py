@@ -369,17 +369,16 @@ def main() -> None:
     p.add_argument("--dtype-models", type=lambda s: s.split(","), default=["wav2vec2-large", "metis"])
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--warm-memory-gib", type=float, default=None,
-                   help="touch this much memory before measuring (default: what the runs will write, up to "
-                        "half the free memory; 0: none; see warm_memory)")
+                   help="touch this much memory before measuring (default: the free memory less 1.5 GiB; "
+                        "0: none; see warm_memory)")
     args = p.parse_args()
     sys.path.insert(0, str(BENCH))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     tmp = Path(tempfile.mkdtemp(prefix="bench_engine_"))
-    if args.warm_memory_gib is None:
-        runs = len(args.workers) * len(args.outputs) * args.repeats * (1 if args.no_baseline else 2)
+    if args.warm_memory_gib is None:  # all free memory: the page cache then only gets pages touched before
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
-        args.warm_memory_gib = round(min(free / 2, 2 + runs * args.files * 2 ** 20 * 1.2 / 2 ** 30), 1)
+        args.warm_memory_gib = round(max(0.0, free - 1.5), 1)
     try:
         if args.files > 0:
             engine_section(args, tmp)

@@ -268,3 +268,25 @@ def test_16_bit_pcm_read_as_int16_gives_libsndfiles_float32_values(tmp_path, cha
     expected = to_mono(floats, channel=channel)
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_a_plain_16_bit_wav_in_memory_decodes_as_soundfile_reads_it(tmp_path, channels):
+    """The decoders read small inputs into memory (to hash them) and parse plain 16-bit PCM WAV with the
+    standard library: the same samples and rate as soundfile; a truncated file still goes to soundfile."""
+    from audio_embeddings import audio
+
+    rng = np.random.default_rng(channels)
+    pcm = rng.integers(-32768, 32768, (4001, channels), dtype=np.int16)
+    path = tmp_path / "x.wav"
+    sf.write(path, pcm, 22050, subtype="PCM_16")
+    content = path.read_bytes()
+    ours, rate = audio.decode(path, pcm16=True, content=content)
+    theirs, their_rate = sf.read(path, dtype="int16", always_2d=True)
+    assert rate == their_rate == 22050 and ours.dtype == np.int16
+    np.testing.assert_array_equal(ours, theirs)
+    truncated = content[:-100]
+    (tmp_path / "cut.wav").write_bytes(truncated)
+    assert audio._plain_pcm16_wav(truncated) is None
+    cut, _ = audio.decode(tmp_path / "cut.wav", pcm16=True, content=truncated)
+    np.testing.assert_array_equal(cut, sf.read(tmp_path / "cut.wav", dtype="int16", always_2d=True)[0])

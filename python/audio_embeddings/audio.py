@@ -147,6 +147,27 @@ class Audio:
         return self.samples.shape[0] / float(self.sample_rate_hz)
 
 
+def _plain_pcm16_wav(content: bytes) -> tuple[np.ndarray, int, int] | None:
+    """``(int16 [N, C] samples, rate, frames)`` of a whole, plain 16-bit PCM WAV in memory, read by the
+    standard library's :mod:`wave` (no GIL-bound decoder calls); None for anything else (another
+    format or sample width, WAVE_FORMAT_EXTENSIBLE, a truncated data chunk), which soundfile reads."""
+    if content[:4] != b"RIFF" or content[8:12] != b"WAVE":
+        return None
+    import wave
+
+    try:
+        with wave.open(io.BytesIO(content)) as w:
+            channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            if width != 2 or channels < 1:
+                return None
+            raw = w.readframes(frames)
+    except (wave.Error, EOFError, ValueError):
+        return None
+    if len(raw) != frames * channels * 2 or frames == 0:
+        return None
+    return np.frombuffer(raw, dtype="<i2").reshape(frames, channels), int(rate), int(frames)
+
+
 def _read_soundfile(f: Any, *, pcm16: bool) -> np.ndarray:
     """[N, C] samples of an open ``soundfile.SoundFile``: float32 in [-1, 1) (libsndfile scales
     integer PCM), or with ``pcm16`` a 16-bit PCM file's own int16 samples (see :func:`to_mono`)."""
@@ -316,6 +337,10 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     p = check_file(path) if content is None else Path(path)
     if p.suffix.lower() == ".mat":
         return _decode_mat(p)
+    if pcm16 and content is not None and (plain := _plain_pcm16_wav(content)) is not None:
+        data, rate, frames = plain
+        return data, check_header(p, rate_hz=rate, frames=frames, channels=data.shape[1], subtype="PCM_16",
+                                  file_bytes=len(content))
     import soundfile as sf
 
     try:

@@ -394,7 +394,7 @@ class LoadStream:
 
     def _source(self) -> Iterator[Loaded]:
         if self.workers > 0:
-            return iter(Prefetcher(self._tasks, workers=self.workers, ahead=max(2 * self.workers, 2),
+            return iter(Prefetcher(self._tasks, workers=self.workers, ahead=max(3 * self.workers, 3),
                                    file_timeout_s=self.file_timeout_s))
         return _thread_loads(self._tasks, threads=self.threads, ahead=2 * self.threads)
 

@@ -18,6 +18,7 @@ import os
 import signal
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -28,6 +29,8 @@ from ..backends.base import Option, positive_float
 
 #: Seconds of source audio decoded per block when streaming.
 STREAM_BLOCK_S = 10.0
+#: Tasks a decoding process holds at once (it starts the next file while the parent takes the last).
+TASKS_PER_WORKER = 2
 #: Seconds one file may take in a worker (decode, resample) before it fails and the worker is replaced.
 DEFAULT_FILE_TIMEOUT_S = 600.0
 
@@ -227,18 +230,30 @@ def _signal_name(exitcode: int | None) -> str:
 
 
 class _Worker:
-    """One decoding process and the task it holds (index, task, deadline)."""
+    """One decoding process and the tasks it holds, in order (index, task), with the first one's deadline.
+
+    It is given up to :data:`TASKS_PER_WORKER` tasks, so it starts the next file as soon as it has
+    sent a result instead of waiting for the parent to hand it one.
+    """
 
     def __init__(self, ctx: Any, load: Callable[[LoadTask], Loaded]):
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, args=(child, load), daemon=True)
         self.proc.start()
         child.close()
-        self.job: tuple[int, LoadTask, float] | None = None
+        self.jobs: deque[tuple[int, LoadTask]] = deque()
+        self.due = float("inf")
 
     def give(self, index: int, task: LoadTask, timeout_s: float | None) -> None:
         self.conn.send((index, task))
-        self.job = (index, task, time.monotonic() + timeout_s if timeout_s else float("inf"))
+        self.jobs.append((index, task))
+        if len(self.jobs) == 1:
+            self.due = _deadline(timeout_s)
+
+    def done_first(self, timeout_s: float | None) -> None:
+        """The first task is done: the next one (already sent) is the one the deadline now applies to."""
+        self.jobs.popleft()
+        self.due = _deadline(timeout_s) if self.jobs else float("inf")
 
     def stop(self, *, kill: bool = False) -> None:
         if not kill:
@@ -251,6 +266,10 @@ class _Worker:
             self.proc.kill()
             self.proc.join(timeout=5.0)
         self.conn.close()
+
+
+def _deadline(timeout_s: float | None) -> float:
+    return time.monotonic() + timeout_s if timeout_s else float("inf")
 
 
 class Prefetcher:
@@ -296,52 +315,57 @@ class Prefetcher:
         numbered = enumerate(self.tasks)
         submitted = yielded = 0
         exhausted = False
+        timeout_s = self.file_timeout_s
         try:
             while True:
-                for i, worker in enumerate(self._pool):  # hand out work, keeping at most `ahead` unconsumed
-                    if exhausted or worker.job is not None or submitted - yielded >= self.ahead:
-                        continue
-                    item = next(numbered, None)
-                    if item is None:
-                        exhausted = True
-                        break
-                    if not worker.proc.is_alive():  # died while idle
-                        worker = self._replace(i, ctx)
-                    try:
-                        worker.give(*item, self.file_timeout_s)
-                    except (EOFError, OSError):
-                        worker = self._replace(i, ctx)
-                        worker.give(*item, self.file_timeout_s)
-                    submitted += 1
+                for i in range(len(self._pool)):  # hand out work, keeping at most `ahead` unconsumed
+                    while not exhausted and len(self._pool[i].jobs) < TASKS_PER_WORKER \
+                            and submitted - yielded < self.ahead:
+                        item = next(numbered, None)
+                        if item is None:
+                            exhausted = True
+                            break
+                        worker = self._pool[i]
+                        if not worker.jobs and not worker.proc.is_alive():  # died while idle
+                            worker = self._replace(i, ctx)
+                        try:
+                            worker.give(*item, timeout_s)
+                        except (EOFError, OSError):  # died: its tasks (this one included) go to a new worker
+                            worker.jobs.append(item)
+                            self._replace(i, ctx)
+                        submitted += 1
                 while yielded in results:
                     result = results.pop(yielded)
                     yielded += 1
                     yield result
                 if exhausted and yielded == submitted:
                     return
-                busy = [w for w in self._pool if w.job is not None]
+                busy = [w for w in self._pool if w.jobs]
                 if not busy:
                     continue
-                deadline = min(w.job[2] for w in busy)
+                deadline = min(w.due for w in busy)
                 timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
                 ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
                 now = time.monotonic()
                 for w in busy:
-                    index, task, due = w.job
+                    index, task = w.jobs[0]
                     i = self._pool.index(w)
                     if w.conn in ready:
                         try:
                             got_index, result = w.conn.recv()
                         except (EOFError, OSError):
+                            w.jobs.popleft()
                             results[index] = self._died(w, task)
                             self._replace(i, ctx)
                             continue
                         results[got_index] = result
-                        w.job = None
+                        w.done_first(timeout_s)
                     elif w.proc.sentinel in ready:
+                        w.jobs.popleft()
                         results[index] = self._died(w, task)
                         self._replace(i, ctx)
-                    elif now >= due:
+                    elif now >= w.due:
+                        w.jobs.popleft()
                         results[index] = self._failed(task, f"took longer than {self.file_timeout_s:g} s to decode "
                                                             "(--file-timeout); stopped")
                         self._replace(i, ctx, kill=True)
@@ -359,13 +383,15 @@ class Prefetcher:
         return self._failed(task, f"the decoding process died ({_signal_name(code)}{hint}) while reading it")
 
     def _replace(self, i: int, ctx: Any, *, kill: bool = True) -> _Worker:
-        """A fresh worker in slot ``i`` (the old one is killed)."""
+        """A fresh worker in slot ``i`` (the old one is killed), given the tasks the old one still held."""
         old = self._pool[i]
-        old.job = None
+        waiting = list(old.jobs)
         old.stop(kill=kill)
         self.restarts += 1
-        self._pool[i] = _Worker(ctx, self.load)
-        return self._pool[i]
+        self._pool[i] = new = _Worker(ctx, self.load)
+        for index, task in waiting:
+            new.give(index, task, self.file_timeout_s)
+        return new
 
     def close(self, pending: list | None = None) -> None:
         """Stop the workers (dropping unstarted tasks) and remove scratch files of unconsumed results."""
@@ -377,5 +403,5 @@ class Prefetcher:
                     pass
         self._results.clear()
         for worker in self._pool:
-            worker.stop(kill=worker.job is not None)
+            worker.stop(kill=bool(worker.jobs))
         self._pool = []

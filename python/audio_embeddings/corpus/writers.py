@@ -153,6 +153,7 @@ class TreeWriter:
         self.classes = classes
         self._claimed: dict[str, str] = {}
         self._derived: dict[str, str] = {}
+        self._bases: dict[str, Path] = {}  # key -> output base (asked for several times per file)
         self._written: dict[str, tuple] = {}  # key -> (stamp, {file: size}) of the outputs this writer completed
         if corpus_keys is not None:
             self.claim_keys(corpus_keys)
@@ -166,7 +167,10 @@ class TreeWriter:
         return self.basename or output_base(key)
 
     def base(self, key: str) -> Path:
-        return self.output_dir / self._rel_base(key)
+        base = self._bases.get(key)
+        if base is None:
+            base = self._bases[key] = self.output_dir / self._rel_base(key)
+        return base
 
     def stored_stamp(self, key: str) -> dict[str, Any] | None:
         """The stamp recorded with ``key``'s outputs when they are whole; None otherwise."""
