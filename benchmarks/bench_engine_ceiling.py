@@ -107,6 +107,20 @@ def run_once(tree: Path, corpus: Path, out: Path, *, workers: int, store: bool, 
     return {"e2e_s": wall, "cpu_s": cpu, "summary": summary}
 
 
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (``/proc/self/mounts``; "" where unknown)."""
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) >= 3 and str(path.resolve()).startswith(fields[1]) and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def fresh_output(tmp: Path, name: str, n_files: int) -> Path:
     """A new output folder per run, the earlier ones kept until the end while the disk has room.
 
@@ -117,7 +131,7 @@ def fresh_output(tmp: Path, name: str, n_files: int) -> Path:
     """
     runs = sorted(tmp.glob("run_*"))
     need = n_files * 2 * 2 ** 20 + 4 * 2 ** 30
-    if shutil.disk_usage(tmp).free < need:
+    if filesystem_type(tmp) == "tmpfs" or shutil.disk_usage(tmp).free < need:  # tmpfs: files are memory
         for old in runs:
             shutil.rmtree(old, ignore_errors=True)
     return tmp / f"run_{len(runs):04d}" / name
@@ -176,6 +190,7 @@ def warm_memory(gib: float) -> None:
 
 def engine_section(args: argparse.Namespace, tmp: Path) -> None:
     before = page_write_ms(tmp / "page_probe")
+    print(f"outputs on {filesystem_type(tmp) or 'an unknown filesystem'} ({tmp}; set TMPDIR to choose)")
     if args.warm_memory_gib > 0:
         warm_memory(args.warm_memory_gib)
         after = page_write_ms(tmp / "page_probe")

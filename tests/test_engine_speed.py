@@ -287,6 +287,6 @@ def test_a_plain_16_bit_wav_in_memory_decodes_as_soundfile_reads_it(tmp_path, ch
     np.testing.assert_array_equal(ours, theirs)
     truncated = content[:-100]
     (tmp_path / "cut.wav").write_bytes(truncated)
-    assert audio._plain_pcm16_wav(truncated) is None
+    assert audio.plain_pcm16_wav(truncated) is None
     cut, _ = audio.decode(tmp_path / "cut.wav", pcm16=True, content=truncated)
     np.testing.assert_array_equal(cut, sf.read(tmp_path / "cut.wav", dtype="int16", always_2d=True)[0])

@@ -147,7 +147,7 @@ class Audio:
         return self.samples.shape[0] / float(self.sample_rate_hz)
 
 
-def _plain_pcm16_wav(content: bytes) -> tuple[np.ndarray, int, int] | None:
+def plain_pcm16_wav(content: bytes) -> tuple[np.ndarray, int, int] | None:
     """``(int16 [N, C] samples, rate, frames)`` of a whole, plain 16-bit PCM WAV in memory, read by the
     standard library's :mod:`wave` (no GIL-bound decoder calls); None for anything else (another
     format or sample width, WAVE_FORMAT_EXTENSIBLE, a truncated data chunk), which soundfile reads."""
@@ -337,7 +337,7 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     p = check_file(path) if content is None else Path(path)
     if p.suffix.lower() == ".mat":
         return _decode_mat(p)
-    if pcm16 and content is not None and (plain := _plain_pcm16_wav(content)) is not None:
+    if pcm16 and content is not None and (plain := plain_pcm16_wav(content)) is not None:
         data, rate, frames = plain
         return data, check_header(p, rate_hz=rate, frames=frames, channels=data.shape[1], subtype="PCM_16",
                                   file_bytes=len(content))

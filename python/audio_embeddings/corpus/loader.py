@@ -148,20 +148,15 @@ def load_item(task: LoadTask) -> Loaded:
     """Load one file for the model (runs in a worker; never raises)."""
     try:
         path = audio.check_file(task.path)
-        if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
-            import soundfile as sf
-
-            try:
-                info = sf.info(str(path))
-            except Exception:  # noqa: BLE001 - not a soundfile format: decoded whole below
-                info = None
-            if info is not None:  # refuse a hostile header before deciding how to decode
-                audio.check_header(path, rate_hz=info.samplerate, frames=info.frames, channels=info.channels,
-                                   subtype=info.subtype)
-            if info is not None and info.frames > 0 and \
-                    info.frames * task.target_rate_hz / info.samplerate > task.stream_above_samples:
-                return _stream_to_raw(task, info)
         content, digest = _read_to_hash(path, task.hash_below_bytes)
+        if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
+            header = _header(path, content)
+            if header is not None:  # refuse a hostile header before deciding how to decode
+                audio.check_header(path, rate_hz=header.samplerate, frames=header.frames, channels=header.channels,
+                                   subtype=header.subtype)
+                if header.frames > 0 and \
+                        header.frames * task.target_rate_hz / header.samplerate > task.stream_above_samples:
+                    return _stream_to_raw(task, header)
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
                             min_samples=task.min_samples, resampler=task.resampler, content=content)
     except audio.AudioError as exc:
@@ -174,6 +169,23 @@ def load_item(task: LoadTask) -> Loaded:
         info["input_sha256"] = digest
     return Loaded(task.key, task.path, n_samples=int(loaded.samples.shape[0]), samples=loaded.samples,
                   audio_info=info)
+
+
+def _header(path: os.PathLike, content: bytes | None) -> Any:
+    """``samplerate``, ``frames``, ``channels``, ``subtype`` of a file (from ``content`` when it is a plain
+    16-bit WAV, else soundfile's header); None when soundfile cannot read it (ffmpeg decodes it whole)."""
+    plain = audio.plain_pcm16_wav(content) if content is not None else None
+    if plain is not None:
+        from types import SimpleNamespace
+
+        data, rate, frames = plain
+        return SimpleNamespace(samplerate=rate, frames=frames, channels=data.shape[1], subtype="PCM_16")
+    import soundfile as sf
+
+    try:
+        return sf.info(str(path))
+    except Exception:  # noqa: BLE001 - not a soundfile format
+        return None
 
 
 def _read_to_hash(path: os.PathLike, below_bytes: int) -> tuple[bytes | None, str | None]:
@@ -203,6 +215,9 @@ def _die_with_parent() -> None:
 def _worker_main(conn: Any, load: Callable[[LoadTask], Loaded]) -> None:
     """A decoding worker: ``(index, task)`` in, ``(index, Loaded)`` out, until ``None`` or the pipe closes."""
     _die_with_parent()
+    from .background import retain_freed_memory
+
+    retain_freed_memory()  # each file's buffers reuse freed memory instead of faulting in new pages
     for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides how a run stops; it kills with SIGKILL
         signal.signal(signum, signal.SIG_IGN)
     while True:
