@@ -340,6 +340,13 @@ def test_an_index_path_of_ones_choosing(tmp_path):
     where.write_bytes(where.read_bytes())
     assert usearch_search(open_corpus(store), x[[7]], top_k=2, metric="cosine",
                           index_path=where)[2]["reason"] == "the index file changed since it was built"
+    # the command line's --index-path: another output folder reuses the index kept there
+    qt = query_table(tmp_path / "q.parquet", x[[7]])
+    assert run("search", "--top-k", "2", "--index", "usearch", "--index-path", where, qt, store,
+               tmp_path / "out") == 0
+    info = provenance(tmp_path / "out")["index_info"]
+    assert info["state"] == "reused" and info["path"] == str(where)
+    assert not (tmp_path / "out" / "corpus.usearch").exists()
 
 
 def test_the_streamed_store_reader_reads_what_it_did(tmp_path):
