@@ -250,7 +250,7 @@ class StoreWriter:
             self._open()
         f = self._file
         try:
-            ds = f.create_dataset(f"embeddings/{key}", data=emb, chunks=True if emb.size else None)
+            ds = f.create_dataset(f"embeddings/{key}", data=emb)  # contiguous: half the cost of chunked
             ds.attrs["source_path"] = str(input_path)
             ds.attrs["duration_s"] = float(audio_info.get("duration_s", 0.0))
             if stamp is not None:
@@ -260,7 +260,7 @@ class StoreWriter:
                 f.create_dataset(f"extras/{name}/{key}", data=extra_array(value))
             if aligned is not None:
                 out = aligned.embeddings.astype(np.float32, copy=False)
-                ds = f.create_dataset(f"aligned/{key}", data=out, chunks=True if out.size else None)
+                ds = f.create_dataset(f"aligned/{key}", data=out)
                 s = aligned.settings
                 ds.attrs.update({"target_rate_hz": s.target_rate_hz, "start_s": s.start_s,
                                  "duration_s": s.duration_s, "method": s.method, "hrf": s.hrf,
