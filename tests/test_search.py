@@ -326,7 +326,8 @@ def test_the_usearch_index_is_persisted_reused_and_never_stale(kind, tmp_path, c
 
 def test_an_index_path_of_ones_choosing(tmp_path):
     pytest.importorskip("usearch")
-    from audio_embeddings.runner.search import open_corpus, usearch_search
+    from audio_embeddings.runner.search import open_corpus
+    from audio_embeddings.runner.search_index import usearch_search
 
     recs = synthetic(12, 6)
     store = write_store(tmp_path / "c.h5", recs)
