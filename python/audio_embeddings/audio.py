@@ -315,7 +315,8 @@ def check_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | None = None) -> tuple[np.ndarray, int]:
+def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | None = None,
+           wav: tuple[np.ndarray, int, int] | None = None) -> tuple[np.ndarray, int]:
     """Decode a file to [N, C] samples and its sample rate: soundfile, then ffmpeg (``.mat``: scipy).
 
     Parameters
@@ -328,6 +329,8 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     content : bytes, optional
         The file's bytes, already read (e.g. to hash exactly what is decoded): decoded from
         memory by soundfile; ffmpeg, if needed, still reads ``path``.
+    wav : tuple, optional
+        :func:`plain_pcm16_wav` of ``content``, when the caller has parsed it already (not parsed again).
 
     Raises
     ------
@@ -337,7 +340,7 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     p = check_file(path) if content is None else Path(path)
     if p.suffix.lower() == ".mat":
         return _decode_mat(p)
-    if pcm16 and content is not None and (plain := plain_pcm16_wav(content)) is not None:
+    if pcm16 and content is not None and (plain := wav or plain_pcm16_wav(content)) is not None:
         data, rate, frames = plain
         return data, check_header(p, rate_hz=rate, frames=frames, channels=data.shape[1], subtype="PCM_16",
                                   file_bytes=len(content))
@@ -532,6 +535,7 @@ def load(
     min_samples: int = 1,
     resampler: str = "soxr-hq",
     content: bytes | None = None,
+    wav: tuple[np.ndarray, int, int] | None = None,
 ) -> Audio:
     """Load a file as mono float32 at ``sample_rate_hz``.
 
@@ -547,8 +551,8 @@ def load(
         Shortest acceptable length at ``sample_rate_hz``.
     resampler : {"soxr-hq", "kaiser-fast"}
         See :func:`resample`.
-    content : bytes, optional
-        The file's bytes, already read (see :func:`decode`).
+    content, wav : optional
+        The file's bytes, already read, and their :func:`plain_pcm16_wav` (see :func:`decode`).
 
     Returns
     -------
@@ -560,7 +564,7 @@ def load(
     AudioError
         One line naming the file: missing, empty, corrupt, NaN/Inf, too short.
     """
-    data, rate = decode(path, pcm16=True, content=content)
+    data, rate = decode(path, pcm16=True, content=content, wav=wav)
     return prepare(data, rate, target_rate_hz=sample_rate_hz, channel=channel,
                    min_samples=min_samples, name=str(path), resampler=resampler)
 

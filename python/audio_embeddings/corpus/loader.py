@@ -149,8 +149,9 @@ def load_item(task: LoadTask) -> Loaded:
     try:
         path = audio.check_file(task.path)
         content, digest = _read_to_hash(path, task.hash_below_bytes)
+        wav = audio.plain_pcm16_wav(content) if content is not None else None  # parsed once, used twice
         if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
-            header = _header(path, content)
+            header = _header(path, wav)
             if header is not None:  # refuse a hostile header before deciding how to decode
                 audio.check_header(path, rate_hz=header.samplerate, frames=header.frames, channels=header.channels,
                                    subtype=header.subtype)
@@ -158,7 +159,7 @@ def load_item(task: LoadTask) -> Loaded:
                         header.frames * task.target_rate_hz / header.samplerate > task.stream_above_samples:
                     return _stream_to_raw(task, header)
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
-                            min_samples=task.min_samples, resampler=task.resampler, content=content)
+                            min_samples=task.min_samples, resampler=task.resampler, content=content, wav=wav)
     except audio.AudioError as exc:
         return Loaded(task.key, task.path, error=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - report and go on; the run must not die on one file
@@ -171,14 +172,14 @@ def load_item(task: LoadTask) -> Loaded:
                   audio_info=info)
 
 
-def _header(path: os.PathLike, content: bytes | None) -> Any:
-    """``samplerate``, ``frames``, ``channels``, ``subtype`` of a file (from ``content`` when it is a plain
-    16-bit WAV, else soundfile's header); None when soundfile cannot read it (ffmpeg decodes it whole)."""
-    plain = audio.plain_pcm16_wav(content) if content is not None else None
-    if plain is not None:
+def _header(path: os.PathLike, wav: tuple[np.ndarray, int, int] | None) -> Any:
+    """``samplerate``, ``frames``, ``channels``, ``subtype`` of a file (from ``wav``, its
+    :func:`audio.plain_pcm16_wav`, when it is one, else soundfile's header); None when soundfile
+    cannot read it (ffmpeg decodes it whole)."""
+    if wav is not None:
         from types import SimpleNamespace
 
-        data, rate, frames = plain
+        data, rate, frames = wav
         return SimpleNamespace(samplerate=rate, frames=frames, channels=data.shape[1], subtype="PCM_16")
     import soundfile as sf
 

@@ -153,7 +153,7 @@ class Stamper:
         """Inputs smaller than this are hashed by the decoders as they read them (``LoadTask``):
         ``hash_below``, capped at :data:`HASH_BELOW_BYTES` so no decoder holds a larger file's bytes
         (with ``verify``, :meth:`full` hashes larger inputs itself, in blocks)."""
-        return min(self.hash_below, HASH_BELOW_BYTES) if self.hash_below > 0 or self.verify else 0
+        return max(0, min(self.hash_below, HASH_BELOW_BYTES))
 
     def full(self, path: str, *, sha256: str | None = None) -> dict[str, Any]:
         """The stamp to write, with a hash for small inputs (or with ``verify``).

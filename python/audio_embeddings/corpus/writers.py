@@ -242,7 +242,7 @@ class TreeWriter:
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
             audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
             mat_version=info.get("mat_version", "auto"), argv=info.get("argv"), annotations=annotations,
-            align=self.align, stamp=stamp, stamp_key=key, also_written=labels, stamp_removed=True,
+            align=self.align, stamp=stamp, stamp_key=key, also_written=labels,
         )
         if stamp is not None:
             files = output_files(base, written, labels) + [stamp_path(base)]

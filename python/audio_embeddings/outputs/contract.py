@@ -126,7 +126,6 @@ def write_outputs(
     stamp: dict[str, Any] | None = None,
     stamp_key: str | None = None,
     also_written: Iterable[str | Path] = (),
-    stamp_removed: bool = False,
 ) -> dict[str, Any]:
     """Write one file's outputs and return their paths (and a ``mat_error`` if the ``.mat`` failed).
 
@@ -173,8 +172,6 @@ def write_outputs(
         The corpus key, recorded in the sidecar.
     also_written : paths
         Files the caller wrote for these outputs (``<base>_labels.csv``), listed in the sidecar too.
-    stamp_removed : bool
-        The caller has already removed an earlier sidecar (before writing ``also_written``).
 
     Returns
     -------
@@ -191,7 +188,7 @@ def write_outputs(
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / basename
-    if stamp is not None and not stamp_removed:
+    if stamp is not None:
         stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never complete
     paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
     if aligned is not None:
