@@ -224,3 +224,130 @@ def test_a_broken_cached_file_is_not_called_missing():
                                                      r"\(Unable to load weights: header too large\)"):
         with hub.hf_download("owner/model"):
             raise OSError("Unable to load weights: header too large")
+
+
+# -- a local path that is not there: "X does not exist", never "pass the local file instead" ------------
+
+
+def _script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(PYTHON_DIR / script), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120, check=False)
+
+
+def _assert_does_not_exist(proc: subprocess.CompletedProcess, shown: str, full: Path) -> str:
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("error: ") and f"{shown} does not exist" in line and str(full) in line, line
+    assert "instead" not in line and "Traceback" not in proc.stderr
+    assert "not in the local cache" not in line and "hf download" not in line  # never sent to a hub
+    return line
+
+
+def test_a_missing_checkpoint_file_says_it_does_not_exist(wav, tmp_path):
+    """B4 --compare --model campplus --checkpoint missing.bin: once told the user to pass missing.bin."""
+    pytest.importorskip("torch")
+    proc = _script("B4_model_speaker.py", "--compare", str(wav), str(wav), "--model", "campplus",
+                   "--checkpoint", "missing.bin", cwd=tmp_path)
+    line = _assert_does_not_exist(proc, "--checkpoint missing.bin", tmp_path / "missing.bin")
+    assert line == f"error: campplus: --checkpoint missing.bin does not exist (no such file or folder: " \
+                   f"{tmp_path / 'missing.bin'})"
+
+
+def test_a_missing_model_folder_says_it_does_not_exist(wav, tmp_path):
+    """embed.py / B2 --model ./missing_dir: a path, not a hub id nor an 'unknown model'."""
+    for script in ("embed.py", "B2_model_wav2vec2.py"):
+        proc = _script(script, str(wav), "--model", "./missing_dir", "--output-dir", str(tmp_path / "out"),
+                       cwd=tmp_path)
+        _assert_does_not_exist(proc, "./missing_dir", tmp_path / "missing_dir")
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("value, is_path", [
+    ("./w2v", True), ("../models/x", True), ("~/models/x", True), ("/abs/model", True), ("missing.bin", True),
+    ("model.ONNX", True), ("perch.tflite", True), ("w.safetensors", True), ("ckpt/epoch=3.ckpt", True),
+    ("owner/name.pt", True), ("models/w2v/checkpoint-1000", True), ("folder/", True), ("C:\\models\\x", True),
+    ("C:/models/x", True),
+    ("facebook/wav2vec2-base", False), ("iic/speech_campplus_sv_zh-cn_16k-common", False), ("gpt2", False),
+    ("campplus", False), ("distil-whisper/distil-large-v3.5", False), ("laion/larger_clap_general", False),
+    ("google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu", False),
+    ("google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu/2", False),
+])
+def test_what_looks_like_a_local_path(value, is_path):
+    assert hub.looks_like_local_path(value) is is_path
+
+
+@pytest.mark.parametrize("preset", ["wav2vec2", "hubert-base", "perch_v2", "birdnet", "metis", "eres2netv2",
+                                    "campplus", "whisper-base", "clap-htsat-unfused", "ge2e"])
+def test_every_family_says_a_missing_model_path_does_not_exist(preset, tmp_path, monkeypatch):
+    """Checked before the backend loads: no framework import, no download, for each family."""
+    from audio_embeddings import registry
+
+    monkeypatch.chdir(tmp_path)
+    for spec in ("./nope", "nope.onnx", "sub/dir/nope"):
+        with pytest.raises(FileNotFoundError) as info:
+            registry.load_backend(spec, preset=preset, device="cpu")
+        assert str(info.value) == f"{spec} does not exist (no such file or folder: {tmp_path / spec})"
+    with pytest.raises(FileNotFoundError, match=r"^/no/such/model does not exist$"):
+        registry.load_backend("/no/such/model", preset=preset, device="cpu")
+    with pytest.raises(FileNotFoundError, match=r"^\./nope does not exist"):  # no preset: resolve() decides
+        registry.resolve("./nope")
+
+
+def test_file_options_that_are_missing_paths_do_not_exist(tmp_path, monkeypatch):
+    from audio_embeddings import registry
+
+    monkeypatch.chdir(tmp_path)
+    cases = [("metis", dict(codec="codec.safetensors"), "--codec codec.safetensors"),
+             ("metis", dict(codec="./semantic_codec"), "--codec ./semantic_codec"),
+             ("metis", dict(stats="stats"), "--stats stats"),
+             ("eres2netv2", dict(checkpoint="weights/pretrained.ckpt"), "--checkpoint weights/pretrained.ckpt"),
+             ("campplus", dict(checkpoint="missing.bin"), "--checkpoint missing.bin")]
+    for preset, options, shown in cases:
+        with pytest.raises(FileNotFoundError, match=rf"^{shown} does not exist \(no such file or folder: "):
+            registry.load_backend(preset, device="cpu", **options)
+
+
+def test_a_checkpoint_name_inside_the_model_folder_or_repository_is_left_to_the_backend(tmp_path, monkeypatch):
+    """--checkpoint NAME names a file in --model's folder, or in a ModelScope repository that is not a preset's."""
+    pytest.importorskip("torch")
+    from audio_embeddings import registry
+
+    monkeypatch.chdir(tmp_path)
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^directory \(.*snapshot\) has no other\.bin$"):
+        registry.load_backend(str(snapshot), preset="campplus", device="cpu", checkpoint="other.bin")
+    monkeypatch.setitem(sys.modules, "modelscope", None)  # not installed: the backend says what it needs
+    with pytest.raises(ImportError, match=r"iic/speech_eres2net_sv_en_voxceleb_16k is a ModelScope model id.*"
+                                          r"pip install modelscope"):
+        registry.load_backend("iic/speech_eres2net_sv_en_voxceleb_16k", preset="eres2netv2", device="cpu",
+                              checkpoint="pretrained_eres2net.ckpt")
+
+
+def test_hub_ids_still_go_to_the_download_path(wav, tmp_path, capsys):
+    """A ModelScope id without modelscope, a Hugging Face id with downloads off: the one-line ways out."""
+    pytest.importorskip("torch")
+    proc = _script("B4_model_speaker.py", "--compare", str(wav), str(wav), "--model",
+                   "iic/speech_campplus_sv_zh-cn_16k-common", cwd=tmp_path)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "does not exist" not in lines[0] and "ModelScope model id" in lines[0]
+    status = main(EMBED, [str(wav), "--model", "facebook/wav2vec2-base", "--output-dir", str(tmp_path / "o")])
+    lines = error_lines(capsys.readouterr().err)
+    assert status == 2 and len(lines) == 1 and "does not exist" not in lines[0]
+    assert "facebook/wav2vec2-base: not in the local cache and downloads are off" in lines[0]
+
+
+def test_hf_download_refuses_a_missing_path_before_any_probe(monkeypatch):
+    probed = []
+    monkeypatch.setattr(hub, "host_reachable", lambda *a, **k: probed.append(a) or False)
+    with pytest.raises(FileNotFoundError, match=r"^--codec ./gone\.safetensors does not exist \(no such file"):
+        with hub.hf_download("./gone.safetensors", flag="--codec"):
+            pass
+    with pytest.raises(FileNotFoundError, match=r"^/gone/model does not exist$"):
+        with hub.hf_download("/gone/model"):
+            pass
+    assert probed == []

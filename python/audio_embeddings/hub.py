@@ -40,6 +40,12 @@ KAGGLE_DEFAULT_ENDPOINT = "https://api.kaggle.com"
 #: What runs without any download (suggested in every ``--model`` error).
 OFFLINE_MODELS = "--model birdnet, --model ge2e"
 _TRUTHY = {"1", "true", "yes", "on", "t", "y"}
+#: A ``--model``/``--checkpoint`` value ending in one of these names a local file, never a hub id.
+LOCAL_FILE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".onnx", ".safetensors", ".tflite", ".pb", ".h5", ".keras",
+                       ".npz", ".pkl", ".msgpack", ".gguf")
+#: Third part of a Kaggle model handle (``owner/model/<framework>/variation[/version]``), lower case.
+KAGGLE_FRAMEWORKS = ("tensorflow1", "tensorflow2", "tflite", "tfjs", "pytorch", "jax", "flax", "pax", "keras",
+                     "coral", "scikitlearn", "mxnet", "onnx", "transformers", "gguf", "ggml", "gemmacpp", "other")
 
 
 class ModelUnavailable(OSError):
@@ -52,6 +58,67 @@ class ModelUnavailable(OSError):
 
     def __init__(self, message: object):
         super().__init__(" ".join(str(message).split()))
+
+
+def looks_like_local_path(value: str) -> bool:
+    """Whether a ``--model`` (or ``--checkpoint``, ``--codec``) value can only be a local path.
+
+    It is one when it starts with ``.``, ``~`` or ``/`` (or is absolute, or has a drive letter),
+    holds a backslash, ends with a ``/``, ends in a weights-file extension
+    (:data:`LOCAL_FILE_SUFFIXES`: ``.bin``, ``.ckpt``, ``.pt``, ``.onnx``, ``.safetensors``,
+    ``.tflite``, ...), or has more ``/`` than a hub id, except a Kaggle model handle
+    (``owner/model/tensorFlow2/variation[/version]``). A bare name (``gpt2``, ``campplus``) and
+    ``owner/name`` (``facebook/wav2vec2-base``) are hub ids or presets.
+
+    Parameters
+    ----------
+    value : str
+        What the user passed.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> [looks_like_local_path(v) for v in ("./w2v", "missing.bin", "a/b/c", "facebook/wav2vec2-base", "gpt2")]
+    [True, True, True, False, False]
+    """
+    text = str(value).strip()
+    if not text:
+        return False
+    drive = len(text) > 2 and text[0].isalpha() and text[1] == ":" and text[2] == "/"
+    if text.startswith((".", "~", "/")) or "\\" in text or text.endswith("/") or os.path.isabs(text) or drive:
+        return True
+    if Path(text).suffix.lower() in LOCAL_FILE_SUFFIXES:
+        return True
+    parts = text.split("/")
+    if len(parts) <= 2:
+        return False
+    is_kaggle_handle = len(parts) in (4, 5) and all(parts) and parts[2].lower() in KAGGLE_FRAMEWORKS
+    return not is_kaggle_handle
+
+
+def missing_path_error(value: str, *, flag: str | None = None) -> FileNotFoundError:
+    """The one-line error for a local path the user gave that is not there.
+
+    Parameters
+    ----------
+    value : str
+        The path as given.
+    flag : str, optional
+        The option it was given to (``--checkpoint``), named in the message; None for ``--model``.
+
+    Returns
+    -------
+    FileNotFoundError
+        ``missing.bin does not exist (no such file or folder: /home/me/missing.bin)``, or with
+        the flag first (``--checkpoint missing.bin does not exist (...)``). Raise it ``from None``.
+    """
+    text = str(value)
+    full = os.path.abspath(os.path.expanduser(text))
+    where = f" (no such file or folder: {full})" if full != text else ""
+    return FileNotFoundError(f"{flag + ' ' if flag else ''}{text} does not exist{where}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -213,7 +280,9 @@ def hf_download(model_id: str, *, flag: str = "--model", local_only: bool = Fals
                 timeout_s: float = PROBE_TIMEOUT_S) -> Iterator[bool]:
     """Around ``from_pretrained``/``hf_hub_download`` of a hub id: yields ``local_files_only`` to pass them.
 
-    A local path yields ``local_only`` unchanged and leaves errors alone. For a hub id, the
+    A local path yields ``local_only`` unchanged and leaves errors alone; a value that can only be
+    a path (:func:`looks_like_local_path`) but is not there is a one-line ``FileNotFoundError``
+    (``./w2v does not exist (...)``), raised on entry, never a download. For a hub id, the
     host is probed once (unless ``local_only`` or ``HF_HUB_OFFLINE`` already rule downloads out);
     when it is unreachable the body gets True, so only the local cache is read and nothing
     retries. A download or cache error in the body becomes one :class:`ModelUnavailable` line
@@ -243,6 +312,8 @@ def hf_download(model_id: str, *, flag: str = "--model", local_only: bool = Fals
     if Path(model_id).expanduser().exists():
         yield local_only
         return
+    if looks_like_local_path(model_id):  # a path that is not there: no hub id to download either
+        raise missing_path_error(model_id, flag=None if flag == "--model" else flag)
     endpoint = hf_endpoint()
     host = _where(endpoint)
     reason = hf_offline_reason()
@@ -456,7 +527,7 @@ def _nvidia_smi_lists_gpu() -> bool:
     return out.returncode == 0 and "GPU " in out.stdout
 
 
-__all__ = ["ModelUnavailable", "host_reachable", "hf_endpoint", "hf_offline_reason", "hub_available", "offline_error",
+__all__ = ["ModelUnavailable", "looks_like_local_path", "missing_path_error", "host_reachable", "hf_endpoint", "hf_offline_reason", "hub_available", "offline_error",
            "hf_download", "kaggle_endpoint", "kaggle_cached", "kaggle_model", "fetch_url", "no_gpu_message",
            "install_hint", "INSTALL_HINTS",
            "PROBE_TIMEOUT_S", "OFFLINE_MODELS"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .backends.base import BaseBackend, Option
+from .hub import looks_like_local_path, missing_path_error
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ PRESETS: dict[str, Preset] = {
 HUB_PREFIXES = (("openai/whisper-", "whisper-base"), ("distil-whisper/", "whisper-base"), ("laion/", "clap-htsat-unfused"),
                 ("facebook/w2v-bert", "metis"), ("iic/speech_campplus", "campplus"), ("iic/speech_eres2netv2", "eres2netv2"))
 HF_DEFAULT = "wav2vec2"
+#: Options whose bare file name (no folder part) names a file inside ``--model``'s folder or hub
+#: repository (3D-Speaker's ``--checkpoint``), not one in the current folder.
+IN_MODEL_OPTIONS = ("checkpoint",)
 #: Environment variable naming extra modules (comma-separated) whose ``PRESETS`` join the registry.
 PLUGINS_ENV = "AUDIO_EMBEDDINGS_PLUGINS"
 
@@ -200,6 +204,9 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     ValueError
         A path that exists but is not a model, or a name that is neither a preset nor
         shaped like a hub id (``owner/name``).
+    FileNotFoundError
+        A value that can only be a local path (``./w2v``, ``model.onnx``, ``~/models/x``; see
+        :func:`audio_embeddings.hub.looks_like_local_path`) that is not there: ``X does not exist``.
     """
     entries = presets()
     if spec in entries:
@@ -208,6 +215,8 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     path = Path(spec).expanduser()
     if path.exists():
         return recognise(path, entries), str(path)
+    if looks_like_local_path(spec):
+        raise missing_path_error(spec)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         by_checkpoint = next((p for p in entries.values() if p.checkpoint == spec), None)
         by_prefix = next((entries[n] for prefix, n in HUB_PREFIXES if spec.startswith(prefix)), None)
@@ -234,11 +243,20 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float3
         The backend's declared options (``layers`` for wav2vec2, ``trim_silence`` for GE2E),
         by ``Option.dest``. Options that are None are dropped; an option the backend does not
         declare is a ValueError naming its flag.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``spec``, or the value of a file option (``--checkpoint``, ``--codec``, ``--stats``), is a
+        local path that is not there (``missing.bin does not exist (...)``): said before anything
+        loads, never sent to a hub as an id.
     """
     entries = presets()
     if preset is not None:
         entry = entries[preset]
         source = entry.checkpoint if spec in (None, entry.name) else spec
+        if source != entry.checkpoint and _missing_path(source):
+            raise missing_path_error(source)
     else:
         entry, source = resolve(spec)
     cls = backend_class(entry)
@@ -248,9 +266,55 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float3
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
         raise ValueError(f"model {spec!r} ({entry.name}) does not take {flags}")
+    for option in cls.options:
+        if option.dest in given and _missing_file_option(option, given[option.dest], source, entries):
+            raise missing_path_error(str(given[option.dest]), flag=option.flag)
     backend = cls.load(source, name=entry.name, device=device, dtype=dtype, **given)
     backend.preset = entry.name
     return backend
+
+
+def _missing_path(value: Any) -> bool:
+    """A value that can only be a local path (:func:`~audio_embeddings.hub.looks_like_local_path`) and is not there."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    text = os.fspath(value)
+    return looks_like_local_path(text) and not _exists(text)
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+def _missing_file_option(option: Option, value: Any, source: str | None, entries: Mapping[str, Preset]) -> bool:
+    """Whether a file option's value (metavar ``FILE`` or ``FILE_OR_ID``) is a local file that is not there.
+
+    ``FILE`` takes files only: any value that is not there. ``FILE_OR_ID`` also takes a hub id: a
+    value that can only be a path. A bare name given to an :data:`IN_MODEL_OPTIONS` option is a file
+    inside ``--model``'s folder or repository when that is a local folder or a hub id that is not a
+    preset's own (whose file is known): the backend looks for it there and says what it found.
+    """
+    metavar = option.metavar or ""
+    if "FILE" not in metavar or not isinstance(value, (str, os.PathLike)):
+        return False
+    text = os.fspath(value)
+    if _exists(text):
+        return False
+    if metavar == "FILE":
+        return True
+    if not looks_like_local_path(text):
+        return False
+    bare = "/" not in text and "\\" not in text and not text.startswith((".", "~"))
+    if bare and option.dest in IN_MODEL_OPTIONS and source is not None:
+        own_checkpoints = {p.checkpoint for p in entries.values()}
+        in_folder = _exists(source) and Path(source).expanduser().is_dir()
+        in_other_repository = not looks_like_local_path(source) and source not in own_checkpoints
+        if in_folder or in_other_repository:
+            return False
+    return True
 
 
 def option_table(entries: Mapping[str, Preset] | None = None) -> list[tuple[type, Option]]:

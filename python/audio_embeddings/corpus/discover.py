@@ -29,6 +29,8 @@ MANIFEST_EXTENSIONS = (".txt", ".csv", ".tsv", ".lst", ".scp")
 PATH_COLUMNS = ("path", "audio_path", "filepath", "file_path", "file", "filename", "wav")
 #: First component of the key of an input outside the corpus root (its absolute path follows).
 OUTSIDE_ROOT = "_abs"
+#: Largest manifest read (1 GiB: some ten million paths), refused from its size before it is read.
+MANIFEST_MAX_BYTES = 1 << 30
 
 
 class CorpusError(ValueError):
@@ -185,16 +187,32 @@ def read_manifest(path: Path, *, base: Path | None = None) -> list[Path]:
     """Paths listed in a text manifest (one per line, ``#`` comments) or a CSV/TSV (``path`` column).
 
     Relative entries are taken relative to ``base`` (default: the manifest's folder).
+
+    Raises
+    ------
+    CorpusError
+        Unreadable, not UTF-8, larger than :data:`MANIFEST_MAX_BYTES` (refused before reading), or
+        a CSV/TSV the ``csv`` module cannot read (a field over its 128 KiB limit); one line
+        naming the manifest.
     """
+    from ..safe_load import DocumentError, read_bounded
+
     base = path.parent if base is None else base
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bounded(path, max_bytes=MANIFEST_MAX_BYTES, what="manifest").decode("utf-8-sig")
+    except DocumentError as exc:
+        raise CorpusError(str(exc)) from None
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read the manifest ({_os_reason(exc)})") from None
     except UnicodeDecodeError:
         raise CorpusError(f"{path}: the manifest is not UTF-8 text") from None
     if path.suffix.lower() in (".csv", ".tsv"):
-        rows = list(csv.reader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        reader = csv.reader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        try:
+            rows = list(reader)
+        except csv.Error as exc:
+            raise CorpusError(f"{path}: line {reader.line_num}: not a readable {path.suffix[1:].upper()} manifest "
+                              f"({exc})") from None
         if not rows:
             return []
         header = [h.strip().lower() for h in rows[0]]

@@ -44,6 +44,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..safe_load import DocumentError, load_json_file, parse_json
+
 FORMAT = "perch-hoplite LinearClassifier"
 SCORE = "logit: embedding @ beta + beta_bias (sigmoid(score) is the label's probability)"
 #: Different names of one embedding function (builds or spellings of the same model).
@@ -51,6 +53,11 @@ MODEL_ALIASES = {"perch_v2_cpu": "perch_v2", "perch_v2_gpu": "perch_v2", "perch_
                  "birdnet_v2.4": "birdnet", "birdnet_v2_4": "birdnet", "birdnet_global_6k_v2.4": "birdnet"}
 #: Embedding size of the model families we know, for files that name no model.
 FAMILY_DIMS = {"perch_v2": 1536, "birdnet": 1024, "perch_8": 1280, "surfperch": 1280}
+#: Largest classifier or recognizers JSON file read (256 MiB: one over Perch's ~15k classes is ~125 MB),
+#: refused from its size before parsing.
+CLASSIFIER_MAX_BYTES = 256 << 20
+#: Most levels of nested objects and arrays in a classifier JSON (hoplite's layout needs 4).
+CLASSIFIER_MAX_DEPTH = 50
 
 
 class ClassifierError(ValueError):
@@ -301,22 +308,24 @@ class LinearClassifier:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "LinearClassifier":
+        """Parse model JSON (nesting bounded by :data:`CLASSIFIER_MAX_DEPTH`)."""
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ClassifierError(f"not JSON ({exc})") from None
+            data = parse_json(text, max_depth=CLASSIFIER_MAX_DEPTH)
+        except DocumentError as exc:
+            raise ClassifierError(str(exc)) from None
         return cls.from_json_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> "LinearClassifier":
-        """Read a JSON model file."""
+        """Read a JSON model file (at most :data:`CLASSIFIER_MAX_BYTES`, :data:`CLASSIFIER_MAX_DEPTH` levels deep)."""
         p = Path(path)
         try:
-            text = p.read_bytes()
-        except OSError as exc:
-            raise ClassifierError(f"{p}: cannot read ({exc.strerror or exc})") from None
+            data = load_json_file(p, max_bytes=CLASSIFIER_MAX_BYTES, max_depth=CLASSIFIER_MAX_DEPTH,
+                                  what="classifier file")
+        except DocumentError as exc:
+            raise ClassifierError(str(exc)) from None
         try:
-            return cls.from_json(text)
+            return cls.from_json_dict(data)
         except ClassifierError as exc:
             raise ClassifierError(f"{p}: {exc}") from None
 
@@ -360,23 +369,24 @@ def load_classifiers(source: Any, *, default_name: str = "classifier") -> list[t
     Raises
     ------
     ClassifierError
-        Unreadable JSON, or an entry that is not a linear classifier (the message names it).
+        Unreadable JSON, a file over :data:`CLASSIFIER_MAX_BYTES` or nested deeper than
+        :data:`CLASSIFIER_MAX_DEPTH` levels, or an entry that is not a linear classifier (the
+        message names it).
     """
     origin = ""
     if isinstance(source, (str, Path)) and not str(source).lstrip().startswith(("{", "[")):
         p = Path(source)
         try:
-            payload = json.loads(p.read_bytes())
-        except OSError as exc:
-            raise ClassifierError(f"{p}: cannot read ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ClassifierError(f"{p}: not JSON ({exc})") from None
+            payload = load_json_file(p, max_bytes=CLASSIFIER_MAX_BYTES, max_depth=CLASSIFIER_MAX_DEPTH,
+                                     what="classifier file")
+        except DocumentError as exc:
+            raise ClassifierError(str(exc)) from None
         origin = f"{p}: "
     elif isinstance(source, (str, bytes)):
         try:
-            payload = json.loads(source)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ClassifierError(f"not JSON ({exc})") from None
+            payload = parse_json(source, max_depth=CLASSIFIER_MAX_DEPTH)
+        except DocumentError as exc:
+            raise ClassifierError(str(exc)) from None
     else:
         payload = source
     try:

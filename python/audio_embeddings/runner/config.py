@@ -21,12 +21,19 @@
 An unknown key, a value of the wrong type, undecodable base64 or a model that is not a
 linear classifier is a :class:`ConfigError` such as
 ``config.yml: classifiers[0].model: not valid base64 (Incorrect padding) and not an existing file``.
+
+The file itself is read within bounds, and refused in one line before anything is built from it:
+more than 16 MiB (:data:`CONFIG_MAX_BYTES`), a YAML alias (``*name``; configs never need one, and
+nine levels of them stand for billions of values), more than 50 levels of nesting
+(:data:`CONFIG_MAX_DEPTH`) or more than 100 000 values (:data:`CONFIG_MAX_NODES`), e.g.
+``bomb.yml: line 5: an alias (*a): YAML aliases are not accepted ...``.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,12 @@ DEFAULT_MODEL = "perch_v2"
 TOP_KEYS = ("model", "hop_length_seconds", "classifiers", "recognizers", "training")
 CLASSIFIER_KEYS = ("name", "tags", "model")
 TRAINING_KEYS = ("holdout_fraction", "seed", "regularization", "max_iter", "negative_label")
+#: Largest config file accepted (16 MiB): room for base64 classifiers written inline, refused before parsing.
+CONFIG_MAX_BYTES = 16 << 20
+#: Most levels of nested mappings and lists in a config (its own layout needs 3).
+CONFIG_MAX_DEPTH = 50
+#: Most values in a config (PyYAML reads some 50 000 a second; a tags list of all ~15k Perch labels fits).
+CONFIG_MAX_NODES = 100_000
 
 
 class ConfigError(ValueError):
@@ -106,61 +119,29 @@ class RunnerConfig:
                 "training": {k: getattr(self.training, k) for k in TRAINING_KEYS}}
 
 
-class _UniqueKeyLoader:
-    """A PyYAML SafeLoader that refuses a key given twice in one mapping (made on first use)."""
-
-    cls: Any = None
-
-    @classmethod
-    def get(cls) -> Any:
-        if cls.cls is None:
-            import yaml
-
-            class Loader(yaml.SafeLoader):
-                pass
-
-            def construct_mapping(loader, node, deep=False):
-                seen = set()
-                for key_node, _ in node.value:
-                    key = loader.construct_object(key_node, deep=deep)
-                    if key in seen:
-                        mark = key_node.start_mark
-                        raise ConfigError(f"line {mark.line + 1}: key {key!r} is given twice")
-                    seen.add(key)
-                return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-            Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-            cls.cls = Loader
-        return cls.cls
-
-
 def load_config(path: str | Path | None) -> RunnerConfig:
     """Read and validate a YAML config; None gives the defaults.
+
+    The file is read within bounds before anything is built from it (:mod:`audio_embeddings.safe_load`):
+    at most :data:`CONFIG_MAX_BYTES`, no YAML aliases (``*name``), at most :data:`CONFIG_MAX_DEPTH`
+    levels of nesting and :data:`CONFIG_MAX_NODES` values, no key given twice in one mapping.
 
     Raises
     ------
     ConfigError
-        Missing or unreadable file, YAML syntax, or any invalid field (named in the message).
+        Missing, unreadable or oversized file, a YAML alias, nesting too deep, YAML syntax, or any
+        invalid field (named in the message; the message starts with the file).
     """
     if path is None:
         return RunnerConfig()
-    import yaml
+    from ..safe_load import DocumentError, load_yaml_file
 
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"{p}: {reason}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader.get())  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}: not valid YAML: {where}{problem}") from None
+        data = load_yaml_file(p, max_bytes=CONFIG_MAX_BYTES, max_depth=CONFIG_MAX_DEPTH, max_nodes=CONFIG_MAX_NODES,
+                              what="config")
+    except DocumentError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_config(data, source=str(p), base_dir=p.parent)
 
 
@@ -236,8 +217,14 @@ def recognizer_specs(value: Any, base: Path, fail=None) -> list[ClassifierSpec]:
     return specs
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 72
+_SHORT.maxlevel = 3
+
+
 def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+    """``str 'x'``, ``list [1, 2]``: the type and a repr cut short (never the whole of a large value)."""
+    return "nothing" if value is None else f"{type(value).__name__} {_SHORT.repr(value)}"[:80]
 
 
 def _check_keys(mapping: dict, known: tuple[str, ...], prefix: str, fail) -> None:
