@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_and_loses_nothing(tmp_path, tiny_model):
     keys = make_corpus(root, [8.0] * 90)
     model = str(tiny_model())
     common = [str(root), "--model", model, "--device", "cpu", "--batch-size", "1", "--workers", "1",
-              "--formats", "npy,json"]
+              "--threads", "1", "--formats", "npy,json"]  # one thread count: bit-equal reductions
     ref = tmp_path / "ref"
     assert embed(*common, "--output-dir", ref, "--workers", "0", "--quiet") == 0
     out = tmp_path / "out"

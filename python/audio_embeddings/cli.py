@@ -52,6 +52,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _shard_arg(text: str) -> str:
     from .corpus.shard import parse_shard
 
@@ -157,8 +177,12 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     g.add_argument("--pattern", action="append", default=None,
                    help="glob on the relative path or file name (repeatable; default: common audio extensions)")
     g.add_argument("--max-files", type=int, default=None, help="only the first N files (sorted)")
-    g.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: up to 4 for directories/manifests, 0 for single files)")
+    g.add_argument("--workers", type=_non_negative_int, default=None,
+                   help="decoding processes (default: one core each, up to 4, for directories/manifests, leaving "
+                        "at least one core to the model; 0 for files named one by one)")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="the model's intra-op (torch, LiteRT) and BLAS threads (default: the usable cores -- CPU "
+                        "affinity, cgroup quota, SLURM_CPUS_PER_TASK -- minus the decoding processes, at least 1)")
     g.add_argument("--store", default=None, metavar="FILE.h5",
                    help="one HDF5 store for the whole corpus instead of per-file outputs")
     g.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist (default: skip them)")
@@ -199,7 +223,7 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
         hook.add_arguments(p, defaults)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--dtype", default="float32", choices=DTYPES)
-    p.add_argument("--batch-size", type=int, default=8,
+    p.add_argument("--batch-size", type=_positive_int, default=8,
                    help="model inputs (chunks or windows, from any files) per model call (default: %(default)s)")
     p.add_argument("--mat-version", default="auto", choices=("5", "7.3", "auto"),
                    help="auto: v5 unless a variable reaches 2^31 bytes (default: auto)")

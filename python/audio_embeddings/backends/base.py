@@ -370,6 +370,14 @@ class BaseBackend:
         """Embed equal-length inputs float32 [B, N] (see :class:`BatchOutput` for the shapes)."""
         raise NotImplementedError
 
+    def use_threads(self, threads: int) -> None:
+        """Run on ``threads`` intra-op threads from now on (the run's share of the cores).
+
+        torch's and the BLAS pools are limited process-wide by the run
+        (:func:`audio_embeddings.corpus.threads.limit_model_threads`); a backend whose runtime fixes
+        its threads when built (LiteRT's interpreter) rebuilds it here. Default: nothing more.
+        """
+
     def summarize(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Whole-file extras from the stacked rows (e.g. an utterance embedding); default none."""
         return {}

@@ -172,9 +172,18 @@ class BirdNETBackend(RuledWindows, BaseBackend):
         self.embedding_index = embedding_index
         self.logits_index = logits_index
         self._provenance = provenance
+        self._interpreter_cls = interpreter_cls
+        self._build_interpreter()
+        self.embedding_dim = self._dims[0]
+        self.n_classes = self._dims[1]
+        self._labels: list[str] | None = None
+
+    def _build_interpreter(self) -> None:
+        """Build the LiteRT interpreter on ``self.num_threads`` threads (None: the runtime's choice), batch 1."""
+        source, content = self.source, self._content
         with warnings.catch_warnings(), quiet_native_stderr():  # LiteRT's XNNPACK line; tf.lite's deprecation
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-            self._interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
+            self._interpreter = self._interpreter_cls(model_content=content, num_threads=self.num_threads)
         inp = self._interpreter.get_input_details()[0]
         if len(inp["shape"]) != 2 or int(inp["shape"][1]) != WINDOW_SAMPLES:
             raise ValueError(f"{source}: model input is {list(inp['shape'])}, expected BirdNET's "
@@ -188,9 +197,13 @@ class BirdNETBackend(RuledWindows, BaseBackend):
         self.batchable = int(inp.get("shape_signature", inp["shape"])[0]) == -1
         out = self._interpreter.get_output_details()
         self._out_embedding, self._out_logits = int(out[0]["index"]), int(out[1]["index"])
-        self.embedding_dim = int(out[0]["shape"][-1])
-        self.n_classes = int(out[1]["shape"][-1])
-        self._labels: list[str] | None = None
+        self._dims = (int(out[0]["shape"][-1]), int(out[1]["shape"][-1]))
+
+    def use_threads(self, threads: int) -> None:
+        """Rebuild the interpreter on ``threads`` threads (LiteRT fixes them when it is built)."""
+        if threads != self.num_threads:
+            self.num_threads = int(threads)
+            self._build_interpreter()
 
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "birdnet", device: str = "auto",

@@ -183,11 +183,10 @@ def _release_item(item: Any) -> None:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a batch scheduler)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Cores this process may run on (CPU affinity, cgroup quota, ``SLURM_CPUS_PER_TASK``: :mod:`.threads`)."""
+    from .threads import usable_cores as cores_and_source
+
+    return cores_and_source()[0]
 
 
 def default_decode_threads() -> int:

@@ -269,12 +269,6 @@ def _progress(n: int, settings: RunSettings, *, single: bool, desc: str) -> Any:
                     file_lines=sys.stdout if single else None, desc=desc)
 
 
-def _workers(settings: RunSettings, single: bool) -> int:
-    from ..runs import default_workers
-
-    if settings.workers is not None:
-        return max(0, int(settings.workers))
-    return 0 if single else default_workers()
 
 
 def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings: RunSettings, report_dir: Path,
@@ -291,13 +285,16 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
     from ..corpus.shard import Shard
     from ..runs import summary_line
 
+    from ..corpus.threads import limit_model_threads, run_plan
+
     items = [CorpusItem(t.key, t.source) for t in targets]
-    options = RunOptions(batch_size=settings.batch_size, workers=_workers(settings, single), resume=resume)
+    threads = run_plan(backend, corpus=not single, workers=settings.workers)
+    options = RunOptions(batch_size=settings.batch_size, workers=threads.workers, resume=resume)
     report = RunReport(report_dir, shard=Shard(), context={**context, "command_line": settings.argv,
-                                                           "versions": versions()})
+                                                           "threads": threads.describe(), "versions": versions()})
     progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
     try:  # as every script: one run per output folder at a time, scratch files of its own
-        with acquire_run_lock(report_dir, shard_label="runner"):
+        with acquire_run_lock(report_dir, shard_label="runner"), limit_model_threads(threads.model_threads):
             run_corpus(backend, items, writer, report, options=options,
                        scratch_dir=run_scratch_dir(report_dir, shard_label="runner"), progress=progress)
     except RunLocked as exc:
