@@ -7,8 +7,17 @@
 #   stage 3: remove the intermediate per-utterance files in OUTPUT_DIR (the final files stay)
 # Configure with the variables below, from the environment, or as --DATA_ROOT /path style options.
 # Exit status: 0 when every file was embedded; 1 when some failed (they are listed at the end and in
-# OUTPUT_DIR/failures.csv; the others are merged); 2 for a bad option, model or DATA_ROOT.
+# OUTPUT_DIR/failures.csv; the others are merged); 2 for a bad option, model, GPUS or DATA_ROOT;
+# 130/143 when stopped by SIGINT/SIGTERM.
 # Full output of each stage (with any traceback) goes to OUTPUT_DIR/logs/stage<N>.log.
+#
+# Stopping: SIGINT (Ctrl-C) or SIGTERM, to this script or to its process group, is passed once to
+# the running stage's processes (each stage runs in its own process group); they stop cleanly
+# (files already computed are written), no later stage runs, nothing is deleted, and the script
+# exits 130/143 with one line saying how to resume (rerun the same command: done files are kept).
+# A second signal is passed on too (the extraction then drops the files it had not written yet).
+# Stage 3 deletes the per-utterance files only after checking that the merged output holds every
+# utterance stage 1 finished; a stage that failed or stopped is never followed by a later one.
 set -euo pipefail
 
 usage() {
@@ -33,7 +42,8 @@ Variables (environment, or --NAME value):
   MASTER_PORT        torchrun rendezvous port           (now: ${MASTER_PORT})
   CONFIG_FILE        accepted for compatibility (the architecture comes from MODEL)
 
-Exit status: 0 all files embedded; 1 some files failed (listed at the end); 2 bad option or model.
+Exit status: 0 all files embedded; 1 some files failed (listed at the end); 2 bad option, model or
+GPUS; 130/143 stopped by SIGINT/SIGTERM (rerun the same command to resume).
 EOF
 }
 
@@ -91,27 +101,132 @@ checkpoint=()
 common=(--model "$MODEL" "${checkpoint[@]}" --output-dir "$OUTPUT_DIR" --final-output-dir "$FINAL_OUTPUT_DIR")
 logs="$OUTPUT_DIR/logs"
 
+# Signals: the first SIGINT/SIGTERM is remembered and, like any later one, passed to the running
+# stage's process group; the script then waits for the stage to end and exits 130/143.
+stop_signal=""
+stage_pgid=""
+current_stage=""
+on_signal() {
+    [ -n "$stop_signal" ] || stop_signal="$1"
+    if [ -n "$stage_pgid" ]; then kill -s "$1" -- "-$stage_pgid" 2>/dev/null || true; fi
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+# After a signal: one line saying where the run stopped and how to resume; exit 128 + signal.
+exit_if_stopped() {
+    [ -n "$stop_signal" ] || return 0
+    local code=130 where="before stage 1"
+    [ "$stop_signal" = TERM ] && code=143
+    [ -n "$current_stage" ] && where="during stage $current_stage"
+    rm -f "$OUTPUT_DIR/.stage1.started"
+    if [ "$current_stage" = 3 ]; then
+        echo "error: stopped by SIG$stop_signal during stage 3 (clean-up); $FINAL_OUTPUT_DIR is complete;" \
+             "rerun with --stage 3 to finish removing $OUTPUT_DIR/utterances" >&2
+    else
+        echo "error: stopped by SIG$stop_signal $where; rerun the same command to resume" \
+             "(done files are kept in $OUTPUT_DIR)" >&2
+    fi
+    exit "$code"
+}
+
 # Run a stage: its full stderr goes to logs/stage<N>.log; the terminal gets its one-line messages
 # (every line with --quiet; without, everything but Python tracebacks and torchrun's failure report).
+# The stage runs in its own process group (set -m) so that a signal reaches it once, from on_signal,
+# and tee/awk ignore signals so that the stage's last lines still reach the log and the terminal.
 run_stage() {
     local n="$1" keep="$2"
     shift 2
     mkdir -p "$logs"
     local log="$logs/stage$n.log" status=0
     : > "$log"
-    set +e
-    { "$@" 2>&1 1>&3 3>&- | tee -a "$log" | awk -v keep="$keep" '
-        keep == "errors" { if ($0 ~ /^(error|warning|note):/) print; fflush(); next }
-        /^Traceback \(most recent call last\):/ { tb = 1; next }
-        tb && /^[ \t]/ { next }
-        tb { tb = 0; if ($0 !~ /ChildFailedError/) print "error: " $0; fflush(); next }
-        /^=+$/ { report = !report; next }
-        report { next }
-        /torch\/distributed\/|torch\.distributed\.|^\*+$/ { next }
-        { print; fflush() }' >&2; } 3>&1
-    status=${PIPESTATUS[0]}
-    set -e
+    current_stage="$n"
+    exit_if_stopped
+    set -m
+    (
+        trap : INT TERM  # wait for the stage's own clean stop, then report its status
+        set +e
+        { "$@" 2>&1 1>&3 3>&- </dev/null | { trap '' INT TERM; tee -a "$log" | awk -v keep="$keep" '
+            /^error: interrupted (by SIG(INT|TERM)|before any file)/ { next }
+            keep == "errors" { if ($0 ~ /^(error|warning|note):/) print; fflush(); next }
+            /^Traceback \(most recent call last\):/ { tb = 1; next }
+            tb && /^[ \t]/ { next }
+            tb { tb = 0; if ($0 !~ /ChildFailedError|KeyboardInterrupt|SignalException/) print "error: " $0; fflush(); next }
+            /^=+$/ { report = !report; next }
+            report { next }
+            /torch\/distributed\/|torch\.distributed\.|^\*+$/ { next }
+            { print; fflush() }'; } >&2; } 3>&1
+        exit "${PIPESTATUS[0]}"
+    ) &
+    stage_pgid=$!
+    set +m
+    wait "$stage_pgid" || status=$?
+    while kill -0 "$stage_pgid" 2>/dev/null; do  # a trapped signal ended the wait, not the stage
+        status=0
+        wait "$stage_pgid" || status=$?
+    done
+    stage_pgid=""
+    exit_if_stopped
     return "$status"
+}
+
+# Checks of what a stage left, in Python (one line on stderr and status 1 when it is not whole):
+#   check_outputs extracted OUTPUT_DIR MARKER   stage 1 wrote its (merged) summary after MARKER, and
+#                                               it is whole: no process stopped, no shard missing
+#   check_outputs merged OUTPUT_DIR FINAL_DIR   the final files hold every utterance whose file is in
+#                                               OUTPUT_DIR/utterances, and at least as many as stage 1
+#                                               reported done (files_done + files_skipped)
+check_outputs() {
+    PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}" "$python" - "$@" <<'PY'
+import json, sys
+from pathlib import Path
+
+mode, out = sys.argv[1], Path(sys.argv[2])
+
+
+def fail(message):
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(1)
+
+
+def whole_summary(after=None):
+    path = out / "summary.json"
+    try:
+        if after is not None and path.stat().st_mtime_ns < after.stat().st_mtime_ns:
+            fail(f"stage 1 wrote no summary ({path} is from an earlier run)")
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"no readable summary of stage 1 ({path}: {exc})")
+    if summary.get("status") not in ("complete", "some files failed") or summary.get("shards_missing") \
+            or summary.get("shards_stopped"):
+        not_done = summary.get("files_not_done")
+        fail(f"stage 1 did not finish ({path}: status {summary.get('status')!r}"
+             + (f", {not_done} file(s) not done" if not_done else "") + ")")
+    return summary
+
+
+if mode == "extracted":
+    whole_summary(after=Path(sys.argv[3]))
+    sys.exit(0)
+
+from audio_embeddings.speakers import UTTERANCE_DIR, Utterance  # noqa: E402
+
+final = Path(sys.argv[3])
+summary = whole_summary()
+try:
+    listed = {u["id"] for u in json.loads((final / "utterance_list.json").read_text(encoding="utf-8"))}
+    total = json.loads((final / "summary.json").read_text(encoding="utf-8"))["total_utterances"]
+except (OSError, ValueError, KeyError, TypeError) as exc:
+    fail(f"no readable merged output in {final} ({exc})")
+root = out / UTTERANCE_DIR
+ids = {Utterance.from_key(p.relative_to(root).with_suffix(".wav").as_posix()).id
+       for p in root.rglob("*.npz") if not p.name.startswith(".")} if root.is_dir() else set()
+missing = sorted(ids - listed)
+expected = int(summary.get("files_done", 0)) + int(summary.get("files_skipped", 0))
+if missing or total != len(listed) or len(listed) < expected:
+    fail(f"{final} holds {len(listed)} utterances but stage 1 finished {max(expected, len(ids))}"
+         + (f" (not merged: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})" if missing else ""))
+PY
 }
 
 final_status=0
@@ -127,6 +242,16 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         nproc="$NUM_CPU_PROCS"; device=cpu
     fi
     [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "NUM_CPU_PROCS must be a positive integer, got '$nproc'"
+    if [ "$device" = cuda ]; then  # one line, before any process starts, when the GPUs are not there
+        cuda_count=$("$python" -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)' \
+                     2>/dev/null) || cuda_count=""
+        exit_if_stopped
+        [[ "$cuda_count" =~ ^[0-9]+$ ]] || die "could not import torch with $python (GPUS=\"$GPUS\")"
+        [ "$cuda_count" -gt 0 ] || die "GPUS=\"$GPUS\" but torch sees no CUDA GPU here;" \
+            "leave GPUS empty (GPUS=) to run on the CPU with NUM_CPU_PROCS processes"
+        [ "$cuda_count" -ge "$nproc" ] || die "GPUS=\"$GPUS\" lists $nproc GPUs but torch sees $cuda_count of them;" \
+            "list only GPUs this machine has (nvidia-smi -L), or GPUS= for the CPU"
+    fi
     echo "stage 1: extracting with $nproc process(es) on $device${GPUS:+ (GPUs $GPUS)}" >&2
     mkdir -p "$OUTPUT_DIR"
     started="$OUTPUT_DIR/.stage1.started"
@@ -140,13 +265,20 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     status=0
     run_stage 1 errors "${launch[@]}" "$DATA_ROOT" "${common[@]}" --device "$device" \
         --batch-size "$BATCH_SIZE" --quiet || status=$?
-    # A stage that wrote its summary finished (some files may have failed): go on and merge.
-    reported=$(find "$OUTPUT_DIR" -maxdepth 1 -name 'summary*.json' -newer "$started" 2>/dev/null | head -n 1)
-    rm -f "$started"
-    if [ "$status" -ne 0 ] && [ -z "$reported" ]; then
+    # Go on only when stage 1 finished: exit status 0, or 1 for failed files, with its whole summary
+    # written by this run (no process stopped, no shard missing).
+    if [ "$status" -gt 1 ]; then
+        rm -f "$started"
         echo "error: stage 1 failed (exit status $status); full output: $logs/stage1.log" >&2
         exit "$status"
     fi
+    if ! why=$(check_outputs extracted "$OUTPUT_DIR" "$started" 2>&1 | tail -n 1); then
+        rm -f "$started"
+        exit_if_stopped
+        echo "${why:-error: stage 1 did not finish}; full output: $logs/stage1.log" >&2
+        exit 1
+    fi
+    rm -f "$started"
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     ran_extract_or_merge=1
@@ -160,8 +292,20 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     merge_status="$status"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-    echo "stage 3: removing the per-utterance files in $OUTPUT_DIR/utterances" >&2
-    rm -rf "$OUTPUT_DIR/utterances" "$OUTPUT_DIR/.scratch"
+    current_stage=3
+    exit_if_stopped
+    # Only when the merged output is whole: every finished utterance of stage 1 is in it.
+    if why=$(check_outputs merged "$OUTPUT_DIR" "$FINAL_OUTPUT_DIR" 2>&1 | tail -n 1); then
+        exit_if_stopped
+        echo "stage 3: removing the per-utterance files in $OUTPUT_DIR/utterances" >&2
+        rm -rf "$OUTPUT_DIR/utterances" "$OUTPUT_DIR/.scratch"
+        exit_if_stopped
+    else
+        exit_if_stopped
+        echo "${why:-error: the merged output could not be checked}; stage 3 (clean-up) not run: the" \
+             "per-utterance files stay in $OUTPUT_DIR/utterances" >&2
+        final_status=1
+    fi
 fi
 
 # Files that failed: listed here (one line each) and in failures.csv; exit status 1.

@@ -146,6 +146,7 @@ def test_torchrun_two_processes_plus_merge_equal_one_process(data_root, single_r
 
 def test_the_staged_script_runs_extract_merge_and_cleanup(data_root, single_run, tmp_path):
     env = {**os.environ, "GPUS": "", "MODEL": "ge2e", "DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "1",
+           "BATCH_SIZE": "8",  # single_run's batch size: the same batches give the same bits
            "OUTPUT_DIR": str(tmp_path / "embeddings_output"), "FINAL_OUTPUT_DIR": str(tmp_path / "final"),
            "AUDIO_EMBEDDINGS_PYTHON": sys.executable}
     script = str(REPO / "run_embedding_extraction.sh")

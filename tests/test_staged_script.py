@@ -1,13 +1,17 @@
-"""run_embedding_extraction.sh: all three stages with bad files (merged, listed, exit 1), --help, GPU detection."""
+"""run_embedding_extraction.sh: all three stages with bad files (merged, listed, exit 1), --help, GPU detection,
+stopping by SIGINT/SIGTERM (exit 130/143, nothing deleted, a rerun resumes) and the check before the clean-up."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -108,3 +112,162 @@ def test_gpus_default_to_what_nvidia_smi_lists(tmp_path):
     env = script_env(tmp_path, PATH=fake_nvidia_smi(tmp_path / "bin4", listing), GPUS="")  # GPUS= forces CPU
     out = subprocess.run(["bash", SCRIPT, "--help"], capture_output=True, text=True, env=env, timeout=60).stdout
     assert "(now: none, CPU)" in out
+
+
+# --- stopping, checking before clean-up, GPUs ------------------------------------------------------
+
+
+def stage_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that mention ``text`` (left-over stage processes)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
+@pytest.fixture(scope="module")
+def long_root(tmp_path_factory) -> Path:
+    """150 utterances of 3 s (6 speakers): stage 1 with two CPU processes runs for a few seconds."""
+    root = tmp_path_factory.mktemp("long") / "data_root"
+    rng = np.random.default_rng(0)
+    for clip in DEMO_CLIPS:
+        x, rate = sf.read(clip, dtype="float32")
+        n = 3 * rate
+        for spk in range(2):
+            for u in range(25):
+                path = root / "corpus" / f"{clip.stem.removeprefix('speech_')}{spk}" / f"utt{u:02d}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                start = int(rng.integers(0, len(x) - n))
+                sf.write(path, x[start:start + n] * (0.6 + 0.2 * spk), rate)
+    return root
+
+
+def final_values(final: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    ids = [u["id"] for u in json.loads((final / "utterance_list.json").read_text())]
+    return ids, np.load(final / "utterance_embeddings.npy"), np.load(final / "speaker_embeddings.npy")
+
+
+@pytest.mark.slow
+def test_sigint_to_the_process_group_stops_stage_1_keeps_its_files_and_a_rerun_completes(long_root, tmp_path):
+    pytest.importorskip("resemblyzer")
+    ref = script_env(tmp_path / "ref", GPUS="", MODEL="ge2e", DATA_ROOT=str(long_root), NUM_CPU_PROCS="2",
+                     MASTER_PORT="29641")
+    proc = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=ref, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+    env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(long_root), NUM_CPU_PROCS="2",
+                     MASTER_PORT="29642")
+    utterances = tmp_path / "emb" / "utterances"
+    run = subprocess.Popen(["bash", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list(utterances.rglob("*.npz"))) < 5:
+        assert run.poll() is None and time.monotonic() < deadline, "stage 1 ended before it could be interrupted"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the script's whole process group
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 130, err
+    assert stage_errors(err) == ["error: stopped by SIGINT during stage 1; rerun the same command to resume "
+                                 f"(done files are kept in {tmp_path / 'emb'})"], err
+    assert "stage 2" not in err and "stage 3" not in err and "Traceback" not in err
+    kept = list(utterances.rglob("*.npz"))
+    assert 5 <= len(kept) < 150  # stopped part-way; the done files are kept for the rerun
+    assert not (tmp_path / "final").exists()  # no merged output claiming completeness
+    stopped = [json.loads(p.read_text()) for p in (tmp_path / "emb").glob("summary*.json")]
+    assert stopped and all(s["status"] == "interrupted" for s in stopped)
+    assert not processes_mentioning(str(tmp_path / "emb"))  # every stage process has ended
+
+    proc = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "emb" / "summary.json").read_text())["files_skipped"] >= len(kept)  # resumed
+    ids, utt, spk = final_values(tmp_path / "final")
+    ref_ids, ref_utt, ref_spk = final_values(tmp_path / "ref" / "final")
+    assert ids == ref_ids and len(ids) == 150
+    np.testing.assert_allclose(utt, ref_utt, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(spk, ref_spk, rtol=0, atol=1e-5)
+    assert not utterances.exists()  # stage 3 ran after the checked merge
+
+
+def merge_that_waits(folder: Path, mark: Path) -> str:
+    """A Python stand-in that records its pid and sleeps when asked to merge (stage 2), else runs Python."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "python"
+    exe.write_text(f'#!/bin/sh\nfor a in "$@"; do if [ "$a" = --merge ]; then echo $$ > "{mark}"; sleep 120; fi; done\n'
+                   f'exec "{sys.executable}" "$@"\n')
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_sigterm_to_the_script_alone_during_the_merge_stops_it_and_skips_the_clean_up(data_root, tmp_path):
+    pytest.importorskip("resemblyzer")
+    env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(data_root))
+    proc = subprocess.run(["bash", SCRIPT, "--stop_stage", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # the two bad files
+    mark = tmp_path / "merging.pid"
+    slow_env = {**env, "AUDIO_EMBEDDINGS_PYTHON": merge_that_waits(tmp_path / "bin", mark)}
+    run = subprocess.Popen(["bash", SCRIPT, "--stage", "2"], env=slow_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not mark.is_file() or not mark.read_text().strip():
+        assert run.poll() is None and time.monotonic() < deadline, "stage 2 did not start"
+        time.sleep(0.01)
+    merger = int(mark.read_text())
+    run.send_signal(signal.SIGTERM)  # to the script only: it passes the signal on to the stage
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert stage_errors(err) == ["error: stopped by SIGTERM during stage 2; rerun the same command to resume "
+                                 f"(done files are kept in {tmp_path / 'emb'})"]
+    assert "stage 3" not in err and (tmp_path / "emb" / "utterances").is_dir()
+    assert not Path(f"/proc/{merger}").exists()  # the merge process was ended, not left behind
+
+    proc = subprocess.run(["bash", SCRIPT, "--stage", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "stage 3: removing" in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "final" / "summary.json").read_text())["total_utterances"] == 3
+
+
+def test_the_clean_up_is_refused_when_the_merged_output_lacks_an_utterance(data_root, tmp_path):
+    pytest.importorskip("resemblyzer")
+    env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(data_root))
+    proc = subprocess.run(["bash", SCRIPT, "--stop_stage", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    final = tmp_path / "final"  # a merge that missed one utterance (as one run over a partial stage 1 would)
+    listed = json.loads((final / "utterance_list.json").read_text())
+    (final / "utterance_list.json").write_text(json.dumps(listed[1:]))
+    summary = json.loads((final / "summary.json").read_text())
+    (final / "summary.json").write_text(json.dumps({**summary, "total_utterances": len(listed) - 1}))
+    proc = subprocess.run(["bash", SCRIPT, "--stage", "3"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    errors = stage_errors(proc.stderr)
+    assert errors[0].startswith(f"error: {final} holds 2 utterances but stage 1 finished 3 (not merged: "
+                                f"{listed[0]['id']})")
+    assert errors[0].endswith(f"stage 3 (clean-up) not run: the per-utterance files stay in "
+                              f"{tmp_path / 'emb' / 'utterances'}")
+    assert len(list((tmp_path / "emb" / "utterances").rglob("*.npz"))) == 3  # nothing deleted
+    env_elsewhere = {**env, "FINAL_OUTPUT_DIR": str(tmp_path / "nothing")}
+    proc = subprocess.run(["bash", SCRIPT, "--stage", "3"], capture_output=True, text=True, env=env_elsewhere,
+                          timeout=120)
+    assert proc.returncode == 1 and "no readable merged output" in proc.stderr
+    assert (tmp_path / "emb" / "utterances").is_dir()
+
+
+def test_gpus_on_a_machine_where_torch_sees_no_cuda_gpu_is_one_line_and_exit_2(data_root, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    env = script_env(tmp_path, GPUS="0 1 2 3", MODEL="ge2e", DATA_ROOT=str(data_root))
+    proc = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ['error: GPUS="0 1 2 3" but torch sees no CUDA GPU here; leave GPUS empty '
+                                        "(GPUS=) to run on the CPU with NUM_CPU_PROCS processes"]
+    assert not (tmp_path / "emb").exists()  # nothing started

@@ -187,7 +187,7 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="one HDF5 store for the whole corpus instead of per-file outputs")
     g.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist (default: skip them)")
     g.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
-                   help="process shard I of N (0-based; default from SLURM_ARRAY_TASK_ID/COUNT; torchrun splits it)")
+                   help="process shard I of N (0-based; default: the array task of Slurm, SGE, PBS/Torque or LSF, or AUDIO_EMBEDDINGS_ARRAY=FIRST-LAST[:STEP]; torchrun splits it again)")
     g.add_argument("--merge", action="store_true",
                    help="only join the shard summaries (and store parts) in --output-dir into summary.json")
     g.add_argument("--max-batch-seconds", type=_positive_float, default=60.0,

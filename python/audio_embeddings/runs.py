@@ -296,19 +296,56 @@ def make_writer(run: Run) -> None:
                            plot=bool(args.plot), **stages)
     except (ConfigMismatch, RunLocked, OSError) as exc:
         raise RunError(exc) from None
-    if run.corpus.is_tree and getattr(run.writer, "supports_stamps", False):  # outputs record what made them
+    if getattr(run.writer, "supports_stamps", False):  # outputs record what made them, in every kind of run
         stamper = Stamper(settings_hash=settings_hash(settings), verify=bool(args.verify_inputs))
         run.writer = StampedWriter(run.writer, run.items, stamper=stamper)
         if not args.overwrite and (stale := run.writer.first_stale(i.key for i in run.items)):
+            if run.corpus.kind == "files":
+                raise RunError(replaced_outputs_line(run, *stale))
             key, why, n = stale
             more = f" (and {n - 1} other file(s))" if n > 1 else ""
             raise RunError(f"{args.store or args.output_dir}: the outputs of {key} {why}{more}; use --overwrite to "
                            "redo them, or write elsewhere")
 
 
+def outputs_of(run: Run, key: str) -> Path:
+    """Where ``key``'s outputs go: their base path (``<dir>/<basename>``), or the output folder for writers
+    that name files otherwise (B4's utterance files)."""
+    base = getattr(run.writer, "base", None)
+    return Path(base(key)) if callable(base) else run.output_dir
+
+
+def outputs_label(run: Run, key: str) -> str:
+    """``<dir>/<basename>.*`` for the user (the output folder for B4's utterance files)."""
+    where = outputs_of(run, key)
+    return str(where) if where == run.output_dir else f"{where}.*"
+
+
+def replaced_outputs_line(run: Run, key: str, why: str, count: int) -> str:
+    """The refusal of a run on files whose outputs exist and were made from another input or settings.
+
+    Names the outputs, what made them (the input recorded in their sidecar), ``--overwrite`` and,
+    for a single file, ``--basename`` (so both results can live side by side).
+    """
+    from .outputs.contract import stamp_path
+
+    base = outputs_of(run, key)
+    try:
+        made_from = json.loads(stamp_path(base).read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        made_from = None
+    if made_from and made_from != key:
+        why = f"were made from another input ({made_from})"
+    more = f" (and those of {count - 1} other file(s))" if count > 1 else ""
+    keep = ", or another --basename to keep both" if run.basename else ", or write elsewhere"
+    return f"{outputs_label(run, key)}: the outputs {why}{more}; not replaced: pass --overwrite to replace them{keep}"
+
+
 def default_workers() -> int:
-    """Decoding processes for corpus runs: up to 4, leaving a core for the model."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    """Decoding processes for corpus runs: one per usable core but one, up to 4 (:mod:`.corpus.threads`)."""
+    from .corpus.threads import plan_threads, usable_cores
+
+    return plan_threads(cores=usable_cores()[0], corpus=True).workers
 
 
 def engine_step(run: Run) -> None:
@@ -320,14 +357,18 @@ def engine_step(run: Run) -> None:
     from .corpus.writers import StampedWriter
     from .outputs.contract import package_versions
 
+    from .corpus.threads import limit_model_threads, run_plan
+
     args, backend, corpus = run.args, run.backend, run.corpus
-    workers = args.workers if args.workers is not None else (default_workers() if corpus.is_tree else 0)
+    threads = run_plan(backend, corpus=corpus.is_tree, workers=args.workers, threads=getattr(args, "threads", None))
+    workers = threads.workers
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
-                         max_batch_seconds=args.max_batch_seconds, resume=corpus.is_tree and not args.overwrite,
+                         max_batch_seconds=args.max_batch_seconds, resume=not args.overwrite,
                          compile=bool(getattr(args, "compile", None)), file_timeout_s=args.file_timeout,
                          hash_inputs_below_bytes=run.writer.stamper.decoder_hash_below
                          if isinstance(run.writer, StampedWriter) else 0)
+    single_file = corpus.kind == "files"
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),
         "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(corpus.items),
@@ -335,24 +376,30 @@ def engine_step(run: Run) -> None:
                   "max_files": args.max_files},
         "outputs": {"output_dir": str(run.output_dir.resolve()), "formats": list(run.formats),
                     "store": str(Path(args.store).resolve()) if args.store else None},
+        "threads": threads.describe(),
         "options": {"batch_size": args.batch_size, "workers": workers, "chunk_seconds": args.chunk_seconds,
                     "context_seconds": args.context_seconds, "overwrite": args.overwrite,
                     "long_file_seconds": args.long_file_seconds, "max_batch_seconds": args.max_batch_seconds},
         "command_line": run.argv if run.argv is not None else sys.argv,
         "versions": package_versions(),
     })
-    single_file = corpus.kind == "files"
     progress = Progress(len(run.items), quiet=args.quiet, verbose=args.verbose or single_file,
                         file_lines=sys.stdout if single_file else None,
                         desc=backend.name if run.shard.is_whole else f"{backend.name} {run.shard.label}")
+    if single_file and options.resume:  # the per-file line of a file that is not run again
+        for item in run.items:
+            if run.writer.is_complete(item.key):
+                run.say(f"{item.path}: already done with the same input and settings -> "
+                        f"{outputs_label(run, item.key)} (--overwrite redoes it)")
     for failure in run.shard.select(list(corpus.failed)):  # folders that could not be searched: failures too
         run.report.failed(failure.path, failure.reason)
         progress.file_failed(failure.reason)
     scratch_root = Path(args.scratch_dir or os.environ.get("TMPDIR") or run.output_dir)
     clean_stale_scratch(scratch_root)
     try:
-        run_corpus(backend, run.items, run.writer, run.report, options=options,
-                   scratch_dir=run_scratch_dir(scratch_root, shard_label=run.shard.label), progress=progress)
+        with limit_model_threads(threads.model_threads):
+            run_corpus(backend, run.items, run.writer, run.report, options=options,
+                       scratch_dir=run_scratch_dir(scratch_root, shard_label=run.shard.label), progress=progress)
     finally:
         progress.close()
     try:
@@ -375,7 +422,24 @@ def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str,
 
 
 def merge_step(run: Run) -> None:
-    """After this shard: the whole store's index, or (last shard, or torchrun rank 0) the merged summary."""
+    """After this shard: the whole store's index, or (last shard, or torchrun rank 0) the merged summary.
+
+    Who merges: a whole run needs no merge. Under torchrun every rank waits at a barrier (gloo)
+    after its shard and rank 0 merges. Otherwise (job arrays of any batch system, ``--shard``,
+    ``srun``) the process that finds every shard reported merges
+    (:func:`~.corpus.report.all_shards_reported`; a stopped shard has not reported), so the last
+    array task to finish does.
+
+    torchrun stops every rank as soon as one exits non-zero, so no rank's exit status may come
+    before the merge is written. Under torchrun the process group stays up after the merge:
+    rank 0 merges, writes the hooks' final files (B4's per-speaker files) and then meets the
+    other ranks at a second collective in :func:`report_step`; there the ranks other than 0
+    exit 0 even when some of their files failed (their failures are in the merged summary), and
+    rank 0 lists every rank's failed files, waits until the other ranks on its node have exited,
+    and exits 1 when any file failed. torchrun thus sees a non-zero child only once the merged
+    output is complete, and reports only rank 0. A rank that stops or breaks before the barrier
+    never lets rank 0 merge a partial result (torchrun ends the others).
+    """
     from .corpus.report import all_shards_reported
     from .corpus.store import merge_store
 
@@ -387,8 +451,6 @@ def merge_step(run: Run) -> None:
         if (group and run.dist.rank == 0) or (not group and all_shards_reported(args.output_dir, shard.count)):
             merge_outputs(args.output_dir, args.store)
             run.summary_path = run.output_dir / "summary.json"
-        if group:
-            group.destroy_process_group()
     run.merged_here = shard.is_whole or run.summary_path == run.output_dir / "summary.json"
     if args.hoplite_db and not shard.is_whole and run.merged_here:
         from .outputs.hoplite import hoplite_parts, merge_hoplite
@@ -410,11 +472,148 @@ def _barrier(dist: Any) -> Any:
     return tdist
 
 
+def _under_torchrun(run: Run) -> bool:
+    """This process is one rank of several started by torchrun."""
+    return run.dist is not None and run.dist.launcher == "torchrun" and not run.shard.is_whole
+
+
+def _leave_process_group(run: Run, status: int) -> None:
+    """Under torchrun, after rank 0's merge and final files: meet every rank once more, leave the
+    process group and, on rank 0 with a non-zero ``status``, wait (up to a minute) until the other
+    ranks on this node have exited, so that torchrun sees their status 0 before rank 0's."""
+    import socket
+
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        return
+    here = (socket.gethostname(), os.getpid())
+    ranks: list[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(ranks, here)  # the second barrier: rank 0 gets here after its final files
+    tdist.destroy_process_group()
+    if run.dist.rank != 0 or status == EXIT_OK:
+        return
+    import time
+
+    deadline = time.monotonic() + 60.0
+    for host, pid in ranks:
+        while host == here[0] and pid != here[1] and _process_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _process_running(pid: int) -> bool:
+    """``pid`` is running (an exited process that its parent has not reaped yet is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _merged_problems(merged: dict[str, Any]) -> str | None:
+    """Why a merged summary is not a whole result (shards missing or stopped), or None."""
+    from .corpus.report import STOPPED
+
+    bits = []
+    if merged.get("shards_missing"):
+        bits.append(f"shard(s) {_ranges(merged['shards_missing'])} have not reported")
+    if merged.get("shards_stopped"):
+        bits.append(f"shard(s) {_ranges(merged['shards_stopped'])} were stopped before the end")
+    if not bits and merged.get("status") in STOPPED:
+        bits.append(f"the run was {merged['status']} before the end")
+    if not bits:
+        return None
+    not_done = merged.get("files_not_done")
+    return "; ".join(bits) + (f" ({not_done} file(s) not done)" if not_done else "")
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    out: list[str] = []
+    for i in sorted(indices):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
+
+
+def _list_failures(merged: dict[str, Any], output_dir: Path) -> None:
+    """``error: N file(s) failed ...`` and one indented line per failed file (from a merged summary)."""
+    failures = merged.get("failures") or []
+    if not failures:
+        return
+    LOG.error(f"error: {len(failures)} file(s) failed and are not in the merged output "
+              f"(listed in {output_dir / 'failures.csv'}):")
+    for f in failures:
+        path, reason = f.get("path", ""), f.get("reason", "")
+        LOG.error(f"  {reason if reason.startswith(path) else f'{path}: {reason}'}")
+
+
+def _read_merged(output_dir: Path) -> dict[str, Any] | None:
+    """The merged ``summary.json`` of ``output_dir``, or None when it cannot be read."""
+    try:
+        return json.loads((output_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _whole_run_summary(output_dir: Path) -> dict[str, Any] | None:
+    """``summary.json`` of a whole (unsharded) run newer than every shard summary, or None.
+
+    A merge must not replace it with older shard summaries (a 1-process run after a 2-process one).
+    """
+    from .corpus.report import shard_summaries
+
+    whole = output_dir / "summary.json"
+    try:
+        newest_shard = max((p.stat().st_mtime_ns for p in shard_summaries(output_dir)), default=None)
+        if not whole.is_file() or (newest_shard is not None and whole.stat().st_mtime_ns <= newest_shard):
+            return None
+        summary = json.loads(whole.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "shards_merged" in summary:
+        return None  # a merged summary: merge again
+    return {**summary, "shards_merged": [], "shards_missing": [], "shards_stopped": []}
+
+
 def report_step(run: Run) -> int:
-    """The summary line of a corpus run and the exit status."""
+    """The summary line(s) of a corpus run and the exit status.
+
+    The status is 1 when a file of this process failed, else 0, except under torchrun (see
+    :func:`merge_step`): a rank that did not merge exits 0 (its failed files are in the merged
+    summary), and rank 0 exits 1 when the merged summary has failed files or missing shards,
+    after listing them (unless ``--quiet``: each rank has already printed its own failures) and
+    after the other ranks of its node have exited.
+    The process that merged the shards also says what the merged summary holds.
+    """
+    own_path = getattr(run.report, "summary_path", None) or run.summary_path
     if run.corpus.is_tree:
-        run.say(summary_line(run.report, run.summary_path))
-    return EXIT_INPUT_FAILED if run.report.failures else EXIT_OK
+        run.say(summary_line(run.report, own_path))
+    status = EXIT_INPUT_FAILED if run.report.failures else EXIT_OK
+    merged = _read_merged(run.output_dir) if run.merged_here and not run.shard.is_whole else None
+    if merged is not None:
+        run.say(f"merged {len(merged.get('shards_merged', []))} shard(s): {merged.get('files_done', 0)} done, "
+                f"{merged.get('files_skipped', 0)} already done, {merged.get('files_failed', 0)} failed; "
+                f"summary: {run.output_dir / 'summary.json'}")
+    if _under_torchrun(run):
+        status = EXIT_OK  # a rank that did not merge: rank 0 reports every rank's failed files
+        if merged is not None:
+            if not run.args.quiet:
+                _list_failures(merged, run.output_dir)
+            if (problem := _merged_problems(merged)) is not None:
+                LOG.error(one_line(f"the merge is incomplete: {problem}"))
+            status = EXIT_INPUT_FAILED if merged.get("files_failed") or problem else EXIT_OK
+        _leave_process_group(run, status)
+    return status
 
 
 def summary_line(report: Any, summary_path: Any) -> str:
@@ -425,14 +624,24 @@ def summary_line(report: Any, summary_path: Any) -> str:
 
 
 def merge_only(run: Run) -> int:
-    """``--merge``: join the shard summaries (and store parts), then the hooks' after-merge steps."""
+    """``--merge``: join the shard summaries (and store parts), then the hooks' after-merge steps.
+
+    A whole run's ``summary.json`` newer than every shard summary is taken as it is. When the
+    merge is incomplete (a shard has not reported, or was stopped: rerun it, it resumes) the
+    hooks' final files (B4's per-speaker files, B3's corpus JSON) are not written, so nothing
+    claims to be complete; the status is then 1 with one line saying what is missing. Status 1
+    also when files failed (they are in ``failures.csv``); 0 otherwise.
+    """
     whole = run.output_dir / "summary.json"
-    try:
-        merged = merge_outputs(run.args.output_dir, run.args.store)
-    except FileNotFoundError as exc:
-        if not whole.is_file():
-            raise RunError(exc) from None
-        merged = {**json.loads(whole.read_text()), "shards_merged": [], "shards_missing": []}  # one process
+    merged = _whole_run_summary(run.output_dir)
+    if merged is None:
+        try:
+            merged = merge_outputs(run.args.output_dir, run.args.store)
+        except FileNotFoundError as exc:
+            if not whole.is_file():
+                raise RunError(exc) from None
+            merged = {**json.loads(whole.read_text()), "shards_merged": [], "shards_missing": [],
+                      "shards_stopped": []}  # one process
     run.say(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
             f"{merged['files_failed']} failed -> {whole}")
     run.model_name = merged.get("model") or ""
@@ -440,9 +649,13 @@ def merge_only(run: Run) -> int:
         from .outputs.hoplite import hoplite_parts, merge_hoplite
 
         merge_hoplite(hoplite_parts(run.args.hoplite_db), run.args.hoplite_db)
+    problem = _merged_problems(merged)
+    if problem is not None:
+        raise RunError(f"the merge is incomplete: {problem}; rerun them (they resume where they stopped), then "
+                       "merge again; no final files were written", EXIT_INPUT_FAILED)
     for hook in run.hooks:
         hook.after(run, merged=merged)
-    return EXIT_INPUT_FAILED if merged["files_failed"] or merged["shards_missing"] else EXIT_OK
+    return EXIT_INPUT_FAILED if merged["files_failed"] else EXIT_OK
 
 
 def run(args: argparse.Namespace, *, defaults: Any, argv: Sequence[str] | None = None) -> int:

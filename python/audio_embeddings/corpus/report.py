@@ -7,6 +7,12 @@ has reported. The merge follows the latest sharding: after a run in 3 shards and
 2, it joins the 2-shard summaries (the shard count of the newest summary), not the older 3.
 Inputs that could not even be searched (unreadable folders, symbolic link loops: the
 discovery's ``Corpus.failed``) are failures like any file (:meth:`RunReport.add_failures`).
+
+A shard that was stopped (SIGINT/SIGTERM: ``status`` ``"interrupted"``; a full disk: ``"failed"``)
+has written its summary but has not reported: :func:`all_shards_reported` waits for its rerun, and
+a merge that includes it says ``"incomplete: shards stopped"`` and lists it in ``shards_stopped``.
+The summary's ``shard`` records where the shard came from (``{"index": 1, "count": 4, "source":
+"sge"}``, see :func:`~.shard.resolve_shard`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ SUMMARY = "summary.json"
 FAILURES = "failures.csv"
 LOG = logging.getLogger(__name__)
 _SUMMED = ("files_total", "files_done", "files_skipped", "files_failed", "audio_seconds", "batches", "pieces")
+#: ``status`` of a summary whose run was stopped before its files were all tried.
+STOPPED = ("interrupted", "failed")
 
 
 def _names(shard: Shard) -> tuple[str, str]:
@@ -101,13 +109,19 @@ class RunReport:
             "audio_seconds": round(self.audio_seconds, 6),
             "wall_time_s": round(time.perf_counter() - self._t0, 3),
             **self.extra,
-            "shard": {"index": self.shard.index, "count": self.shard.count},
+            "shard": {"index": self.shard.index, "count": self.shard.count,
+                      "source": getattr(self.shard, "source", "") or None},
             **self.context,
             "failures": self.failures,
             "started_at": self.started_at,
             "finished_at": now_iso(),
         }
         return {**summary, **_rates(summary)}
+
+    @property
+    def summary_path(self) -> Path:
+        """Where :meth:`write` puts this process's summary (``summary.json`` or ``summary.<label>.json``)."""
+        return self.output_dir / _names(self.shard)[0]
 
     def write(self) -> Path:
         """Write the summary and failures (atomically); returns the summary path."""
@@ -133,9 +147,19 @@ def shard_summaries(output_dir: str | Path) -> list[Path]:
 
 
 def all_shards_reported(output_dir: str | Path, count: int) -> bool:
-    """Every shard of a ``count``-way run has written its summary."""
-    labels = {p.name for p in shard_summaries(output_dir)}
-    return all(f"summary.{Shard(i, count).label}.json" in labels for i in range(count))
+    """Every shard of a ``count``-way run has written its summary, and none of them was stopped
+    (an interrupted shard reports when its rerun finishes)."""
+    labels = {p.name: p for p in shard_summaries(output_dir)}
+    for i in range(count):
+        path = labels.get(f"summary.{Shard(i, count).label}.json")
+        if path is None:
+            return False
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("status") in STOPPED:
+                return False
+        except (OSError, ValueError, AttributeError):
+            return False
+    return True
 
 
 def merge_reports(output_dir: str | Path) -> dict[str, Any]:
@@ -164,12 +188,18 @@ def merge_reports(output_dir: str | Path) -> dict[str, Any]:
     merged = {k: v for k, v in shards[0].items() if k not in ("shard", "failures", "started_at", "finished_at")}
     for key in _SUMMED:
         merged[key] = sum(s.get(key, 0) for s in shards)
+    merged.pop("files_not_done", None)
+    if any("files_not_done" in s for s in shards):  # files a stopped shard did not get to
+        merged["files_not_done"] = sum(s.get("files_not_done", 0) for s in shards)
     failures = [f for s in shards for f in s["failures"]]
+    stopped = [s["shard"]["index"] for s in shards if s.get("status") in STOPPED]
     merged.update({
-        "status": ("incomplete: shards missing" if missing else "complete" if not failures else "some files failed"),
+        "status": ("incomplete: shards missing" if missing else "incomplete: shards stopped" if stopped
+                   else "complete" if not failures else "some files failed"),
         "shards_merged": [s["shard"]["index"] for s in shards],
         "shards_missing": missing,
-        "shard": {"index": 0, "count": 1},
+        "shards_stopped": stopped,
+        "shard": {"index": 0, "count": 1, "source": shards[0]["shard"].get("source")},
         "wall_time_s": max(s["wall_time_s"] for s in shards),
         "started_at": min(s["started_at"] for s in shards),
         "finished_at": max(s["finished_at"] for s in shards),
