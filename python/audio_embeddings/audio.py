@@ -4,11 +4,17 @@ Every problem with an input file is raised as :class:`AudioError` whose message 
 one line naming the file, so scripts can print it and corpus runs can log it.
 
 Hostile or broken headers are refused before any decoding or resampling work: sample rates
-outside :data:`MIN_RATE_HZ` .. :data:`MAX_RATE_HZ`, a duration that the file's size cannot hold
-(uncompressed audio longer than its bytes, or compressed audio that would expand more than
-:data:`MAX_EXPANSION` times beyond :data:`FREE_DECODE_BYTES`), and ``.mat`` variables that are not a
-real numeric vector or matrix with a scalar rate. Names passed to ffmpeg/ffprobe go through the
-``file:`` protocol, so a name starting with ``-`` (or holding ``:``) is always a file.
+outside :data:`MIN_RATE_HZ` .. :data:`MAX_RATE_HZ`, a duration that the file's size cannot hold,
+and ``.mat`` variables that are not a real numeric vector or matrix with a scalar rate. What a
+file's size can hold depends on its container, not on soundfile's ``subtype`` (a FLAC's subtype is
+``PCM_16``/``PCM_24``, the decoded sample format): a raw-PCM container (:data:`RAW_PCM_CONTAINERS`)
+must hold its samples byte for byte; a compressed one may decode to at most its codec's
+:data:`CODEC_MAX_EXPANSION` times its size (:data:`MAX_EXPANSION` for codecs not listed), or
+:data:`FREE_DECODE_BYTES` whatever its size; a FLAC must also really reach the last sample its
+header promises (:func:`check_soundfile`). A file whose length is unknown (a FLAC written to a pipe)
+and anything soundfile cannot read is decoded by ffmpeg, which is stopped once its output passes the
+same bound. Names passed to ffmpeg/ffprobe go through the ``file:`` protocol, so a name starting
+with ``-`` (or holding ``:``) is always a file.
 """
 
 from __future__ import annotations
@@ -32,13 +38,40 @@ class AudioError(Exception):
 #: Sample rates accepted from a file or a caller (Hz); anything else is a broken or hostile header.
 MIN_RATE_HZ = 1000
 MAX_RATE_HZ = 768000
-#: Decoded float32 audio may be this many times the file's size (compressed formats) ...
+#: Decoded float32 audio may be this many times the file's size (compressed formats whose codec
+#: :data:`CODEC_MAX_EXPANSION` does not list, ``.mat`` files, callers that give no container) ...
 MAX_EXPANSION = 64
 #: ... or up to this many bytes whatever the file's size.
 FREE_DECODE_BYTES = 256 * 2 ** 20
+#: Most float32 bytes one byte of a file in each codec may decode to (codec names as ffprobe's
+#: ``codec_name``; :func:`codec_of` names soundfile's formats the same way). Lossless and variable-rate
+#: codecs spend next to nothing on digital silence, so the bound admits a file that is silent from
+#: start to end. Measured on silent files of 1, 2 and 8 channels at 44.1-384 kHz, 16 and 24 bits:
+#: libFLAC (soundfile, flac, sox) reaches 4,000x, ffmpeg's FLAC encoder (whose blocks grow with the
+#: rate) 2,500x at 96 kHz stereo and 22,500x at 384 kHz with 8 channels, WavPack 6,100x, Vorbis
+#: 8,400x, Opus 1,700x; AAC and ALAC, which pay a fixed price per channel and frame, 1,200x. Sound
+#: stays far below: a lossless file, a quiet recorder's noise floor included, under about 30x, a lossy
+#: one at its codec's lowest bitrate a few hundred times (6 kbit/s Opus, decoded at 48 kHz: 256x).
+#: MPEG audio (layers I-III) has fixed-size frames whose lowest bitrates (8 kbit/s at 24 kHz) decode
+#: to at most 192x; soundfile's length of an MP3 without a Xing/LAME header is estimated from its
+#: first frame's bitrate, so it never passes that bound either.
+CODEC_MAX_EXPANSION = {**dict.fromkeys(("flac", "wavpack", "vorbis", "opus"), 2 ** 15),
+                       **dict.fromkeys(("aac", "alac"), 2 ** 13),
+                       **dict.fromkeys(("mp1", "mp2", "mp3"), 256)}
+#: soundfile containers that store samples uncompressed (when their subtype is in ``_PCM_BYTES``):
+#: their length must fit the file byte for byte.
+RAW_PCM_CONTAINERS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "RAW", "CAF", "NIST", "IRCAM", "PAF",
+                                "SVX", "VOC", "MAT4", "MAT5", "PVF", "HTK", "SDS", "AVR", "SD2", "WVE", "MPC2K"})
+#: The frame count soundfile reports for a file whose header does not give its length (libsndfile's
+#: ``SF_COUNT_MAX``: a FLAC written to a pipe has 0 total samples in its STREAMINFO).
+UNKNOWN_FRAMES = 2 ** 63 - 1
 #: Bytes per sample of the uncompressed soundfile subtypes (their length must fit the file).
 _PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
               "ULAW": 1, "ALAW": 1}
+#: soundfile's (container, subtype) of compressed formats -> the codec's name in :data:`CODEC_MAX_EXPANSION`.
+_SOUNDFILE_CODECS = {"FLAC": "flac", "VORBIS": "vorbis", "OPUS": "opus", "MPEG_LAYER_I": "mp1",
+                     "MPEG_LAYER_II": "mp2", "MPEG_LAYER_III": "mp3", "ALAC_16": "alac", "ALAC_20": "alac",
+                     "ALAC_24": "alac", "ALAC_32": "alac"}
 #: MATLAB classes a ``.mat`` input's samples may have.
 _MAT_NUMERIC = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4,
                 "int64": 8, "uint64": 8}
@@ -67,13 +100,34 @@ def check_rate(rate_hz: float, *, name: str = "<memory>") -> int:
     return int(round(value))
 
 
-def decode_limit_bytes(file_bytes: int) -> int:
-    """Most float32 bytes a file of ``file_bytes`` may decode to (see :data:`MAX_EXPANSION`)."""
-    return max(MAX_EXPANSION * int(file_bytes), FREE_DECODE_BYTES)
+def decode_limit_bytes(file_bytes: int, *, max_expansion: int = MAX_EXPANSION) -> int:
+    """Most float32 bytes a file of ``file_bytes`` may decode to: ``max_expansion`` times its size
+    (see :data:`MAX_EXPANSION`, :func:`codec_max_expansion`), or :data:`FREE_DECODE_BYTES`."""
+    return max(int(max_expansion) * int(file_bytes), FREE_DECODE_BYTES)
+
+
+def codec_of(container: str | None, subtype: str | None) -> str | None:
+    """The codec of a soundfile ``(format, subtype)`` as ffprobe names it (``flac``, ``vorbis``,
+    ``opus``, ``mp3``, ``alac``...), or None for raw PCM and for what this module has no name for."""
+    container, subtype = str(container or "").upper(), str(subtype or "").upper()
+    if container == "FLAC":
+        return "flac"  # whatever the subtype: soundfile gives a FLAC's decoded sample format (PCM_16, PCM_24)
+    return _SOUNDFILE_CODECS.get(subtype)
+
+
+def codec_max_expansion(codec: str | None) -> int:
+    """Float32 bytes one file byte of ``codec`` may decode to: :data:`CODEC_MAX_EXPANSION`, else
+    :data:`MAX_EXPANSION`."""
+    return CODEC_MAX_EXPANSION.get(str(codec or "").lower(), MAX_EXPANSION)
+
+
+def frames_known(frames: int) -> bool:
+    """Whether a soundfile frame count is the header's length (not :data:`UNKNOWN_FRAMES`)."""
+    return int(frames) != UNKNOWN_FRAMES
 
 
 def check_header(path: str | os.PathLike, *, rate_hz: float, frames: int, channels: int,
-                 subtype: str | None = None, file_bytes: int | None = None) -> int:
+                 subtype: str | None = None, container: str | None = None, file_bytes: int | None = None) -> int:
     """Refuse a header whose rate is implausible or whose length the file's size cannot hold.
 
     Parameters
@@ -81,9 +135,16 @@ def check_header(path: str | os.PathLike, *, rate_hz: float, frames: int, channe
     path : path-like
         The file (for its size and the message).
     rate_hz, frames, channels : number
-        What the header says.
+        What the header says. ``frames`` :data:`UNKNOWN_FRAMES` (a header without a length) is not
+        checked: such a file is decoded by ffmpeg, which is stopped at the same bound.
     subtype : str, optional
-        soundfile subtype (``PCM_16``, ``FLAC``...): uncompressed ones must fit the file byte for byte.
+        soundfile's subtype (``PCM_16``, ``FLOAT``, ``VORBIS``...).
+    container : str, optional
+        soundfile's format (``WAV``, ``FLAC``, ``OGG``, ``MP3``...). In a raw-PCM container
+        (:data:`RAW_PCM_CONTAINERS`) an uncompressed subtype must fit the file byte for byte; any other
+        container may decode to :func:`decode_limit_bytes` with its codec's
+        :func:`codec_max_expansion`. Without it the subtype alone decides, as for a raw-PCM container
+        (a caller that knows only a subtype knows an uncompressed file), with :data:`MAX_EXPANSION`.
     file_bytes : int, optional
         The file's size (default: read it).
 
@@ -100,17 +161,67 @@ def check_header(path: str | os.PathLike, *, rate_hz: float, frames: int, channe
     rate = check_rate(rate_hz, name=name)
     if channels is None or int(channels) < 1:
         raise AudioError(f"{name}: the header gives {channels} channels")
+    if not frames_known(frames):
+        return rate
     size = int(file_bytes if file_bytes is not None else os.stat(path).st_size)
     frames, channels = max(0, int(frames)), int(channels)
     seconds = frames / rate
-    pcm = _PCM_BYTES.get(str(subtype or "").upper())
+    raw = container is None or str(container).upper() in RAW_PCM_CONTAINERS
+    pcm = _PCM_BYTES.get(str(subtype or "").upper()) if raw else None
     if pcm is not None and frames * channels * pcm > size + 2 ** 16:
         raise AudioError(f"{name}: the header promises {seconds:.1f} s of audio but the file ({_mb(size)}) holds "
                          f"at most {size / (channels * pcm * rate):.1f} s; not decoded")
+    codec = None if container is None else codec_of(container, subtype)
+    expansion = codec_max_expansion(codec)
     decoded = frames * channels * 4
-    if decoded > decode_limit_bytes(size):
+    if decoded > decode_limit_bytes(size, max_expansion=expansion):
+        what = f"{_mb(size)} {codec.upper()} file" if codec else f"{_mb(size)} file"
         raise AudioError(f"{name}: the header promises {seconds:.1f} s of audio ({_mb(decoded)} decoded) from a "
-                         f"{_mb(size)} file, more than {MAX_EXPANSION}x its size; not decoded")
+                         f"{what}, more than {expansion}x its size; not decoded")
+    return rate
+
+
+def check_soundfile(f: Any, path: str | os.PathLike, *, file_bytes: int | None = None) -> int:
+    """:func:`check_header` of an open ``soundfile.SoundFile``, and for a FLAC that its last promised
+    sample is really there; the file is left at its start.
+
+    A FLAC's STREAMINFO states its exact length, which libFLAC reaches by bisecting over frame
+    headers (a few milliseconds; about half a second for a truncated 40 MB file), so a header that
+    promises more than the file holds (truncated, or patched) is refused without decoding it, as a
+    WAV's is by its size. Other compressed containers need no such check: an Ogg's length is its
+    last page's, and an MP3's is estimated from its size.
+
+    Parameters
+    ----------
+    f : soundfile.SoundFile
+        Open for reading, at its start.
+    path : path-like
+        The file (for its size and the message).
+    file_bytes : int, optional
+        The file's size (default: read it).
+
+    Returns
+    -------
+    int
+        The rate.
+
+    Raises
+    ------
+    AudioError
+    """
+    rate = check_header(path, rate_hz=f.samplerate, frames=f.frames, channels=f.channels, subtype=f.subtype,
+                        container=f.format, file_bytes=file_bytes)
+    if str(f.format).upper() == "FLAC" and frames_known(f.frames) and f.frames > 0:
+        try:
+            f.seek(f.frames - 1)
+            there = f.read(1, dtype="float32", always_2d=True).shape[0] == 1
+            f.seek(0)
+        except Exception:  # noqa: BLE001 - libFLAC found no frame holding that sample
+            there = False
+        if not there:
+            size = int(file_bytes if file_bytes is not None else os.stat(path).st_size)
+            raise AudioError(f"{path}: the header promises {f.frames / rate:.1f} s of audio but the file "
+                             f"({_mb(size)}) ends before that (truncated, or a broken or hostile header); not decoded")
     return rate
 
 
@@ -186,20 +297,22 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     if exe is None:
         raise AudioError(f"{path}: not a format soundfile can read, and ffmpeg is not installed")
     probe = shutil.which("ffprobe")
-    channels, rate = 0, 0
+    channels, rate, codec = 0, 0, None
     if probe is not None:
         out = subprocess.run(
             [probe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-             "stream=channels,sample_rate", "-of", "csv=p=0", ffmpeg_input(path)],
+             "stream=codec_name,channels,sample_rate", "-of", "default=noprint_wrappers=1", ffmpeg_input(path)],
             capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
         )
-        fields = out.stdout.strip().split(",")
-        if out.returncode == 0 and len(fields) >= 2 and all(f.strip().isdigit() for f in fields[:2]):
-            rate, channels = int(fields[0]), int(fields[1])
+        fields = dict(line.strip().partition("=")[::2] for line in out.stdout.splitlines() if "=" in line)
+        if out.returncode == 0 and fields.get("sample_rate", "").isdigit() and fields.get("channels", "").isdigit():
+            rate, channels, codec = int(fields["sample_rate"]), int(fields["channels"]), fields.get("codec_name")
     if rate <= 0 or channels <= 0:
         raise AudioError(f"{path}: not a readable audio file (neither soundfile nor ffmpeg found an audio stream)")
     check_rate(rate, name=str(path))
-    limit = decode_limit_bytes(path.stat().st_size)
+    expansion = codec_max_expansion(codec)
+    size = path.stat().st_size
+    limit = decode_limit_bytes(size, max_expansion=expansion)
     proc = subprocess.Popen(
         [exe, "-nostdin", "-v", "error", "-i", ffmpeg_input(path), "-map", "0:a:0", "-f", "f32le",
          "-acodec", "pcm_f32le", "pipe:1"],
@@ -217,8 +330,8 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         if total > limit:
             proc.kill()
             proc.wait()
-            raise AudioError(f"{path}: decodes to more than {_mb(limit)} from a {_mb(path.stat().st_size)} file "
-                             f"(more than {MAX_EXPANSION}x its size); not decoded")
+            raise AudioError(f"{path}: decodes to more than {_mb(limit)} from a {_mb(size)} "
+                             f"{(codec or 'compressed').upper()} file (more than {expansion}x its size); not decoded")
     proc.wait()
     drain.join()
     if proc.returncode != 0:
@@ -335,7 +448,8 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     Raises
     ------
     AudioError
-        Missing, empty, or undecodable file.
+        Missing, empty, or undecodable file, or a header the file cannot hold (:func:`check_soundfile`;
+        ffmpeg's output is bounded the same way as it decodes).
     """
     p = check_file(path) if content is None else Path(path)
     if p.suffix.lower() == ".mat":
@@ -343,7 +457,7 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     if pcm16 and content is not None and (plain := wav or plain_pcm16_wav(content)) is not None:
         data, rate, frames = plain
         return data, check_header(p, rate_hz=rate, frames=frames, channels=data.shape[1], subtype="PCM_16",
-                                  file_bytes=len(content))
+                                  container="WAV", file_bytes=len(content))
     import soundfile as sf
 
     try:
@@ -351,10 +465,10 @@ def decode(path: str | os.PathLike, *, pcm16: bool = False, content: bytes | Non
     except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"
         return _decode_ffmpeg(p)
     with f:
-        rate = check_header(p, rate_hz=f.samplerate, frames=f.frames, channels=f.channels, subtype=f.subtype,
-                            file_bytes=None if content is None else len(content))
+        rate = check_soundfile(f, p, file_bytes=None if content is None else len(content))
         try:
-            return _read_soundfile(f, pcm16=pcm16), int(rate)
+            if frames_known(f.frames):  # else no length to read to (libsndfile cannot read such a FLAC): ffmpeg
+                return _read_soundfile(f, pcm16=pcm16), int(rate)
         except AudioError:
             raise
         except Exception:  # noqa: BLE001 - any libsndfile failure means "try ffmpeg"

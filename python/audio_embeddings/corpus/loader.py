@@ -122,9 +122,11 @@ def _stream_to_raw(task: LoadTask, info: Any) -> Loaded:
     moments = _RunningMoments()
     try:
         with os.fdopen(fd, "wb") as out, sf.SoundFile(task.path) as f:
+            audio.check_soundfile(f, name)  # a FLAC must reach the end its header promises
             block_frames = max(1, int(STREAM_BLOCK_S * f.samplerate))
             pcm16 = str(f.subtype).upper() == "PCM_16"  # int16 blocks, mixed exactly (audio.to_mono)
-            for block in f.blocks(blocksize=block_frames, dtype="int16" if pcm16 else "float32", always_2d=True):
+            while (block := f.read(block_frames, dtype="int16" if pcm16 else "float32", always_2d=True)).shape[0]:
+                # f.read, not f.blocks: blocks() ignores a short read and would hand on stale samples
                 mono = audio.to_mono(block, channel=task.channel, name=name)
                 if not pcm16 and not np.all(np.isfinite(mono)):
                     raise audio.AudioError(f"{name}: contains NaN or Inf samples")
@@ -154,8 +156,8 @@ def load_item(task: LoadTask) -> Loaded:
             header = _header(path, wav)
             if header is not None:  # refuse a hostile header before deciding how to decode
                 audio.check_header(path, rate_hz=header.samplerate, frames=header.frames, channels=header.channels,
-                                   subtype=header.subtype)
-                if header.frames > 0 and \
+                                   subtype=header.subtype, container=header.format)
+                if header.frames > 0 and audio.frames_known(header.frames) and \
                         header.frames * task.target_rate_hz / header.samplerate > task.stream_above_samples:
                     return _stream_to_raw(task, header)
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
@@ -173,14 +175,15 @@ def load_item(task: LoadTask) -> Loaded:
 
 
 def _header(path: os.PathLike, wav: tuple[np.ndarray, int, int] | None) -> Any:
-    """``samplerate``, ``frames``, ``channels``, ``subtype`` of a file (from ``wav``, its
+    """``samplerate``, ``frames``, ``channels``, ``subtype``, ``format`` of a file (from ``wav``, its
     :func:`audio.plain_pcm16_wav`, when it is one, else soundfile's header); None when soundfile
-    cannot read it (ffmpeg decodes it whole)."""
+    cannot read it (ffmpeg decodes it whole, as it does a file whose header gives no length)."""
     if wav is not None:
         from types import SimpleNamespace
 
         data, rate, frames = wav
-        return SimpleNamespace(samplerate=rate, frames=frames, channels=data.shape[1], subtype="PCM_16")
+        return SimpleNamespace(samplerate=rate, frames=frames, channels=data.shape[1], subtype="PCM_16",
+                               format="WAV")
     import soundfile as sf
 
     try:
