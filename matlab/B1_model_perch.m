@@ -15,7 +15,7 @@ function [emb, info] = B1_model_perch(audioFile, varargin)
 %     'Force10sec'  true: 10 s windows at 16 kHz                 (false)
 %     'HopSeconds'  seconds between window starts                (the window length)
 %     'TopK'        best labels per window into the .json and <basename>_labels.csv (0)
-%     'Device'      'auto' | 'cpu' | 'cuda'                      ('auto')
+%     'Device'      'auto' | 'cpu' | 'cuda' | 'mps'              ('auto')
 %     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
 %
 %   AUDIOFILE may also be a cell array of files or a folder: one Python call embeds them all
@@ -49,31 +49,21 @@ p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B1_model_perch';
 p.addRequired('audioFile', @(v) ischar(v) || iscell(v) || isa(v, 'string'));
-p.addParameter('Model', 'perch_v2', @(v) ae_check_option('Model', v));
-p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'perch'), @(v) ae_check_option('OutputDir', v));
-p.addParameter('Basename', '', @(v) isempty(v) || ae_check_option('Basename', v));
-p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
-p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
+ae_add_options(p, {'Model', 'OutputDir', 'Basename', 'Device', 'Overwrite'});   % not given: Python's defaults
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(audioFile, varargin{:});
 opts = p.Results;
 given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
-outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 [inputs, many] = ae_inputs(opts.audioFile);
+args = ae_cli_args(opts, given, p.Unmatched);
 if many   % one Python call for all of them: emb and info.results are cell arrays, one per file
-    [emb, info] = ae_run_many(py, 'B1_model_perch.py', inputs, outDir, ...
-                              [{'--formats', 'npy,mat,json,txt'}, ae_cli_args(opts, given, p.Unmatched)]);
+    [emb, info] = ae_run_many(py, 'B1_model_perch.py', inputs, [{'--formats', 'npy,mat,json,txt'}, args]);
     return
 end
-audioPath = inputs;
-base = strtrim(ae_text(opts.Basename));
-if isempty(base)
-    [~, base] = fileparts(audioPath);
-end
-args = [{'--input', audioPath, '--output', outDir, '--basename', base}, ae_cli_args(opts, given, p.Unmatched)];
-[emb, info] = ae_run_and_read(py, 'B1_model_perch.py', args, outDir, base);
+[emb, info] = ae_run_and_read(py, 'B1_model_perch.py', [{inputs}, args]);
+[outDir, base] = fileparts(info.mat_file);
 info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
                            'UniformOutput', false);
 end

@@ -52,31 +52,19 @@ p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B2_model_wav2vec2';
 p.addRequired('audioFile', @(v) ischar(v) || iscell(v) || isa(v, 'string'));
-p.addParameter('Model', 'facebook/wav2vec2-large-xlsr-53', @(v) ae_check_option('Model', v));
-p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'wav2vec2'), @(v) ae_check_option('OutputDir', v));
-p.addParameter('Basename', 'wav2vec2_embeddings', @(v) ae_check_option('Basename', v));
-p.addParameter('ChunkSeconds', 20, @(v) ae_check_option('ChunkSeconds', v));
-p.addParameter('ContextSeconds', 2, @(v) ae_check_option('ContextSeconds', v));
-p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
-p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
-p.addParameter('MatVersion', 'auto', @(v) ae_check_option('MatVersion', v));
-p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
-p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
+ae_add_options(p, {'Model', 'OutputDir', 'Basename', 'ChunkSeconds', 'ContextSeconds', 'Device', 'Dtype', ...
+                   'MatVersion', 'Channel', 'Overwrite'});   % not given: Python's defaults
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(audioFile, varargin{:});
 opts = p.Results;
 given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
-outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 [inputs, many] = ae_inputs(opts.audioFile);
+args = ae_cli_args(opts, given, p.Unmatched);
 if many   % one Python call for all of them: emb and info.results are cell arrays, one per file
-    [emb, info] = ae_run_many(py, 'B2_model_wav2vec2.py', inputs, outDir, ...
-                              [{'--formats', 'npy,mat,json'}, ae_cli_args(opts, given, p.Unmatched)]);
+    [emb, info] = ae_run_many(py, 'B2_model_wav2vec2.py', inputs, [{'--formats', 'npy,mat,json'}, args]);
     return
 end
-base = strtrim(ae_text(opts.Basename));
-args = [{inputs, '--output-dir', outDir, '--basename', base}, ae_cli_args(opts, given, p.Unmatched)];
-
-[emb, info] = ae_run_and_read(py, 'B2_model_wav2vec2.py', args, outDir, base);
+[emb, info] = ae_run_and_read(py, 'B2_model_wav2vec2.py', [{inputs}, args]);
 end

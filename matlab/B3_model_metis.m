@@ -16,7 +16,7 @@ function [emb, info] = B3_model_metis(audioFile, varargin)
 %     'Layer'          w2v-bert hidden-state index                  (17)
 %     'Codes'          also return the codebook index of each row   (false)
 %     'OutputDir'      folder for the outputs                       (<repo>/Models/metis)
-%     'Basename'       output file base name                        ('metis_latents')
+%     'Basename'       output file base name                        (the audio file's name)
 %     'ChunkSeconds'   longer files are cut into chunks of this, s  (30)
 %     'ContextSeconds' context on each side of a chunk, s           (5)
 %     'Device'         'auto' | 'cpu' | 'cuda' | 'mps'              ('auto')
@@ -56,33 +56,20 @@ p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B3_model_metis';
 p.addRequired('audioFile', @(v) ischar(v) || iscell(v) || isa(v, 'string'));
-p.addParameter('Model', 'facebook/w2v-bert-2.0', @(v) ae_check_option('Model', v));
-p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'metis'), @(v) ae_check_option('OutputDir', v));
-p.addParameter('Basename', 'metis_latents', @(v) ae_check_option('Basename', v));
-p.addParameter('ChunkSeconds', 30, @(v) ae_check_option('ChunkSeconds', v));
-p.addParameter('ContextSeconds', 5, @(v) ae_check_option('ContextSeconds', v));
-p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
-p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
-p.addParameter('MatVersion', 'auto', @(v) ae_check_option('MatVersion', v));
-p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
-p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
+ae_add_options(p, {'Model', 'OutputDir', 'Basename', 'ChunkSeconds', 'ContextSeconds', 'Device', 'Dtype', ...
+                   'MatVersion', 'Channel', 'Overwrite'});   % not given: Python's defaults
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(audioFile, varargin{:});
 opts = p.Results;
 given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
-outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
 [inputs, many] = ae_inputs(opts.audioFile);
+args = ae_cli_args(opts, given, p.Unmatched);
 if many   % one Python call for all of them: emb and info.results are cell arrays, one per file
-    [emb, info] = ae_run_many(py, 'B3_model_metis.py', inputs, outDir, ...
-                              [{'--formats', 'npy,mat,json'}, ae_cli_args(opts, given, p.Unmatched)]);
-    info.corpus_json_file = fullfile(outDir, 'semantic_audio_embeddings.json');
-    return
+    [emb, info, written] = ae_run_many(py, 'B3_model_metis.py', inputs, [{'--formats', 'npy,mat,json'}, args]);
+else
+    [emb, info, written] = ae_run_and_read(py, 'B3_model_metis.py', [{inputs}, args]);
 end
-base = strtrim(ae_text(opts.Basename));
-args = [{inputs, '--output-dir', outDir, '--basename', base}, ae_cli_args(opts, given, p.Unmatched)];
-
-[emb, info] = ae_run_and_read(py, 'B3_model_metis.py', args, outDir, base);
-info.corpus_json_file = fullfile(outDir, 'semantic_audio_embeddings.json');
+info.corpus_json_file = written.corpus_json_file;
 end

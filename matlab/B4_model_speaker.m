@@ -40,29 +40,22 @@ p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B4_model_speaker';
 p.addRequired('input', @(v) ae_check_option('AudioFile', v));
-p.addParameter('Model', 'eres2netv2', @(v) ae_check_option('Model', v));
-p.addParameter('OutputDir', fullfile(ae_repo_root(), 'Models', 'speaker'), @(v) ae_check_option('OutputDir', v));
-p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
-p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
-p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
-p.addParameter('Overwrite', false, @(v) ae_check_option('Overwrite', v));
+ae_add_options(p, {'Model', 'OutputDir', 'Device', 'Dtype', 'Channel', 'Overwrite'});   % not given: Python's defaults
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(input, varargin{:});
 opts = p.Results;
 given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
-outDir = ae_abspath(strtrim(ae_text(opts.OutputDir)));
-finalDir = fullfile(outDir, 'final_embeddings');
 index = [tempname() '_results.mat'];
 cleaner = onCleanup(@() ae_delete_if_there(index)); %#ok<NASGU>
-args = [{ae_abspath(ae_text(opts.input)), '--output-dir', outDir, '--final-output-dir', finalDir, ...
-         '--matlab-results', index}, ae_cli_args(opts, given, p.Unmatched)];
+args = [{ae_abspath(ae_text(opts.input)), '--matlab-results', index}, ae_cli_args(opts, given, p.Unmatched)];
 ae_run_script(py, 'B4_model_speaker.py', args, true);   % failed files: the rest is returned, with a warning
 written = ae_results_index(index);
 
+finalDir = written.final_dir;   % Python's: OutputDir/final_embeddings
 matFile = fullfile(finalDir, 'embeddings.mat');
-if exist(matFile, 'file') ~= 2
+if isempty(finalDir) || exist(matFile, 'file') ~= 2
     error('audioEmbeddings:output', 'The Python run reported success but %s was not written.', matFile);
 end
 info = load(matFile);

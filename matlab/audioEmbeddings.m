@@ -50,12 +50,7 @@ fs = checkRate(fs);
 p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'audioEmbeddings';
-p.addParameter('Model', 'ge2e', @(v) ae_check_option('Model', v));
-p.addParameter('ChunkSeconds', 20, @(v) ae_check_option('ChunkSeconds', v));
-p.addParameter('ContextSeconds', 2, @(v) ae_check_option('ContextSeconds', v));
-p.addParameter('Channel', [], @(v) ae_check_option('Channel', v));
-p.addParameter('Device', 'auto', @(v) ae_check_option('Device', v));
-p.addParameter('Dtype', 'float32', @(v) ae_check_option('Dtype', v));
+ae_add_options(p, {'Model', 'ChunkSeconds', 'ContextSeconds', 'Channel', 'Device', 'Dtype'});   % not given: Python's defaults
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(varargin{:});
 opts = p.Results;

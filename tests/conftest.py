@@ -124,5 +124,107 @@ def stand_in(request):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (subprocesses, torchrun, big models); "
-                                       "deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "slow: starts the scripts, Octave, torchrun or pip as subprocesses, or takes "
+                                       "more than a few seconds; ./test.sh -m 'not slow' leaves these out")
+
+
+#: Slow tests in modules whose own decorators do not (yet) say so, by module and test function name:
+#: marked slow at collection, exactly as ``@pytest.mark.slow`` would. ``"*"``: every test of the module.
+SLOW_ELSEWHERE = {
+    "test_matlab.py": {"*"},  # GNU Octave drives the wrappers
+    "test_align.py": {"test_align_script_on_a_mat_written_earlier", "test_align_script_on_a_npy_and_its_errors",
+                      "test_b2_with_tr_hrf_and_delays_writes_the_aligned_outputs"},  # the scripts
+    "test_contract.py": {"test_a_plugin_backend_option_reaches_help_loader_fingerprint_and_matlab_names",
+                         "test_an_option_the_chosen_backend_does_not_take_is_refused"},  # embed.py
+    "test_hf_loader.py": {"test_every_transformers_family_gives_the_same_one_line_without_network",
+                          "test_layer_selection_errors_are_identical_for_wav2vec2_and_whisper",
+                          "test_a_cached_hub_id_loads_offline_and_records_its_revision"},  # embed.py
+    "test_ast.py": {"test_embed_py_writes_the_reference_rows"},  # embed.py
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = SLOW_ELSEWHERE.get(item.path.name)
+        function = getattr(item, "originalname", item.name)
+        if names and ("*" in names or function in names) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
+# --- a hung test names its hung subprocesses ----------------------------------------------------
+# pytest-timeout (``timeout`` in pyproject.toml's [tool.pytest.ini_options]) fails a test that runs
+# past its limit. Its SIGALRM handler is replaced here by one that also names every process the test
+# started that is still running (pid and command line, from /proc), kills them, and says so in the
+# failure line, so a hung ``embed.py``, Octave or torchrun child is named in the summary and leaves
+# nothing behind to slow the tests after it.
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (Linux /proc; [] elsewhere), parents before their children."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop(0)
+        kids: list[int] = []
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids += [int(p) for p in children.read_text().split()]
+            except (OSError, ValueError):
+                pass
+        found += kids
+        todo += kids
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _kill_new_children(before: set[int]) -> list[str]:
+    """SIGKILL the descendants of this process that are not in ``before``; their descriptions."""
+    import signal
+
+    described = []
+    for pid in [p for p in _descendants(os.getpid()) if p not in before]:
+        described.append(f"pid {pid}: {_command_line(pid)}")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return described
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's signal method, naming (and killing) the subprocesses still running at the timeout."""
+    import signal
+    import threading
+
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None  # pytest-timeout's own handling (the thread method dumps the stacks and exits)
+    before = set(_descendants(os.getpid()))
+
+    def handler(signum, frame):
+        __tracebackhide__ = True
+        hung = _kill_new_children(before)
+        test_frame = frame  # the innermost frame in the test's file (the line it waits on)
+        while test_frame is not None and Path(test_frame.f_code.co_filename) != Path(item.path):
+            test_frame = test_frame.f_back
+        shown = test_frame or frame
+        where = f"{Path(shown.f_code.co_filename).name}:{shown.f_lineno}" if shown is not None else "?"
+        running = ("still running, killed: " + " | ".join(hung)) if hung else "no subprocess of the test running"
+        pytest.fail(f"Timeout (>{settings.timeout:g}s, pytest-timeout): {running}; the test was at {where}",
+                    pytrace=True)
+
+    def cancel():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True

@@ -84,7 +84,7 @@ def test_upsampling_50_to_64_hz_interpolates_within_1_percent():
     freqs = [0.5, 2.0, 5.0]
     a = align_embeddings(tones(onsets, WINDOW, freqs), onsets, window_s=WINDOW, target_rate_hz=64.0)
     assert a.cutoff_hz == pytest.approx(25.0)  # half the lower (source) rate
-    n = math.floor((onsets[-1] + WINDOW) * 64) + 1
+    n = math.ceil(round((onsets[-1] + WINDOW) * 64, 9))
     np.testing.assert_array_equal(a.time_axis_s, np.arange(n) / 64)
     keep = inner(a, dur)
     t = a.time_axis_s[keep]
@@ -211,7 +211,7 @@ def test_hrf_and_delays_shapes_for_tr_2():
     base = align_embeddings(x, onsets, window_s=WINDOW, target_rate_hz=0.5, hrf="spm", duration_s=dur)
     a = align_embeddings(x, onsets, window_s=WINDOW, target_rate_hz=0.5, hrf="spm", delays=(1, 2, 3, 4),
                          duration_s=dur)
-    assert a.embeddings.shape == (math.floor(dur / 2) + 1, 4 * 5) == (16, 20)
+    assert a.embeddings.shape == (math.ceil(dur / 2), 4 * 5) == (16, 20)
     np.testing.assert_array_equal(a.time_axis_s, np.arange(16) * 2.0)
     for i, d in enumerate((1, 2, 3, 4)):
         np.testing.assert_array_equal(a.embeddings[d:, 5 * i:5 * (i + 1)], base.embeddings[:16 - d])
@@ -219,7 +219,8 @@ def test_hrf_and_delays_shapes_for_tr_2():
 
 
 @pytest.mark.parametrize("start, duration, rate, n", [
-    (0.0, 10.0, 0.5, 6), (0.0, 7.0, 1 / 0.7, 11), (1.5, 3.0, 64.0, 193), (-2.0, 4.0, 1 / 1.5, 3), (0.25, 0.0, 2.0, 1)])
+    (0.0, 10.0, 0.5, 5), (0.0, 7.0, 1 / 0.7, 10), (1.5, 3.0, 64.0, 192), (-2.0, 4.0, 1 / 1.5, 3), (0.25, 0.5, 2.0, 1),
+    (0.0, 10.1, 0.5, 6), (0.0, 0.3, 10.0, 3)])
 def test_the_time_axis_is_exactly_start_plus_k_over_r(start, duration, rate, n):
     onsets = grid(12.0)
     a = align_embeddings(np.ones((onsets.size, 1)), onsets, window_s=WINDOW, target_rate_hz=rate, start_s=start,
@@ -227,6 +228,51 @@ def test_the_time_axis_is_exactly_start_plus_k_over_r(start, duration, rate, n):
     assert a.time_axis_s.dtype == np.float64 and a.time_axis_s.shape == (n,)
     np.testing.assert_array_equal(a.time_axis_s, start + np.arange(n) / rate)
     assert a.settings.duration_s == duration
+
+
+@pytest.mark.parametrize("duration, rate, n", [
+    (600.0, 0.5, 300), (600.0, 100.0, 60000), (4.0, 0.5, 2), (4.1, 0.5, 3), (3.9, 0.5, 2), (600.0, 64.0, 38400),
+    (7.0, 1 / 0.7, 10), (0.3, 10.0, 3), (1e-6, 0.5, 1)])
+def test_the_grid_is_the_points_inside_the_stimulus(duration, rate, n):
+    """ceil(D * R) rows at t = 0 .. (n - 1) / R: 600 s at TR 2 is 300 volumes (0, 2, ..., 598): a scanner's grid."""
+    assert al.grid_size(duration, rate) == n
+    onsets = grid(min(duration, 20.0) + 1.0)
+    a = align_embeddings(np.ones((onsets.size, 2), np.float32), onsets, window_s=WINDOW, target_rate_hz=rate,
+                         duration_s=duration, method="nearest")
+    assert a.embeddings.shape == (n, 2) and a.describe()["n_rows"] == n
+    assert a.time_axis_s[-1] < duration <= a.time_axis_s[-1] + 1 / rate + 1e-9
+
+
+def test_a_zero_duration_is_refused():
+    with pytest.raises(ValueError, match="duration_s must be > 0"):
+        AlignSettings(target_rate_hz=0.5, duration_s=0.0)
+    with pytest.raises(ValueError, match="duration_s must be > 0"):
+        align_embeddings(np.ones((5, 1)), np.arange(5.0), window_s=1.0, target_rate_hz=0.5, duration_s=0.0)
+
+
+def test_a_result_aligns_as_the_writers_do_on_its_files_duration(tmp_path):
+    """The API and the scripts agree: 600 s of wav2vec2 rows at TR 2 are 300 rows whether aligned from the arrays
+    (duration: the last row's end, 599.985 s), from the result (the file's 600 s) or by write_outputs (the scripts);
+    4 s are 2 rows."""
+    for seconds, n in [(600.0, 300), (4.0, 2)]:
+        result = file_embedding(seconds, dim=3)
+        from_arrays = align_embeddings(result.embeddings, result.time_axis_s, window_s=result.window_s,
+                                       target_rate_hz=0.5)
+        from_result = align_embeddings(result, target_rate_hz=0.5)
+        assert from_result.settings.duration_s == seconds
+        assert from_arrays.embeddings.shape == from_result.embeddings.shape == (n, 3)
+        np.testing.assert_array_equal(from_result.time_axis_s, np.arange(n) * 2.0)
+        np.testing.assert_array_equal(AlignSettings(target_rate_hz=0.5).apply(result).embeddings,
+                                      from_result.embeddings)
+        out = tmp_path / f"{seconds:g}"
+        write(result, out, align=AlignSettings(target_rate_hz=0.5), formats=("npy",))
+        np.testing.assert_array_equal(np.load(out / "emb_aligned.npy"), from_result.embeddings)  # bit for bit
+    eeg = align_embeddings(file_embedding(600.0, dim=2), target_rate_hz=100.0)
+    assert eeg.embeddings.shape == (60000, 2) and eeg.time_axis_s[-1] == 599.99
+    with pytest.raises(ValueError, match="its own time axis"):
+        align_embeddings(result, result.time_axis_s, window_s=WINDOW, target_rate_hz=0.5)
+    with pytest.raises(ValueError, match="needs time_axis_s"):
+        align_embeddings(result.embeddings, target_rate_hz=0.5)
 
 
 def test_default_duration_is_the_last_rows_end():
@@ -354,7 +400,7 @@ def test_write_outputs_aligned_equals_the_pure_function_on_the_npy(tmp_path, mat
     expected = align_embeddings(raw, axis.ravel(), window_s=window, target_rate_hz=0.5, hrf="spm",
                                 delays=(1, 2, 3, 4), duration_s=result.n_samples / result.sample_rate_hz)
     np.testing.assert_array_equal(aligned, expected.embeddings)  # bit for bit
-    assert aligned.shape == (math.floor(7.3 / 2) + 1, 4 * 6) == (4, 24) and aligned.dtype == np.float32
+    assert aligned.shape == (math.ceil(7.3 / 2), 4 * 6) == (4, 24) and aligned.dtype == np.float32
     # the .mat variables: shapes and classes
     if mat_version == "5":
         assert mat["embeddings_aligned"].dtype == np.float32 and mat["embeddings_aligned"].shape == (4, 24)
@@ -425,7 +471,7 @@ def test_store_holds_aligned_datasets_and_the_merged_file_links_them(tmp_path):
             np.testing.assert_array_equal(f[f"time_axis_aligned/{key}"][()], expected.time_axis_s)
             assert ds.attrs["target_rate_hz"] == 0.5 and ds.attrs["hrf"] == "spm"
             np.testing.assert_array_equal(ds.attrs["delays"], [1, 2, 3, 4])
-        assert f["aligned/b/y.wav"].shape == (7, 24)
+        assert f["aligned/b/y.wav"].shape == (6, 24)  # 12 s at TR 2: t = 0, 2, ..., 10
 
 
 # --- python/align.py ---------------------------------------------------------------------------
@@ -488,7 +534,7 @@ def test_b2_with_tr_hrf_and_delays_writes_the_aligned_outputs(tiny_model, tmp_pa
     duration = meta["num_samples"] / meta["sample_rate"]
     raw = np.load(base.with_suffix(".npy"))
     mat = scipy.io.loadmat(base.with_suffix(".mat"))
-    n = math.floor(duration / 2) + 1
+    n = math.ceil(round(duration / 2, 9))
     assert mat["embeddings_aligned"].shape == (n, 4 * raw.shape[1])
     np.testing.assert_array_equal(mat["time_axis_aligned"].ravel(), np.arange(n) * 2.0)
     expected = align_embeddings(raw, mat["time_axis"].ravel(), window_s=float(mat["window_s"][0, 0]),
@@ -496,3 +542,39 @@ def test_b2_with_tr_hrf_and_delays_writes_the_aligned_outputs(tiny_model, tmp_pa
     np.testing.assert_array_equal(np.load(tmp_path / "wav2vec2_embeddings_aligned.npy"), expected.embeddings)
     np.testing.assert_array_equal(mat["embeddings_aligned"], expected.embeddings)
     assert meta["alignment"]["hrf"] == "spm" and meta["alignment"]["shape"] == [n, 4 * raw.shape[1]]
+
+
+@pytest.mark.slow
+def test_600_s_at_tr_2_is_300_rows_from_the_api_and_from_embed_py(tiny_model, tmp_path):
+    """Issue 22: the API said 300 and the scripts 301. Both: the volumes inside the stimulus (t = 0, 2, ..., 598);
+    4 s at TR 2: 2 rows."""
+    import soundfile as sf
+
+    import audio_embeddings as ae
+    from helpers import noise
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i, (name, seconds) in enumerate([("long", 600.0), ("short", 4.0)]):
+        sf.write(clips / f"{name}.wav", noise(seconds, SR, seed=i), SR, subtype="PCM_16")
+    model_dir = str(tiny_model("wav2vec2"))
+    out = tmp_path / "out"
+    proc = run_script("embed.py", str(clips), "--model", model_dir, "--output-dir", str(out), "--device", "cpu",
+                      "--formats", "npy,mat,json", "--tr", "2")
+    assert proc.returncode == 0, proc.stderr
+    model = ae.load_model(model_dir, device="cpu")
+    for name, n in [("long", 300), ("short", 2)]:
+        scripted = np.load(out / f"{name}_aligned.npy")
+        mat = scipy.io.loadmat(out / f"{name}.mat")
+        np.testing.assert_array_equal(mat["time_axis_aligned"].ravel(), np.arange(n) * 2.0)
+        result = model.embed_file(clips / f"{name}.wav")
+        api = align_embeddings(result, target_rate_hz=0.5)
+        from_arrays = align_embeddings(result.embeddings, result.time_axis_s, window_s=result.window_s,
+                                       target_rate_hz=0.5)
+        assert scripted.shape[0] == api.embeddings.shape[0] == from_arrays.embeddings.shape[0] == n, name
+        np.testing.assert_array_equal(api.time_axis_s, np.arange(n) * 2.0)
+        np.testing.assert_allclose(api.embeddings, scripted, rtol=1e-4, atol=1e-5)  # batched there, whole here
+        raw = np.load(out / f"{name}.npy")
+        expected = align_embeddings(raw, mat["time_axis"].ravel(), window_s=float(mat["window_s"][0, 0]),
+                                    target_rate_hz=0.5, duration_s=result.duration_s)
+        np.testing.assert_array_equal(scripted, expected.embeddings)  # the script's rows, bit for bit

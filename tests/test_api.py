@@ -206,3 +206,53 @@ def test_a_missing_package_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "librosa", None)  # as if [torch] had not been installed
     with pytest.raises(ImportError, match=r"librosa.*pip install 'audio-embeddings\[torch\]'"):
         ae.load_model("ge2e", device="cpu")
+
+
+# -- the API runs the scripts' own run: never stale, extras on resume, one run per folder (issue 22) --------------
+
+
+def test_embed_files_after_an_input_changed_refuses_as_embed_py_does(w2v, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        sf.write(src / f"f{i}.wav", noise(1.5, 16000, seed=i), 16000)
+    out = tmp_path / "out"
+    w2v.embed_files(src, output_dir=out)
+    sf.write(src / "f1.wav", noise(2.0, 16000, seed=7), 16000)  # edited after the first call
+    with pytest.raises(ValueError, match="f1.wav .*another version of the input.*--overwrite"):
+        w2v.embed_files(src, output_dir=out)
+    from audio_embeddings.cli import main
+    from audio_embeddings.scripts import EMBED
+
+    assert main(EMBED, [str(src), "--model", w2v.name, "--layers", "all", "--output-dir", str(out)]) == 2
+    redone = w2v.embed_files(src, output_dir=out, overwrite=True)
+    assert redone.summary["files_done"] == 2
+    np.testing.assert_allclose(redone["f1.wav"].embeddings, w2v.embed_file(src / "f1.wav").embeddings, atol=1e-5)
+
+
+def test_a_resumed_api_run_returns_the_extras(ge2e, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for clip in DEMO_CLIPS:
+        (folder / clip.name).symlink_to(clip)
+    out = tmp_path / "out"
+    first = ge2e.embed_files(folder, output_dir=out)
+    again = ge2e.embed_files(folder, output_dir=out)
+    assert again.summary["files_skipped"] == len(DEMO_CLIPS) and again.summary["files_done"] == 0
+    for key in first:
+        np.testing.assert_array_equal(again[key].extras["utterance_embedding"], first[key].extras["utterance_embedding"])
+
+
+def test_a_second_api_run_on_the_same_folder_is_refused_while_the_first_holds_it(w2v, tmp_path):
+    from audio_embeddings.corpus.lock import acquire_run_lock
+
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(src / "f0.wav", noise(1.0, 16000, seed=0), 16000)
+    sf.write(src / "f1.wav", noise(1.0, 16000, seed=1), 16000)
+    out = tmp_path / "out"
+    out.mkdir()
+    with acquire_run_lock(out, shard_label="shard-0000-of-0001"):  # what a running embed.py or API call holds
+        with pytest.raises(ValueError, match="(?i)lock|another run|in use|running"):
+            w2v.embed_files(src, output_dir=out)
+    assert w2v.embed_files(src, output_dir=out).summary["files_done"] == 2

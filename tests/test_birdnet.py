@@ -222,6 +222,7 @@ def test_tensorflow_lite_runs_it_when_litert_is_missing(monkeypatch, bn):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = run_script("embed.py", str(DEMO_CLIPS[0].parent), "--model", "birdnet", "--output-dir", str(out),
@@ -241,6 +242,7 @@ def test_cli_end_to_end(tmp_path):
     assert summary["files_done"] == len(DEMO_CLIPS) and summary["files_failed"] == 0
 
 
+@pytest.mark.slow
 def test_a_corpus_run_with_kaiser_fast_resamples_as_birdnet_analyzer(tmp_path):
     """``--resampler kaiser-fast`` reaches the corpus loader: the rows are the model's on librosa's
     ``kaiser_fast`` resampling (BirdNET-Analyzer's ``librosa.load``), not on soxr's; a rerun with the

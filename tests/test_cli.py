@@ -27,6 +27,7 @@ def b2_run(tiny_model, tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.slow
 def test_b2_writes_npy_mat_json_with_the_default_basename(b2_run, tiny_model):
     proc, out = b2_run
     assert proc.returncode == 0, proc.stderr
@@ -54,6 +55,7 @@ def test_b2_writes_npy_mat_json_with_the_default_basename(b2_run, tiny_model):
     assert meta["audio_source_sample_rate"] == 22050
 
 
+@pytest.mark.slow
 def test_mat_v73_is_real_hdf5_matlab_with_the_same_values(tiny_model, tmp_path):
     mat73 = pytest.importorskip("mat73")
     proc = run_script(B2, str(DEMO_CLIPS[1]), "--model", str(tiny_model("wav2vec2")), "--output-dir", str(tmp_path),
@@ -72,6 +74,7 @@ def test_mat_v73_is_real_hdf5_matlab_with_the_same_values(tiny_model, tmp_path):
     np.testing.assert_array_equal(loaded["layers"], [0, 1, 2, 3])
 
 
+@pytest.mark.slow
 def test_failed_mat_leaves_a_failed_note_and_keeps_npy_and_json(tiny_model, tmp_path):
     (tmp_path / "x.mat").mkdir()  # something in the way of the .mat
     proc = run_script(B2, str(DEMO_CLIPS[2]), "--model", str(tiny_model("wav2vec2")), "--output-dir", str(tmp_path),
@@ -83,6 +86,7 @@ def test_failed_mat_leaves_a_failed_note_and_keeps_npy_and_json(tiny_model, tmp_
     assert json.loads((tmp_path / "x.json").read_text())["outputs"]["mat_failed"] == reason.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "empty", "not-audio", "too-short"])
 def test_bad_input_exits_non_zero_with_one_line_naming_the_file(case, tiny_model, tmp_path):
     path = tmp_path / f"{case}.wav"
@@ -99,11 +103,13 @@ def test_bad_input_exits_non_zero_with_one_line_naming_the_file(case, tiny_model
     assert not list((tmp_path / "o").glob("*.npy")) if (tmp_path / "o").exists() else True
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_usage_error(tmp_path):
     proc = run_script(B2, str(DEMO_CLIPS[0]), "--model", str(tmp_path), "--output-dir", str(tmp_path))
     assert proc.returncode == 2 and "config.json" in proc.stderr
 
 
+@pytest.mark.slow
 def test_embed_script_runs_ge2e_on_several_files(tmp_path):
     proc = run_script("embed.py", *map(str, DEMO_CLIPS), "--model", "ge2e", "--output-dir", str(tmp_path), "--quiet")
     assert proc.returncode == 0, proc.stderr

@@ -1,10 +1,11 @@
 """The backend contract, checked on every preset through ``registry.load_backend`` with its tiny stand-in.
 
-Each preset embeds a short input through the shared pipeline: the width equals ``embedding_dim``,
-there is one time-axis entry per row, the time axis follows ``frame_stride_s``, ``describe()`` has
-the keys every backend shares, and a batch equals its items one by one. A backend added as a
-plugin (tests/stub_plugin.py) gets its option into ``--help``, the loader, the resume
-fingerprint and MATLAB's name-value pairs without any edit to the CLI.
+The rules live in :func:`audio_embeddings.testing.check_backend` (public, for plugin authors too):
+width, rows against the time axis and the framing's promise, stride, the shared ``describe()``
+keys, ``BatchOutput``, and a batch equal to its items one by one. Here every preset is loaded
+and checked; the checker itself is shown to catch each broken rule. A backend added as a plugin
+(tests/stub_plugin.py) passes the same check and gets its option into ``--help``, the loader,
+the resume fingerprint and MATLAB's name-value pairs without any edit to the CLI.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ import numpy as np
 import pytest
 
 from audio_embeddings import registry
-from audio_embeddings.audio import Audio
-from audio_embeddings.backends.base import BaseBackend, BatchOutput
-from audio_embeddings.pipeline import embed_audio
+from audio_embeddings.backends.base import BatchOutput
+from audio_embeddings.testing import check_backend
 from conftest import PYTHON_DIR, REPO
 from helpers import noise
 
-SHARED_KEYS = {"name", "framing", "sample_rate_hz", "embedding_dim", "frame_stride_s", "window_s", "hop_s",
-               "min_samples", "max_input_samples", "device", "dtype"}
 #: Options that make the stand-in's output easy to check (no silence trimming moving rows).
 OPTIONS = {"ge2e": {"trim_silence": False}}
-
-
-def _input_seconds(backend) -> float:
-    if backend.framing == "windows":
-        return 2.5 * backend.window_s
-    return 1.3
 
 
 @pytest.mark.parametrize("name", sorted(registry.PRESETS))
@@ -40,44 +32,63 @@ def test_every_preset_follows_the_contract(name, stand_in):
     source, extra = stand_in(name)
     backend = registry.load_backend(source if source is not None else name, preset=name, device="cpu",
                                     **extra, **OPTIONS.get(name, {}))
-    preset = registry.PRESETS[name]
-    assert isinstance(backend, BaseBackend)
-    assert backend.name == name and backend.sample_rate_hz == preset.sample_rate_hz
-    assert backend.framing in ("sequence", "windows", "utterance")
-    if backend.framing == "utterance":
-        assert backend.frame_stride_s is None and preset.frame_stride_s is None
-    else:
-        assert backend.frame_stride_s == pytest.approx(preset.frame_stride_s)
+    result = check_backend(backend, preset=name)
+    assert result.embeddings.shape[-1] == backend.embedding_dim
 
-    rate = backend.sample_rate_hz
-    x = noise(_input_seconds(backend), rate, seed=3)
-    result = embed_audio(backend, Audio(x, rate, rate, 1, None, "<memory>"))
-    rows = result.embeddings
-    assert rows.dtype == np.float32 and rows.shape[-1] == backend.embedding_dim
-    assert rows.shape[-2] == result.time_axis_s.shape[0] > 0
-    if backend.framing == "utterance":
-        assert rows.shape[-2] == 1 and result.time_axis_s.tolist() == [0.0]
-    else:
-        assert rows.shape[-2] >= 2
-        np.testing.assert_allclose(np.diff(result.time_axis_s), backend.frame_stride_s, rtol=0, atol=1e-9)
-        assert result.time_axis_s[0] == 0.0
 
-    info = backend.describe()
-    assert SHARED_KEYS <= set(info), SHARED_KEYS - set(info)
-    assert info["name"] == name and info["embedding_dim"] == backend.embedding_dim
-    json.dumps(info)
+# -- the checker catches what it claims to -------------------------------------------------------------
 
-    n = backend.window_samples if backend.framing == "windows" else max(backend.min_samples, int(0.8 * rate))
-    if backend.max_input_samples:
-        n = min(n, backend.max_input_samples)
-    batch = np.stack([noise(n / rate, rate, seed=s)[:n] for s in range(3)])
-    together = backend.embed_batch(batch)
-    assert isinstance(together, BatchOutput)
-    alone = [backend.embed_batch(item[None]) for item in batch]
-    scale = float(np.abs(together.embeddings).max()) or 1.0
-    for i, one in enumerate(alone):
-        np.testing.assert_allclose(together.embeddings[i], one.embeddings[0], rtol=0, atol=2e-4 * scale)
-        assert set(one.extras) == set(together.extras)
+
+def test_a_plugin_backend_passes_the_public_check():
+    import stub_plugin
+
+    result = check_backend(stub_plugin.StubBackend.load(None, name="stub-gain", gain=2.0),
+                           preset=stub_plugin.PRESETS[0])
+    assert result.embeddings.shape == (3, 2)  # 2.5 windows of 0.25 s: windows at 0, 0.25 and 0.5 s
+    np.testing.assert_array_equal(result.time_axis_s, [0.0, 0.25, 0.5])
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("width", "rows are 3 wide, embedding_dim says 2"),
+    ("type", "embed_batch must return a BatchOutput, not ndarray"),
+    ("batch", "a batch must equal its items run one by one: item"),
+    ("stride", "frame_stride_s (0.5) must be hop_samples / sample_rate_hz (0.25)"),
+    ("describe", "describe() lacks the shared keys ['hop_s']"),
+    ("preset", "runs at 8000 Hz, its preset says 16000 Hz"),
+])
+def test_check_backend_names_the_broken_rule(breakage, message):
+    import stub_plugin
+
+    preset = stub_plugin.PRESETS[0]
+
+    class Broken(stub_plugin.StubBackend):
+        def embed_batch(self, audio):
+            out = super().embed_batch(audio)
+            if breakage == "width":
+                return BatchOutput(np.concatenate([out.embeddings, out.embeddings[:, :1]], axis=1))
+            if breakage == "type":
+                return out.embeddings
+            if breakage == "batch" and audio.shape[0] > 1:
+                return BatchOutput(out.embeddings + 1.0)
+            return out
+
+        def describe(self):
+            info = super().describe()
+            if breakage == "describe":
+                del info["hop_s"]
+            return info
+
+    backend = Broken.load(None, name="stub-gain")
+    if breakage == "stride":
+        backend.frame_stride_s = 0.5
+    if breakage == "preset":
+        import dataclasses
+
+        preset = dataclasses.replace(preset, sample_rate_hz=16000)
+    with pytest.raises(AssertionError) as info:
+        check_backend(backend, preset=preset)
+    assert str(info.value).startswith("backend 'stub-gain' (Broken): ")
+    assert message in str(info.value), str(info.value)
 
 
 def _stub_env(**extra):

@@ -68,6 +68,7 @@ def corpus(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_bad_files_are_listed_with_reasons_and_the_rest_is_written(tmp_path, tiny_model):
     root = tmp_path / "audio"
     good = make_corpus(root, [0.5 + 0.05 * i for i in range(24)])
@@ -95,9 +96,10 @@ def test_bad_files_are_listed_with_reasons_and_the_rest_is_written(tmp_path, tin
     assert summary["input"]["kind"] == "manifest" and summary["model"] == str(tiny_model())
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_loses_nothing(tmp_path, tiny_model):
     root = tmp_path / "audio"
-    keys = make_corpus(root, [8.0] * 90)
+    keys = make_corpus(root, [2.0] * 40)  # enough files that the run is still going when the third is written
     model = str(tiny_model())
     common = [str(root), "--model", model, "--device", "cpu", "--batch-size", "1", "--workers", "1",
               "--threads", "1", "--formats", "npy,json"]  # one thread count: bit-equal reductions
@@ -118,8 +120,7 @@ def test_a_killed_run_resumes_and_loses_nothing(tmp_path, tiny_model):
             np.load(path)
         elif path.suffix == ".json" and not path.name.startswith("."):
             json.loads(path.read_text())
-    rerun = run_script("embed.py", *common, "--output-dir", str(out))
-    assert rerun.returncode == 0, rerun.stderr
+    assert embed(*common, "--output-dir", out) == 0  # the rerun: in this process (only the kill needs another)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files_skipped"] == len(first)
     assert summary["files_done"] + summary["files_skipped"] == len(keys)
@@ -140,6 +141,7 @@ def test_two_shards_together_equal_a_single_run(tmp_path, corpus, tiny_model):
     assert (tmp_path / "two" / "summary.shard-0001-of-0002.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun not installed next to this interpreter")
 def test_torchrun_two_processes_equal_a_single_run(tmp_path, corpus, tiny_model):
@@ -160,7 +162,7 @@ def test_torchrun_two_processes_equal_a_single_run(tmp_path, corpus, tiny_model)
     assert merged["files_done"] == 12 and merged["shards_missing"] == []
 
 
-@pytest.mark.parametrize("kind", [*KINDS, "ge2e"])
+@pytest.mark.parametrize("kind", [*KINDS, pytest.param("ge2e", marks=pytest.mark.slow)])  # GE2E: a minute on 2 cores
 def test_batches_across_files_equal_files_run_one_by_one(kind, tmp_path, tiny_model):
     root = tmp_path / "audio"
     make_corpus(root, [1.0, 1.0, 1.6, 2.3, 1.0, 3.1] if kind != "ge2e" else [2.0, 2.0, 3.3, 4.1])
@@ -229,6 +231,7 @@ def test_a_rerun_with_other_settings_is_refused_until_overwrite(tmp_path, corpus
     assert json.loads((tmp_path / "summary.json").read_text())["files_done"] == 12
 
 
+@pytest.mark.slow
 def test_b2_script_takes_a_directory_and_mirrors_its_tree(tmp_path, corpus, tiny_model):
     proc = run_script("B2_model_wav2vec2.py", str(corpus), "--model", str(tiny_model()), "--output-dir",
                       str(tmp_path), "--device", "cpu", "--max-files", "4", "--formats", "npy,mat")
@@ -238,6 +241,7 @@ def test_b2_script_takes_a_directory_and_mirrors_its_tree(tmp_path, corpus, tiny
     assert (tmp_path / "failures.csv").read_text() == "path,reason\n"
 
 
+@pytest.mark.slow
 def test_no_files_found_is_a_usage_error_naming_the_folder(tmp_path):
     proc = run_script("embed.py", str(tmp_path), "--pattern", "*.nothing")
     assert proc.returncode == 2

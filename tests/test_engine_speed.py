@@ -84,6 +84,7 @@ def corpus_and_reference(tmp_path_factory):
     return root, _outputs(ref)
 
 
+@pytest.mark.slow
 def test_kill_9_with_a_full_writer_queue_leaves_no_partial_file_and_resumes_bit_identically(
         tmp_path, corpus_and_reference):
     root, reference = corpus_and_reference
@@ -108,6 +109,7 @@ def test_kill_9_with_a_full_writer_queue_leaves_no_partial_file_and_resumes_bit_
     assert _outputs(out) == reference
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_writes_an_interrupted_summary_and_exits_130(tmp_path, corpus_and_reference):
     root, reference = corpus_and_reference
     out = tmp_path / "out"

@@ -147,6 +147,7 @@ def public_tmp():
 # --- what made an output: interrupted --overwrite, changed inputs, leftovers ---------------------------------
 
 
+@pytest.mark.slow
 def test_a_killed_overwrite_never_mixes_models_in_a_tree(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 240, seconds=1.0, rate=44100)  # resampled to 8 kHz: a few ms per file
@@ -175,6 +176,7 @@ def test_a_killed_overwrite_never_mixes_models_in_a_tree(tmp_path):
     assert rerun.returncode == 0 and summary_of(out)["files_skipped"] == len(keys)
 
 
+@pytest.mark.slow
 def test_a_killed_overwrite_keeps_the_store_readable_and_replaces_keys_at_merge(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 240, seconds=1.0, rate=44100)
@@ -199,6 +201,7 @@ def test_a_killed_overwrite_keeps_the_store_readable_and_replaces_keys_at_merge(
     assert len(list(parts.glob("part-*.h5"))) == 1  # the replaced parts are gone after the merge
 
 
+@pytest.mark.slow
 def test_a_changed_input_is_named_and_redone_only_with_overwrite(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 6)
@@ -220,6 +223,7 @@ def test_a_changed_input_is_named_and_redone_only_with_overwrite(tmp_path):
     assert rerun.returncode == 0 and summary_of(out)["files_skipped"] == 6
 
 
+@pytest.mark.slow
 def test_empty_truncated_and_unstamped_outputs_are_redone_and_stale_temporaries_removed(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 6)
@@ -241,6 +245,7 @@ def test_empty_truncated_and_unstamped_outputs_are_redone_and_stale_temporaries_
     assert not any(p.exists() for p in stale)
 
 
+@pytest.mark.slow
 def test_a_corrupt_run_file_is_moved_aside_with_a_warning(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 4)
@@ -257,6 +262,7 @@ def test_a_corrupt_run_file_is_moved_aside_with_a_warning(tmp_path):
     assert summary_of(out)["files_skipped"] == 4  # the outputs' own stamps still say they are done
 
 
+@pytest.mark.slow
 def test_a_truncated_store_part_is_named_quarantined_and_redone(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 6)
@@ -278,6 +284,7 @@ def test_a_truncated_store_part_is_named_quarantined_and_redone(tmp_path):
 # --- paths stay inside -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["txt", "csv"])
 def test_manifest_entries_outside_the_root_get_safe_keys_and_never_write_outside(tmp_path, kind):
     root, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
@@ -299,6 +306,7 @@ def test_manifest_entries_outside_the_root_get_safe_keys_and_never_write_outside
     assert summary_of(out)["files_done"] == 4
 
 
+@pytest.mark.slow
 def test_two_files_with_one_key_are_an_error_naming_both(tmp_path):
     root = tmp_path / "corpus"
     mirror = root / "_abs" / str(tmp_path / "elsewhere" / "x.wav").lstrip("/")
@@ -320,7 +328,7 @@ def test_a_name_starting_with_a_dash_reaches_ffmpeg_as_a_file(tmp_path, monkeypa
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "argv.log"
-    for name, body in (("ffprobe", 'echo "8000,1"'),
+    for name, body in (("ffprobe", 'printf "codec_name=aac\\nchannels=1\\nsample_rate=8000\\n"'),
                        ("ffmpeg", "head -c 32000 /dev/zero")):  # 8000 float32 zeros: 1 s of silence
         exe = bin_dir / name
         exe.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {log}\n{body}\n')
@@ -338,6 +346,7 @@ def test_a_name_starting_with_a_dash_reaches_ffmpeg_as_a_file(tmp_path, monkeypa
 # --- one run per output at a time ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tmp_path):
     from audio_embeddings.corpus.lock import acquire_run_lock
 
@@ -360,6 +369,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tmp_path):
     assert embed(root, "--output-dir", out, "--workers", "0").returncode == 0  # released: runs
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 3)
@@ -376,6 +386,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path):
     assert "took over the lock of a run that is gone" in proc.stderr and not lock.exists()
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_never_mix_their_outputs(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 200, seconds=1.0, rate=44100)
@@ -396,6 +407,7 @@ def test_two_runs_started_together_never_mix_their_outputs(tmp_path):
     assert read_tree(out) == read_tree(refs[winner])
 
 
+@pytest.mark.slow
 def test_scratch_folders_belong_to_their_run(tmp_path):
     from audio_embeddings.corpus.lock import clean_stale_scratch, run_scratch_dir
 
@@ -448,6 +460,7 @@ def _mat_v5_zeros(path: Path, n: int, *, fs: float) -> None:
         fh.write(np.array([14, len(fs_body)], "<u4").tobytes() + fs_body)
 
 
+@pytest.mark.slow
 def test_hostile_headers_fail_their_file_at_once_and_the_run_goes_on(tmp_path):
     from scipy.io import savemat
 
@@ -517,6 +530,7 @@ def _load_or_misbehave(task):
     return load_item(task)
 
 
+@pytest.mark.slow
 def test_a_dead_or_stuck_worker_fails_its_file_and_the_rest_go_on(tmp_path):
     from audio_embeddings.corpus.loader import LoadTask, Prefetcher
 
@@ -557,6 +571,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_decoding_worker_killed_mid_file_fails_that_file_only(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 60, seconds=20.0, rate=44100)  # resampling keeps the worker busy
@@ -590,6 +605,7 @@ def test_a_decoding_worker_killed_mid_file_fails_that_file_only(tmp_path):
 # --- faults end cleanly --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_with_no_space_left_and_a_rerun_completes(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 150, seconds=1.0)
@@ -615,6 +631,7 @@ def test_a_full_disk_ends_with_no_space_left_and_a_rerun_completes(tmp_path):
         assert read_tree(out) == read_tree(ref)
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_a_store_does_not_crash_and_a_rerun_completes(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 400, seconds=4.0)
@@ -632,6 +649,7 @@ def test_a_full_disk_under_a_store_does_not_crash_and_a_rerun_completes(tmp_path
         assert read_store(store) == read_store(ref)
 
 
+@pytest.mark.slow
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 2)
@@ -649,6 +667,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
     assert errors(proc) == [f"error: {tmp_path / 'afile'}: cannot write outputs here (it is a file, not a folder)"]
 
 
+@pytest.mark.slow
 def test_long_recordings_stream_through_a_scratch_folder_of_their_own(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 2, seconds=12.0, rate=44100, folders=1)
@@ -667,6 +686,7 @@ def test_long_recordings_stream_through_a_scratch_folder_of_their_own(tmp_path):
 # --- nothing dropped silently ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unreadable_folders_and_files_are_failures_with_the_reason(public_tmp):
     if (why := as_nobody_possible()) is not None:
         pytest.skip(why)
@@ -695,6 +715,7 @@ def test_unreadable_folders_and_files_are_failures_with_the_reason(public_tmp):
     assert sorted(read_tree(out)) == sorted(k.replace(".wav", ".npy") for k in keys)
 
 
+@pytest.mark.slow
 def test_a_symlink_loop_is_reported_not_walked(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 4, folders=1)
@@ -713,6 +734,7 @@ def test_a_symlink_loop_is_reported_not_walked(tmp_path):
     assert sorted(read_tree(out)) == sorted(k.replace(".wav", ".npy") for k in keys)
 
 
+@pytest.mark.slow
 def test_inputs_named_like_run_files_get_their_own_names(tmp_path):
     root = tmp_path / "audio"
     root.mkdir()
@@ -729,6 +751,7 @@ def test_inputs_named_like_run_files_get_their_own_names(tmp_path):
     assert json.loads((out / "_summary.json").read_text())["audio_path"] == str(root / "summary.wav")
 
 
+@pytest.mark.slow
 def test_an_extra_output_that_would_overwrite_another_file_is_refused_naming_both(tmp_path):
     root = tmp_path / "audio"
     root.mkdir()
@@ -750,6 +773,7 @@ def test_an_extra_output_that_would_overwrite_another_file_is_refused_naming_bot
                                atol=1e-5)  # its own rows, not x.wav's utterance vector
 
 
+@pytest.mark.slow
 def test_merged_summaries_follow_the_latest_sharding(tmp_path):
     root = tmp_path / "audio"
     make_wavs(root, 6)
@@ -767,6 +791,7 @@ def test_merged_summaries_follow_the_latest_sharding(tmp_path):
     assert merge.returncode == 0 and summary_of(out)["shards_merged"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path):
     root = tmp_path / "audio"
     keys = make_wavs(root, 40, seconds=10.0, rate=44100)

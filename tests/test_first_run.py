@@ -55,6 +55,7 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_the_default_wav2vec2_id_fails_fast_with_one_line_when_the_hub_is_unreachable(wav, tmp_path):
     """HF_HUB_OFFLINE unset, the endpoint refuses connections, an empty cache: the B2 default model."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
@@ -246,6 +247,7 @@ def _assert_does_not_exist(proc: subprocess.CompletedProcess, shown: str, full: 
     return line
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_file_says_it_does_not_exist(wav, tmp_path):
     """B4 --compare --model campplus --checkpoint missing.bin: once told the user to pass missing.bin."""
     pytest.importorskip("torch")
@@ -256,6 +258,7 @@ def test_a_missing_checkpoint_file_says_it_does_not_exist(wav, tmp_path):
                    f"{tmp_path / 'missing.bin'})"
 
 
+@pytest.mark.slow
 def test_a_missing_model_folder_says_it_does_not_exist(wav, tmp_path):
     """embed.py / B2 --model ./missing_dir: a path, not a hub id nor an 'unknown model'."""
     for script in ("embed.py", "B2_model_wav2vec2.py"):
@@ -327,6 +330,7 @@ def test_a_checkpoint_name_inside_the_model_folder_or_repository_is_left_to_the_
                               checkpoint="pretrained_eres2net.ckpt")
 
 
+@pytest.mark.slow
 def test_hub_ids_still_go_to_the_download_path(wav, tmp_path, capsys):
     """A ModelScope id without modelscope, a Hugging Face id with downloads off: the one-line ways out."""
     pytest.importorskip("torch")

@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
 
 
+@pytest.mark.slow
 def test_gpu_suite_dry_run_reports_every_figure(tmp_path):
     out = tmp_path / "suite.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--dry-run", "--json", str(out)],

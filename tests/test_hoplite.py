@@ -320,6 +320,7 @@ def test_database_is_plain_sqlite(corpus):
     assert {"model_config", "audio_sources", "usearch_config", "audio_embeddings"} <= keys
 
 
+@pytest.mark.slow
 def test_the_b_scripts_write_a_database_hoplite_opens_and_searches(corpus, tmp_path):
     """``embed.py --hoplite-db`` (the shared run path of every script): one window per row, float16 of our rows."""
     import subprocess

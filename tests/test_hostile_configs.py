@@ -188,6 +188,7 @@ def test_load_config_refuses_the_bomb_in_one_line(tmp_path):
     assert "alias" in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_alias_bomb_through_perch_runner_is_one_line_and_fast(tmp_path):
     """The real command line: exit 2, one line naming the file, no traceback, no model loaded, seconds."""
     config = tmp_path / "bomb.yaml"

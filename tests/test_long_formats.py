@@ -165,6 +165,14 @@ FORMATS = {
 }
 LOSSLESS = [k for k, f in FORMATS.items() if f.lossless]
 LOSSY = [k for k, f in FORMATS.items() if not f.lossless]
+#: Files whose 10-minute decode or stream (with, for the lossy ones, their ffmpeg encoding) takes more than
+#: about 3 s on 2 cores: marked slow, so ``./test.sh -m "not slow"`` leaves them out.
+SLOW_DECODES = {"flac16_libflac", "flac24_libflac", "flac4", "wav4", "wavpack", "alac", "opus", "vorbis", "mp3"}
+
+
+def _marked(names: list[str]) -> list:
+    """``names`` as parameters, those in :data:`SLOW_DECODES` marked slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_DECODES else n for n in names]
 #: Most |soundfile's decode - ffmpeg's decode| of the lossy files, and most RMS of it (measured on this
 #: recording: Vorbis 2.1e-7 and 1.1e-8 RMS, MP3 1.9e-6 and 5.5e-8 RMS, libvorbis and mpg123 against
 #: ffmpeg's own decoders; Opus 7.8e-3 to 8.7e-3 and 5.4e-5 RMS (correlation 0.9999996), libopus against
@@ -220,7 +228,7 @@ def ffmpeg_decode(path: Path, channels: int) -> np.ndarray:
 
 # -- decoding ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", LOSSLESS)
+@pytest.mark.parametrize("name", _marked(LOSSLESS))
 def test_a_long_lossless_file_decodes_to_its_samples(long_files, name):
     spec = FORMATS[name]
     path = long_files(name)
@@ -231,6 +239,7 @@ def test_a_long_lossless_file_decodes_to_its_samples(long_files, name):
     np.testing.assert_array_equal(data, expected)  # integers scaled exactly, floats as written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LOSSY)
 def test_a_long_lossy_file_decodes_as_ffmpeg_decodes_it(long_files, name, recording):
     path = long_files(name)
@@ -253,6 +262,7 @@ def test_a_long_lossy_file_decodes_as_ffmpeg_decodes_it(long_files, name, record
         assert np.corrcoef(source[:n, c], data[:n, c])[0, 1] > 0.9
 
 
+@pytest.mark.slow
 def test_a_flac_without_a_length_is_decoded_by_ffmpeg(long_files, tmp_path):
     """A FLAC written to a pipe has no length in its STREAMINFO (soundfile: SF_COUNT_MAX frames), and
     libsndfile cannot read it: ffmpeg decodes it, bounded by what it really holds."""
@@ -268,7 +278,7 @@ def test_a_flac_without_a_length_is_decoded_by_ffmpeg(long_files, tmp_path):
     assert streamed.error is None and streamed.n_samples == int(SECONDS * 16000)
 
 
-@pytest.mark.parametrize("name", ["flac16", "flac24_libflac", "flac4", "vorbis", "opus", "mp3"])
+@pytest.mark.parametrize("name", _marked(["flac16", "flac24_libflac", "flac4", "vorbis", "opus", "mp3"]))
 def test_a_long_compressed_file_streams_as_it_loads_whole(long_files, name, tmp_path):
     path = long_files(name)
     whole = load_item(LoadTask(name, str(path), 16000))
@@ -378,6 +388,7 @@ def test_a_digitally_silent_10_minute_flac_is_not_refused(tmp_path, subtype):
     assert rate == RATE_HZ and data.shape == (N_FRAMES, 2) and not data.any()
 
 
+@pytest.mark.slow
 def test_an_8_channel_silent_flac_beyond_the_free_budget_streams(tmp_path):
     """921 MB of float32 from a 290 KB file (3,100x; ffmpeg's encoder goes further at high rates):
     past :data:`audio.FREE_DECODE_BYTES` and far past the generic 64x, and still a real recording."""
@@ -397,6 +408,7 @@ def test_an_8_channel_silent_flac_beyond_the_free_budget_streams(tmp_path):
 
 # -- the scripts ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_issue_command_embeds_a_16_bit_flac(tmp_path):
     """``ffmpeg -i data/speech_en_us.wav -sample_fmt s16 x.flac; embed.py x.flac --model ge2e``."""
     need_ffmpeg("the issue's FLAC")

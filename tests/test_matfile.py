@@ -433,6 +433,7 @@ def _assert_octave_layout(out: dict[str, str], variables: dict) -> None:
     assert float(out["layers_234"]) == variables["layers"][1, 2, 3]
 
 
+@pytest.mark.slow
 @needs_octave
 def test_octave_loads_v5_with_classes_and_layout(tmp_path, variables):
     out = _octave_load(write_mat(tmp_path / "x5.mat", variables, version="5"))
@@ -443,6 +444,7 @@ def test_octave_loads_v5_with_classes_and_layout(tmp_path, variables):
     assert out["name_class"] == "char"
 
 
+@pytest.mark.slow
 @needs_octave
 def test_octave_loads_v73_with_layout(tmp_path, variables):
     # Octave's ``load`` reads a v7.3 file through its generic HDF5 reader,
@@ -483,6 +485,7 @@ def test_lists_of_str_become_cell_arrays_in_v5_and_v73(tmp_path):
         write_mat(tmp_path / "bad.mat", {"ids": ["a", 1]})
 
 
+@pytest.mark.slow
 @needs_octave
 def test_octave_reads_cell_arrays_in_v5(tmp_path):
     # v7.3 cells are HDF5 object references (as MATLAB writes them, checked above with mat73): Octave's

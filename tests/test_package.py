@@ -106,7 +106,7 @@ def test_pyproject_declares_the_package_its_version_commands_and_extras():
         module, _, attribute = target.partition(":")
         assert callable(getattr(__import__(module, fromlist=[attribute]), attribute)), name
     core = {req.split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in project["dependencies"]}
-    assert core == {"numpy", "scipy", "h5py", "soundfile", "soxr", "tqdm", "pyyaml"}
+    assert core == {"numpy", "scipy", "h5py", "soundfile", "soxr", "tqdm", "pyyaml", "threadpoolctl"}
     extras = project["optional-dependencies"]
     assert {"torch", "tf", "birdnet", "speaker", "hoplite", "runner", "plot", "all"} <= set(extras)
     assert "perch-hoplite==1.0.2" in extras["hoplite"]
@@ -126,6 +126,7 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
                           env=clean_env(PYTHONPATH=str(PYTHON_DIR)), timeout=300)
 
 
+@pytest.mark.slow
 def test_python_m_audio_embeddings_lists_and_dispatches_the_commands():
     proc = run_module("--help")
     assert proc.returncode == 0
@@ -141,6 +142,7 @@ def test_python_m_audio_embeddings_lists_and_dispatches_the_commands():
     assert run_module().returncode == 2
 
 
+@pytest.mark.slow
 def test_a_command_runs_its_script(tmp_path):
     pytest.importorskip("resemblyzer")
     from conftest import DEMO_CLIPS

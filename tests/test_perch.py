@@ -88,6 +88,7 @@ def test_model_files_and_directories_resolve_to_perch(perch_models):
         assert registry.resolve(str(path))[0].name == "perch_v2"
 
 
+@pytest.mark.slow
 def test_b1_script_writes_fragments_equal_to_the_npy_rows(tmp_path, perch_models):
     clip = tmp_path / "audio.wav"
     sf.write(clip, noise(11.0, 44100, seed=4, channels=2), 44100)
@@ -111,6 +112,7 @@ def test_b1_script_writes_fragments_equal_to_the_npy_rows(tmp_path, perch_models
     assert proc.stderr.count("oneDNN") == 0  # TensorFlow's start-up noise is silenced
 
 
+@pytest.mark.slow
 def test_no_input_embeds_the_synthetic_tone_and_extract_perch_returns_paths_and_shapes(tmp_path, perch_models):
     proc = run_script("B1_model_perch.py", "--output", str(tmp_path / "tone"), "--duration_sec", "8",
                       "--model", str(perch_models["onnx"] if "onnx" in perch_models else perch_models["savedmodel"]))

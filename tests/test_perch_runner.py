@@ -519,6 +519,7 @@ def test_cli_reports_a_bad_config_in_one_line(recording, tmp_path, capsys):
 # -- the script --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_script_end_to_end(recording, tmp_path):
     help_text = run_script("perch_runner.py", "--help").stdout
     for line in USAGE.values():

@@ -147,6 +147,7 @@ def test_png_path_and_a_missing_matplotlib(tmp_path, monkeypatch):
         plot_similarity(np.eye(2), ["a", "b"], path=tmp_path / "no")
 
 
+@pytest.mark.slow
 def test_the_plot_flag_writes_a_picture_per_file_and_b4_a_similarity_matrix(tmp_path):
     """``--plot`` on the scripts (declared once in plots.py): ``<base>.png`` beside each file's outputs."""
     import os

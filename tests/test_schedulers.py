@@ -150,6 +150,7 @@ def test_a_stopped_shard_has_not_reported_and_its_merge_is_incomplete(tmp_path):
     assert all_shards_reported(tmp_path, 2)
 
 
+@pytest.mark.slow
 def test_merging_an_incomplete_array_writes_no_final_files_and_says_why(tmp_path):
     out = tmp_path / "out"
     for i, status in ((0, None), (1, "interrupted")):
@@ -167,6 +168,7 @@ def test_merging_an_incomplete_array_writes_no_final_files_and_says_why(tmp_path
     assert not (out / "final_embeddings").exists()
 
 
+@pytest.mark.slow
 def test_a_pbs_array_task_without_its_range_is_one_line_before_any_model_loads(tmp_path):
     root = tmp_path / "audio"
     root.mkdir()

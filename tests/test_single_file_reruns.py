@@ -4,8 +4,9 @@
 with b's; a second alignment (EEG rate after fMRI TR) replaced the first. Now a single-file run
 whose outputs exist refuses with one line naming ``--overwrite`` and ``--basename`` (MATLAB:
 ``'Overwrite'``, ``'Basename'``), exactly as corpus runs do, and a rerun with the same input and
-settings is "already done". Checked on the command line (B2, embed.py), the Python entry point
-(``extract_perch``) and the MATLAB wrapper (GNU Octave).
+settings is "already done". Checked through the scripts' ``main`` (B2, embed.py, in this process: their
+exit status and what they print), the Python entry point (``extract_perch``) and the MATLAB wrapper (GNU
+Octave, which runs the scripts as subprocesses).
 """
 
 from __future__ import annotations
@@ -38,31 +39,44 @@ def two_inputs(tmp_path_factory) -> tuple[Path, Path]:
     return a, b
 
 
-def _run(script: str, *argv: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, script, *map(str, argv)], capture_output=True, text=True, env=env,
-                          timeout=300)
+@pytest.fixture
+def run_main(capsys):
+    """``run_main(script, *argv)``: the script's ``main`` in this process (no interpreter to start), as a
+    CompletedProcess (its exit status and what it printed)."""
+    from audio_embeddings.scripts import EMBED as EMBED_DEFAULTS, WAV2VEC2, main
+
+    scripts = {B2: WAV2VEC2, EMBED: EMBED_DEFAULTS}
+
+    def call(script: str, *argv: object) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            status = main(scripts[script], [str(a) for a in argv])
+        except SystemExit as exc:  # argparse's usage errors
+            status = exc.code
+        printed = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *map(str, argv)], status, printed.out, printed.err)
+
+    return call
 
 
 def _errors(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
 
-@pytest.mark.slow
 def test_a_second_input_with_the_same_basename_is_refused_and_the_first_results_stay(tmp_path, tiny_model,
-                                                                                     two_inputs):
+                                                                                     two_inputs, run_main):
     model, (a, b) = tiny_model(), two_inputs
     out = tmp_path / "out"
-    first = _run(B2, a, "--model", model, "--output-dir", out)
+    first = run_main(B2, a, "--model", model, "--output-dir", out)
     assert first.returncode == 0, first.stderr
     npy = out / "wav2vec2_embeddings.npy"
     before = np.load(npy)
 
-    again = _run(B2, a, "--model", model, "--output-dir", out)
+    again = run_main(B2, a, "--model", model, "--output-dir", out)
     assert again.returncode == 0, again.stderr
     assert "already done" in again.stderr
 
-    other = _run(B2, b, "--model", model, "--output-dir", out)
+    other = run_main(B2, b, "--model", model, "--output-dir", out)
     assert other.returncode == 2, other.stderr
     lines = _errors(other.stderr)
     assert len(lines) == 1, other.stderr
@@ -71,33 +85,33 @@ def test_a_second_input_with_the_same_basename_is_refused_and_the_first_results_
     assert "Traceback" not in other.stderr
     np.testing.assert_array_equal(np.load(npy), before)  # a's results intact
 
-    kept = _run(B2, b, "--model", model, "--output-dir", out, "--basename", "b_embeddings")
+    kept = run_main(B2, b, "--model", model, "--output-dir", out, "--basename", "b_embeddings")
     assert kept.returncode == 0, kept.stderr
     assert not np.array_equal(np.load(out / "b_embeddings.npy"), before)
     np.testing.assert_array_equal(np.load(npy), before)
 
-    replaced = _run(B2, b, "--model", model, "--output-dir", out, "--overwrite")
+    replaced = run_main(B2, b, "--model", model, "--output-dir", out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     np.testing.assert_array_equal(np.load(npy), np.load(out / "b_embeddings.npy"))
 
 
-@pytest.mark.slow
-def test_a_second_alignment_of_the_same_file_does_not_cost_the_first(tmp_path, tiny_model, two_inputs):
+def test_a_second_alignment_of_the_same_file_does_not_cost_the_first(tmp_path, tiny_model, two_inputs, run_main):
     """fMRI TR first, then an EEG rate into the same folder: refused, the TR outputs stay; --basename keeps both."""
     model, (a, _) = tiny_model(), two_inputs
     out = tmp_path / "out"
-    fmri = _run(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim", "--tr", "2")
+    fmri = run_main(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim", "--tr", "2")
     assert fmri.returncode == 0, fmri.stderr
     aligned = out / "stim_aligned.npy"
     fmri_rows = np.load(aligned)
 
-    eeg = _run(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim", "--target-rate-hz", "100")
+    eeg = run_main(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim", "--target-rate-hz", "100")
     assert eeg.returncode == 2, eeg.stderr
     (line,) = _errors(eeg.stderr)
     assert "made with other settings" in line and "--overwrite" in line and "--basename" in line
     np.testing.assert_array_equal(np.load(aligned), fmri_rows)
 
-    both = _run(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim_eeg", "--target-rate-hz", "100")
+    both = run_main(EMBED, a, "--model", model, "--output-dir", out, "--basename", "stim_eeg",
+                    "--target-rate-hz", "100")
     assert both.returncode == 0, both.stderr
     assert np.load(out / "stim_eeg_aligned.npy").shape[0] > 100 * fmri_rows.shape[0]  # 100 Hz, not TR 2
     np.testing.assert_array_equal(np.load(aligned), fmri_rows)

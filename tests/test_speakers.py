@@ -126,6 +126,7 @@ def test_compare_prints_a_higher_score_for_the_same_voice(data_root, capsys):
     assert "missing.wav" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_plus_merge_equal_one_process(data_root, single_run, tmp_path):
     out = tmp_path / "ranks"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -144,6 +145,7 @@ def test_torchrun_two_processes_plus_merge_equal_one_process(data_root, single_r
         single_run / "utterance_list.json").read_text()
 
 
+@pytest.mark.slow
 def test_the_staged_script_runs_extract_merge_and_cleanup(data_root, single_run, tmp_path):
     env = {**os.environ, "GPUS": "", "MODEL": "ge2e", "DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "1",
            "BATCH_SIZE": "8",  # single_run's batch size: the same batches give the same bits
@@ -172,6 +174,7 @@ def test_a_bad_utterance_is_skipped_and_counted(data_root, tmp_path):
     assert "broken.wav" in (out / "failures.csv").read_text()
 
 
+@pytest.mark.slow
 def test_example_usage_runs_on_the_outputs(single_run):
     proc = subprocess.run([sys.executable, str(PYTHON_DIR / "example_usage.py"), str(single_run)],
                           capture_output=True, text=True, timeout=120)

@@ -50,6 +50,7 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_all_stages_run_merge_the_good_files_and_exit_1_naming_the_bad_ones(data_root, tmp_path):
     pytest.importorskip("resemblyzer")
     env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(data_root))
@@ -70,6 +71,7 @@ def test_all_stages_run_merge_the_good_files_and_exit_1_naming_the_bad_ones(data
     assert (tmp_path / "emb" / "logs" / "stage1.log").is_file()
 
 
+@pytest.mark.slow
 def test_a_bad_model_stops_after_stage_1_with_one_line(data_root, tmp_path):
     env = script_env(tmp_path, GPUS="", MODEL="no-such-model", DATA_ROOT=str(data_root))
     proc = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
@@ -208,6 +210,7 @@ def merge_that_waits(folder: Path, mark: Path) -> str:
     return str(exe)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_script_alone_during_the_merge_stops_it_and_skips_the_clean_up(data_root, tmp_path):
     pytest.importorskip("resemblyzer")
     env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(data_root))
@@ -235,6 +238,7 @@ def test_sigterm_to_the_script_alone_during_the_merge_stops_it_and_skips_the_cle
     assert json.loads((tmp_path / "final" / "summary.json").read_text())["total_utterances"] == 3
 
 
+@pytest.mark.slow
 def test_the_clean_up_is_refused_when_the_merged_output_lacks_an_utterance(data_root, tmp_path):
     pytest.importorskip("resemblyzer")
     env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(data_root))
@@ -260,6 +264,7 @@ def test_the_clean_up_is_refused_when_the_merged_output_lacks_an_utterance(data_
     assert (tmp_path / "emb" / "utterances").is_dir()
 
 
+@pytest.mark.slow
 def test_gpus_on_a_machine_where_torch_sees_no_cuda_gpu_is_one_line_and_exit_2(data_root, tmp_path):
     import torch
 

@@ -1,48 +1,44 @@
 function args = ae_cli_args(opts, given, unmatched)
 %AE_CLI_ARGS Command-line flags for the options the caller actually gave.
 %   ARGS = AE_CLI_ARGS(OPTS, GIVEN): OPTS is inputParser's Results struct, GIVEN the names of
-%   the options that were passed (fieldnames minus UsingDefaults). Options left at their
-%   defaults are not passed, so the Python defaults apply. Returns a 1-by-N cell of char.
+%   the options that were passed (fieldnames minus UsingDefaults). The wrapper options of
+%   ae_options_table (generated from the Python declarations: flag, kind, choices) that were
+%   given with a non-empty value become FLAG VALUE; the others are not passed, so the Python
+%   defaults apply. Returns a 1-by-N cell of char.
 %   ARGS = AE_CLI_ARGS(OPTS, GIVEN, UNMATCHED) also passes every other name-value pair
 %   (inputParser's Unmatched struct, with KeepUnmatched) as '--matlab-option NAME VALUE': the
 %   model's own options (Layers, HopSeconds, TopK, Codes, ...) and the shared stages' (TR,
 %   HRF, ...) are declared once, in Python, which checks the name and the value and names the
 %   MATLAB option in its error. A new Python option therefore needs no change here.
-flags = {'Model',          '--model'
-         'ChunkSeconds',   '--chunk-seconds'
-         'ContextSeconds', '--context-seconds'
-         'Device',         '--device'
-         'Dtype',          '--dtype'
-         'MatVersion',     '--mat-version'
-         'Channel',        '--channel'
-         'Overwrite',      '--overwrite'};
+t = ae_options_table();
 args = {};
-for k = 1:size(flags, 1)
-    name = flags{k, 1};
-    if ~isfield(opts, name) || ~any(strcmp(given, name))
+for k = 1:numel(t)
+    row = t(k);
+    if ~row.wrapper || ~isfield(opts, row.name) || ~any(strcmp(given, row.name))
         continue
     end
-    value = ae_text(opts.(name));
-    switch name
-        case 'Model'
-            value = localPath(strtrim(value));
-        case {'ChunkSeconds', 'ContextSeconds'}
-            value = ae_format_number(value);
-        case 'MatVersion'
-            if isnumeric(value)
-                value = ae_format_number(value);
-            end
-        case 'Channel'
-            value = sprintf('%d', value);
-        case {'Device', 'Dtype'}
-            value = lower(value);
-        case 'Overwrite'                 % a switch: the flag alone, or nothing
+    value = ae_text(opts.(row.name));
+    if isempty(value)   % given as [] or '': not given
+        continue
+    end
+    switch row.kind
+        case 'switch'   % the flag alone, or nothing
             if value
-                args = [args, flags(k, 2)]; %#ok<AGROW>
+                args = [args, {row.flag}]; %#ok<AGROW>
             end
             continue
+        case 'choice'
+            value = ae_option_choice(row, value);
+        case 'folder'
+            value = ae_abspath(strtrim(value));
+        case 'path'
+            value = localPath(strtrim(value));
+        case {'text', 'name'}
+            value = strtrim(value);
+        otherwise   % numbers (checked by ae_check_option), or a value Python checks
+            value = valueText(row.name, value);
     end
-    args = [args, {flags{k, 2}, value}]; %#ok<AGROW>
+    args = [args, {row.flag, value}]; %#ok<AGROW>
 end
 if nargin < 3 || isempty(unmatched)
     return

@@ -4,12 +4,15 @@ A model's rows come on its own grid (wav2vec2: a 25 ms window every 20 ms; a win
 backend: its hop). Encoding models of brain data want them on the recording's grid:
 output row ``k`` at
 
-    t_k = start_s + k / target_rate_hz,    k = 0 .. floor(duration_s * target_rate_hz)
+    t_k = start_s + k / target_rate_hz,    k = 0 .. ceil(duration_s * target_rate_hz) - 1
 
-(computed as ``start_s + k / R`` for every ``k``, never by cumulative sums, so the axis is
-exact; ``duration_s * R`` is rounded to 9 decimals before the floor, so a duration that is
-a whole number of periods keeps its last row despite floating point). Each embedding row
-is placed at its **centre**, ``time_axis_s + window_s / 2``.
+the grid points inside the stimulus ``[start_s, start_s + duration_s)``, as a scanner or an
+amplifier samples it: 600 s at TR 2 s is 300 volumes (t = 0, 2, ..., 598), 600 s at 100 Hz
+60000 samples, 4 s at TR 2 two volumes (:func:`grid_size`). The axis is computed as
+``start_s + k / R`` for every ``k``, never by cumulative sums, so it is exact;
+``duration_s * R`` is rounded to 9 decimals before the ceiling, so a duration that is a
+whole number of periods gets no extra row from floating point (7 s at 1/0.7 Hz: 10 rows).
+Each embedding row is placed at its **centre**, ``time_axis_s + window_s / 2``.
 
 Methods (``method``):
 
@@ -47,8 +50,12 @@ sparse [T', T] matrix (only the rows in each output row's support), so a 10-minu
 50 Hz goes to 64 Hz in well under a second.
 
 :func:`align_embeddings` is the whole computation as a pure function on arrays, for
-embeddings computed earlier; :class:`AlignSettings` carries the same settings through the
-writers (:func:`~audio_embeddings.outputs.contract.write_outputs`, the HDF5 store), and
+embeddings computed earlier, or on a result (the Python API's
+:class:`~audio_embeddings.api.EmbeddingResult`, a backend's ``FileEmbedding``), whose
+duration is then the file's, ``n_samples / sample_rate_hz``, as the scripts use it;
+:class:`AlignSettings` carries the same settings through the writers
+(:func:`~audio_embeddings.outputs.contract.write_outputs`, the HDF5 store) into the same
+function, and
 :data:`OPTIONS` declares the command-line flags and MATLAB names once. :func:`main` is
 ``python/align.py``, which aligns a ``.mat`` (or ``.npy``) written by this toolkit.
 """
@@ -71,6 +78,7 @@ __all__ = [
     "AlignSettings",
     "Aligned",
     "align_embeddings",
+    "grid_size",
     "hrf_kernel",
     "delay_stack",
     "settings_from",
@@ -129,8 +137,9 @@ class AlignSettings:
     start_s : float
         Time of output row 0, seconds of the input file (default 0, the stimulus onset).
     duration_s : float or None
-        Seconds covered (``floor(duration_s * R) + 1`` rows); None: the file's duration as
-        the caller gives it (the writers: ``n_samples / sample_rate_hz``).
+        Seconds covered, > 0 (``ceil(duration_s * R)`` rows, :func:`grid_size`); None: the
+        file's duration as the caller gives it (the writers and a result given to
+        :func:`align_embeddings`: ``n_samples / sample_rate_hz``).
     method : {"lanczos", "mean", "nearest"}
     hrf : {"spm", "glover", "none"}
     delays : tuple of int
@@ -160,8 +169,9 @@ class AlignSettings:
         object.__setattr__(self, "start_s", _finite("start_s", self.start_s))
         if self.duration_s is not None:
             duration = _finite("duration_s", self.duration_s)
-            if duration < 0:
-                raise ValueError(f"duration_s must be >= 0, got {self.duration_s!r}")
+            if duration <= 0:
+                raise ValueError(f"duration_s must be > 0 (the seconds the aligned rows cover), "
+                                 f"got {self.duration_s!r}")
             object.__setattr__(self, "duration_s", duration)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
@@ -191,18 +201,19 @@ class AlignSettings:
             "lanczos_lobes": self.lanczos_lobes,
         }
 
-    def apply(self, embeddings: np.ndarray, time_axis_s: np.ndarray, *, window_s: float,
+    def apply(self, embeddings: Any, time_axis_s: np.ndarray | None = None, *, window_s: float | None = None,
               duration_s: float | None = None) -> "Aligned":
         """:func:`align_embeddings` with these settings.
 
         Parameters
         ----------
-        embeddings : numpy.ndarray
-            [T, D] or [L, T, D].
+        embeddings : numpy.ndarray or result
+            [T, D] or [L, T, D]; or a result (``FileEmbedding``, ``EmbeddingResult``), which
+            brings its rows (as float32), time axis, window and duration, as the writers use it.
         time_axis_s : numpy.ndarray
-            float [T] row onsets, seconds.
+            float [T] row onsets, seconds (not with a result).
         window_s : float
-            Audio one row sees, seconds (rows sit at their centres).
+            Audio one row sees, seconds (rows sit at their centres; not with a result).
         duration_s : float, optional
             The file's duration in seconds, used when the settings give none.
         """
@@ -261,9 +272,19 @@ class Aligned:
 # ---------------------------------------------------------------------------------------------
 
 
+def grid_size(duration_s: float, rate_hz: float) -> int:
+    """Rows of the aligned grid: the points ``k / rate_hz`` inside ``[0, duration_s)``, ``ceil(duration_s * rate_hz)``.
+
+    ``duration_s * rate_hz`` is rounded to 9 decimals first, so a whole number of periods
+    gets no extra row from floating point. 600 s at TR 2 (``rate_hz`` 0.5): 300 (t = 0, 2,
+    ..., 598); 600 s at 100 Hz: 60000; 4 s at TR 2: 2; 4.1 s at TR 2: 3. The one rule of the
+    scripts, the writers, the HDF5 store, ``python/align.py`` and :func:`align_embeddings`.
+    """
+    return max(0, math.ceil(round(float(duration_s) * float(rate_hz), 9)))
+
+
 def _grid(start_s: float, duration_s: float, rate_hz: float) -> np.ndarray:
-    n = math.floor(round(duration_s * rate_hz, 9)) + 1
-    return start_s + np.arange(n, dtype=np.float64) / rate_hz
+    return start_s + np.arange(grid_size(duration_s, rate_hz), dtype=np.float64) / rate_hz
 
 
 def _nearest(centres: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -434,28 +455,39 @@ def delay_stack(x: np.ndarray, delays: Sequence[int]) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-def align_embeddings(embeddings: np.ndarray, time_axis_s: np.ndarray, *, window_s: float, target_rate_hz: float,
-                     start_s: float = 0.0, duration_s: float | None = None, method: str = "lanczos",
-                     hrf: str = "none", delays: Sequence[int] | None = None, lanczos_lobes: int = 3) -> Aligned:
+def align_embeddings(embeddings: Any, time_axis_s: np.ndarray | None = None, *, window_s: float | None = None,
+                     target_rate_hz: float, start_s: float = 0.0, duration_s: float | None = None,
+                     method: str = "lanczos", hrf: str = "none", delays: Sequence[int] | None = None,
+                     lanczos_lobes: int = 3) -> Aligned:
     """Put embedding rows on the grid ``start_s + k / target_rate_hz`` (see the module docstring).
+
+        >>> result = model.embed_file("stim_600s.wav")                     # doctest: +SKIP
+        >>> align_embeddings(result, target_rate_hz=0.5).embeddings.shape  # doctest: +SKIP
+        (300, 768)
 
     Parameters
     ----------
-    embeddings : numpy.ndarray
-        [T, D], or [L, T, D] for several layers (each aligned on its own).
+    embeddings : numpy.ndarray or result
+        [T, D], or [L, T, D] for several layers (each aligned on its own). Or a result
+        (:class:`~audio_embeddings.api.EmbeddingResult`, ``FileEmbedding``: anything with
+        ``embeddings``, ``time_axis_s``, ``window_s``, ``n_samples`` and ``sample_rate_hz``):
+        its rows as float32, its time axis and window, and its file's duration
+        ``n_samples / sample_rate_hz``, exactly as the scripts and writers align it.
     time_axis_s : numpy.ndarray
         float [T] row onsets in seconds (a [T, 1] column, as in the ``.mat``, is accepted),
-        non-decreasing.
+        non-decreasing. Not with a result.
     window_s : float, keyword-only
         Audio one row sees, seconds; row ``j`` sits at its centre ``time_axis_s[j] + window_s / 2``.
+        Not with a result.
     target_rate_hz : float, keyword-only
         Output rows per second (1 / TR).
     start_s : float, keyword-only
         Time of output row 0 in seconds (default 0, the stimulus onset).
     duration_s : float, keyword-only
-        Seconds covered: ``floor(duration_s * R) + 1`` output rows. Default: the last row's
-        end, ``time_axis_s[-1] + window_s`` (the writers pass the file's duration instead,
-        ``n_samples / sample_rate_hz``).
+        Seconds covered, > 0: ``ceil(duration_s * R)`` output rows (:func:`grid_size`), the
+        grid points inside ``[start_s, start_s + duration_s)``. Default: a result's file
+        duration ``n_samples / sample_rate_hz`` (what the scripts use); for arrays, the last
+        row's end, ``time_axis_s[-1] + window_s``.
     method : {"lanczos", "mean", "nearest"}, keyword-only
     hrf : {"spm", "glover", "none"}, keyword-only
     delays : sequence of int, keyword-only
@@ -474,6 +506,17 @@ def align_embeddings(embeddings: np.ndarray, time_axis_s: np.ndarray, *, window_
         Fewer than two rows (an utterance embedding has no time grid), a time axis that
         does not match the rows or decreases, or a setting out of range.
     """
+    if _is_result(embeddings):
+        if time_axis_s is not None or window_s is not None:
+            raise ValueError("a result brings its own time axis and window: give time_axis_s and window_s "
+                             "only with an array of rows")
+        if duration_s is None:
+            duration_s = _result_duration_s(embeddings)
+        embeddings, time_axis_s, window_s = (np.asarray(embeddings.embeddings, dtype=np.float32),
+                                             np.asarray(embeddings.time_axis_s), float(embeddings.window_s))
+    elif time_axis_s is None or window_s is None:
+        raise ValueError("align_embeddings needs time_axis_s and window_s with an array of rows "
+                         "(or give it a result, which brings both)")
     emb = np.asarray(embeddings)
     if emb.ndim not in (2, 3):
         raise ValueError(f"embeddings must be [T, D] or [L, T, D], got shape {emb.shape}")
@@ -525,6 +568,20 @@ def align_embeddings(embeddings: np.ndarray, time_axis_s: np.ndarray, *, window_
                    cutoff_hz=cutoff)
 
 
+def _is_result(value: Any) -> bool:
+    """A result object (EmbeddingResult, FileEmbedding) rather than an array of rows."""
+    return not isinstance(value, np.ndarray) and all(
+        hasattr(value, name) for name in ("embeddings", "time_axis_s", "window_s", "sample_rate_hz"))
+
+
+def _result_duration_s(result: Any) -> float | None:
+    """The file's duration ``n_samples / sample_rate_hz`` of a result, None when it is not known."""
+    n_samples = getattr(result, "n_samples", None)
+    if n_samples is None:
+        return None
+    return float(n_samples) / float(result.sample_rate_hz)
+
+
 # ---------------------------------------------------------------------------------------------
 # Options (command line, MATLAB name-value pairs)
 # ---------------------------------------------------------------------------------------------
@@ -562,7 +619,8 @@ ALIGN_START = Option("--align-start", "align_start_s",
                      "time of the first aligned row, seconds of the audio (default 0, the stimulus onset)",
                      type=finite_float, metavar="S0", affects="outputs", matlab="AlignStart")
 ALIGN_DURATION = Option("--align-duration", "align_duration_s",
-                        "seconds the aligned rows cover, floor(D*R)+1 rows (default: the file's duration)",
+                        "seconds the aligned rows cover: ceil(D*R) rows, the grid points inside it "
+                        "(default: the file's duration)",
                         type=positive_float, metavar="D", affects="outputs", matlab="AlignDuration")
 ALIGN_METHOD = Option("--align-method", "align_method",
                       "lanczos (default: Lanczos-windowed sinc, a=3) | mean (the rows in each TR) | nearest",

@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -256,31 +255,6 @@ class _MemoryWriter:
         """Nothing to flush."""
 
 
-class _RecordingWriter:
-    """A :class:`~audio_embeddings.corpus.writers.TreeWriter` that also remembers each new file's time axis,
-    length and extras (a few bytes per row), so its results can be read back exactly."""
-
-    def __init__(self, tree: Any):
-        self.tree = tree
-        self.records: dict[str, dict[str, Any]] = {}
-
-    def base(self, key: str) -> Path:
-        return self.tree.base(key)
-
-    def is_complete(self, key: str) -> bool:
-        return self.tree.is_complete(key)
-
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
-        written = self.tree.write(key, result, input_path=input_path, audio_info=audio_info)
-        self.records[key] = {"time_axis_s": np.asarray(result.time_axis_s, dtype=np.float64),
-                             "n_samples": int(result.n_samples), "source": input_path,
-                             "extras": sorted(result.extras)}
-        return written
-
-    def close(self) -> None:
-        self.tree.close()
-
-
 class Model:
     """A loaded model; use :func:`load_model`.
 
@@ -467,95 +441,109 @@ class Model:
             Two inputs would write the same outputs, or ``output_dir`` holds results made with
             other settings (use ``overwrite=True`` or another folder).
         """
-        from .corpus.discover import discover
-        from .corpus.engine import RunOptions, check_run_config, run_corpus
-        from .corpus.report import RunReport
-        from .corpus.shard import Shard
-        from .corpus.writers import TreeWriter, colliding_keys
-        from .outputs.contract import now_iso, package_versions
-
         if isinstance(paths_or_folder, (str, os.PathLike)):
             inputs = [os.fspath(paths_or_folder)]
         else:
             inputs = [os.fspath(p) for p in paths_or_folder]
-        out = Path(output_dir) if output_dir is not None else None
-        corpus = discover(inputs, patterns=patterns, exclude=[out] if out is not None else ())
-        items = list(corpus.items)
-        formats = tuple(formats)
-        if out is not None and (clashes := colliding_keys(i.key for i in items)):
-            raise ValueError(f"{clashes[0][0]} and {clashes[0][1]} would write the same outputs; "
-                             "select one with patterns=")
-        options = RunOptions(chunk_s=self.chunk_s, context_s=self.context_s, batch_size=self.batch_size,
-                             workers=int(workers), channel=channel, resume=out is not None and not overwrite)
-        context = {"model": self.name, "backend": self.backend.describe(),
-                   "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(items)},
-                   "outputs": {"output_dir": str(out.resolve()) if out else None, "formats": list(formats)},
-                   "options": {"batch_size": self.batch_size, "workers": int(workers), "chunk_seconds": self.chunk_s,
-                               "context_seconds": self.context_s, "overwrite": bool(overwrite)},
-                   "versions": package_versions()}
-        with tempfile.TemporaryDirectory(prefix="audio_embeddings_") as tmp:
-            report = RunReport(out or tmp, shard=Shard(), context=context)
-            if out is None:
-                writer: Any = _MemoryWriter(self._result)
-                scratch = Path(tmp) / "scratch"
-            else:
-                check_run_config(out, self._fingerprint(channel=channel, formats=formats), overwrite=overwrite)
-                run_info = {"model_name": self.name, "backend_info": self.backend.describe(),
-                            "backend_fields": self.backend.mat_fields(), "started_at": now_iso(),
-                            "mat_version": "auto", "argv": None}
-                writer = _RecordingWriter(TreeWriter(out, formats=formats, run_info=run_info,
-                                                     top_k=self.backend.top_k, classes=self.backend.classes))
-                scratch = out / ".scratch" / Shard().label
-            run_corpus(self.backend, items, writer, report, options=options, scratch_dir=scratch)
-            summary = report.to_dict()
-            if out is not None:
-                report.write()
-        failed = {f["path"] for f in report.failures}
-        if out is None:
-            keys = [i.key for i in items if i.key in writer.results]
-            return CorpusResult(summary=summary, keys=keys, loader=writer.results.__getitem__, output_dir=None)
+        if output_dir is None:
+            return self._embed_in_memory(inputs, workers=workers, patterns=patterns, channel=channel)
+        from .app.config import RunConfig
+        from .app.run import RunError, execute
+
+        config = RunConfig(inputs=tuple(inputs), output_dir=os.fspath(output_dir), model=self.name,
+                           formats=tuple(formats), pattern=tuple(patterns) if patterns else None,
+                           workers=int(workers), overwrite=bool(overwrite), channel=channel,
+                           chunk_seconds=self.chunk_s, context_seconds=self.context_s, dtype=self.dtype,
+                           batch_size=self.batch_size, quiet=True, options=dict(self.options))
+        defaults = _api_defaults(self)
+        try:  # the scripts' own run: stamps, resume, refusals, the lock, the summary
+            state = execute(config, defaults=defaults, backend=self.backend)
+        except RunError as exc:
+            raise ValueError(str(exc)) from None
+        writer, items = state.writer, list(state.items)
+        failed = {f["path"] for f in state.report.failures}
         keys = [i.key for i in items if i.path not in failed and writer.is_complete(i.key)]
         paths = {i.key: i.path for i in items}
 
         def load(key: str) -> EmbeddingResult:
-            return self._read_back(writer.base(key), record=writer.records.get(key), source=paths[key])
+            return self._read_back(writer.base(key), source=paths[key])
 
-        return CorpusResult(summary=summary, keys=keys, loader=load, output_dir=out)
+        return CorpusResult(summary=state.report.to_dict(), keys=keys, loader=load, output_dir=Path(output_dir))
 
-    def _fingerprint(self, *, channel: int | None, formats: Sequence[str]) -> dict[str, Any]:
-        """The resume fingerprint the scripts record for the same settings (:func:`audio_embeddings.runs.fingerprint`)."""
-        from .runs import fingerprint
+    def _embed_in_memory(self, inputs: list[str], *, workers: int, patterns: Sequence[str] | None,
+                         channel: int | None) -> CorpusResult:
+        """:meth:`embed_files` without ``output_dir``: the corpus engine into memory, nothing written."""
+        from .corpus.discover import discover
+        from .corpus.engine import RunOptions, run_corpus
+        from .corpus.report import RunReport
+        from .corpus.shard import Shard
+        from .outputs.contract import package_versions
 
-        args = argparse.Namespace(chunk_seconds=self.chunk_s, context_seconds=self.context_s, channel=channel,
-                                  dtype=self.dtype, **self.options)
-        return fingerprint(SimpleNamespace(args=args, model_name=self.name, formats=tuple(formats),
-                                           backend=self.backend))
+        corpus = discover(inputs, patterns=patterns)
+        items = list(corpus.items)
+        options = RunOptions(chunk_s=self.chunk_s, context_s=self.context_s, batch_size=self.batch_size,
+                             workers=int(workers), channel=channel, resume=False)
+        context = {"model": self.name, "backend": self.backend.describe(),
+                   "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(items)},
+                   "outputs": {"output_dir": None, "formats": []},
+                   "options": {"batch_size": self.batch_size, "workers": int(workers), "chunk_seconds": self.chunk_s,
+                               "context_seconds": self.context_s},
+                   "versions": package_versions()}
+        with tempfile.TemporaryDirectory(prefix="audio_embeddings_") as tmp:
+            report = RunReport(tmp, shard=Shard(), context=context)
+            writer = _MemoryWriter(self._result)
+            run_corpus(self.backend, items, writer, report, options=options, scratch_dir=Path(tmp) / "scratch")
+            summary = report.to_dict()
+        keys = [i.key for i in items if i.key in writer.results]
+        return CorpusResult(summary=summary, keys=keys, loader=writer.results.__getitem__, output_dir=None)
 
-    def _read_back(self, base: Path, *, record: dict[str, Any] | None, source: str) -> EmbeddingResult:
-        """A written file's result: ``.npy`` memory-mapped; time axis from this call, the ``.mat`` or the ``.json``."""
+    def _read_back(self, base: Path, *, source: str) -> EmbeddingResult:
+        """A written file's result: ``.npy`` memory-mapped, its extras (``<base>_<name>.npy``, whichever run
+        wrote them), the time axis from the ``.mat`` or the ``.json`` (else the nominal stride)."""
         embeddings = np.load(base.with_name(base.name + ".npy"), mmap_mode="r")
         n_rows = int(embeddings.shape[-2])
         meta = _read_json(base.with_name(base.name + ".json"))
-        extras_names = record["extras"] if record else sorted(meta.get("extras", {}))
         extras = {}
-        for name in extras_names:
+        for name in sorted(set(_written_extras(base)) | set(meta.get("extras", {}))):
             path = base.with_name(f"{base.name}_{name}.npy")
             if path.is_file():
                 extras[name] = np.load(path, mmap_mode="r")
             elif isinstance(meta.get("extras", {}).get(name), list):
                 extras[name] = np.asarray(meta["extras"][name])
-        if record:
-            time_axis, n_samples = record["time_axis_s"], record["n_samples"]
-        else:
-            time_axis = _stored_time_axis(base, meta, n_rows)
-            n_samples = meta.get("num_samples")
-            if time_axis is None:  # only the .npy of an earlier call: rows on the nominal stride
-                time_axis = np.arange(n_rows, dtype=np.float64) * float(self.backend.frame_stride_s or 0.0)
+        time_axis = _stored_time_axis(base, meta, n_rows)
+        n_samples = meta.get("num_samples")
+        if time_axis is None:  # only the .npy: rows on the nominal stride
+            time_axis = np.arange(n_rows, dtype=np.float64) * float(self.backend.frame_stride_s or 0.0)
         return EmbeddingResult(embeddings=embeddings, time_axis_s=np.asarray(time_axis, dtype=np.float64),
                                frame_stride_s=float(self.backend.frame_stride_s or 0.0), window_s=self.window_s,
                                sample_rate_hz=self.sample_rate_hz, extras=extras, model_name=self.name,
                                source=source, n_samples=None if n_samples is None else int(n_samples),
                                classes=self.classes, backend_fields=self.backend.mat_fields())
+
+
+def _written_extras(base: Path) -> list[str]:
+    """Names of the extras (``<base>_<name>.npy``) that the outputs' sidecar lists as written with them."""
+    from .outputs.contract import stamp_path
+
+    record = _read_json(stamp_path(base))
+    prefix = base.name + "_"
+    names = []
+    for rel in (record.get("outputs") or {}):
+        name = Path(rel).name
+        if name.startswith(prefix) and name.endswith(".npy"):
+            extra = name[len(prefix):-len(".npy")]
+            if extra != "aligned":
+                names.append(extra)
+    return names
+
+
+def _api_defaults(model: "Model") -> Any:
+    """The run's script defaults for the Python API (no hooks; outputs named after each file)."""
+    from .cli import ScriptDefaults
+
+    return ScriptDefaults(prog="audio_embeddings.api", description="the Python API", model=model.name,
+                          output_subdir="", basename=None, formats="npy", chunk_s=model.chunk_s,
+                          context_s=model.context_s)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -622,7 +610,7 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk
         A package the model needs is not installed (the message names the pip extra).
     """
     from .registry import load_backend
-    from .runs import model_name_of
+    from .app.run import model_name_of
     from .scripts import chunking_for
 
     try:

@@ -15,9 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
+from .corpus.loader import LOADER_OPTIONS
+from .corpus.shard import parse_shard
 from .device import DEVICES, DTYPES, quiet_framework_logs, sanitize_mkl_threads
+from .options import STAGES, declared_stage_options  # noqa: F401 - re-exported (their home is options.py)
+from .options import declared_options as _declared_options
+from .outputs.contract import FORMATS
 from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
-from .runs import EXIT_INPUT_FAILED, EXIT_USAGE, default_workers, run  # noqa: F401 - the CLI's public names
+from .registry import model_table, presets
+from .app.config import RunConfig
+from .app.run import EXIT_INPUT_FAILED, EXIT_USAGE, RunError, default_workers, execute, one_line  # noqa: F401 - the CLI's public names
+from .app.run import merge_outputs as _merge_outputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +51,7 @@ class ScriptDefaults:
     backend: str | None = None  # a preset whose backend the script always uses (--model is then its checkpoint)
     chunk_s: float = DEFAULT_CHUNK_S
     context_s: float = DEFAULT_CONTEXT_S
-    hooks: tuple = ()  # runs.RunHooks: the script's own arguments and steps (seed spellings, corpus JSON, B4)
+    hooks: tuple = ()  # app.run.RunHooks: the script's own arguments and steps (seed spellings, corpus JSON, B4)
 
 
 def _positive_float(text: str) -> float:
@@ -73,8 +82,6 @@ def _non_negative_int(text: str) -> int:
 
 
 def _shard_arg(text: str) -> str:
-    from .corpus.shard import parse_shard
-
     try:
         parse_shard(text)
     except ValueError as exc:
@@ -83,8 +90,6 @@ def _shard_arg(text: str) -> str:
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from .outputs.contract import FORMATS
-
     items = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in items if t not in FORMATS]
     if bad or not items:
@@ -94,50 +99,10 @@ def _formats(text: str) -> tuple[str, ...]:
     return items
 
 
-#: Shared stages after the model that declare their own options: (``--help`` group, module with ``OPTIONS``).
-STAGES = (("alignment to a brain-data time grid (EEG/MEG rate or fMRI TR)", "align"),
-          ("perch-hoplite database (window models)", "outputs.hoplite"),
-          ("quick-look pictures", "plots"),
-          ("model execution", "device"))
-
-
-def declared_stage_options() -> tuple:
-    """The :class:`~audio_embeddings.backends.base.Option` s of the shared stages (:data:`STAGES`)."""
-    import importlib
-
-    return tuple(o for _, module in STAGES for o in importlib.import_module(f"{__package__}.{module}").OPTIONS)
-
-
-def stage_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Writer keywords of the shared stages: ``align`` (an AlignSettings, or None)."""
-    from .align import settings_from
-
-    try:
-        return {"align": settings_from(vars(args))}
-    except ValueError as exc:
-        from .runs import RunError
-
-        raise RunError(exc) from None
-
-
-def _declared_options() -> list[tuple[str, Any]]:
-    """(``--help`` group title, Option) of every backend and stage option, each flag once."""
-    import importlib
-
-    from .registry import option_table
-
-    table = [(cls.option_group or cls.__name__, option) for cls, option in option_table()]
-    for title, module in STAGES:
-        table += [(title, o) for o in importlib.import_module(f"{__package__}.{module}").OPTIONS]
-    return table
-
-
 class _ListModels(argparse.Action):
     """``--list-models``: the preset table, then exit."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .registry import model_table
-
         print(model_table())
         parser.exit()
 
@@ -160,9 +125,6 @@ class _MatlabOption(argparse.Action):
 
 def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     """The shared parser; flag names mirror the MATLAB name-value options."""
-    from . import __version__
-    from .registry import presets
-
     p = argparse.ArgumentParser(prog=defaults.prog, description=defaults.description,
                                 epilog=f"models: {', '.join(presets())} (--list-models: dimension, rate, stride, "
                                        "licence, offline), or a hub id or a local model folder/file")
@@ -178,8 +140,8 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="glob on the relative path or file name (repeatable; default: common audio extensions)")
     g.add_argument("--max-files", type=int, default=None, help="only the first N files (sorted)")
     g.add_argument("--workers", type=_non_negative_int, default=None,
-                   help="decoding processes (default: one core each, up to 4, for directories/manifests, leaving "
-                        "at least one core to the model; 0 for files named one by one)")
+                   help="decoding processes (default for directories/manifests: one per 4 usable cores, 1 to 4, "
+                        "and none on 1-2 cores; 0 for files named one by one: decoding threads instead)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="the model's intra-op (torch, LiteRT) and BLAS threads (default: the usable cores -- CPU "
                         "affinity, cgroup quota, SLURM_CPUS_PER_TASK -- minus the decoding processes, at least 1)")
@@ -194,9 +156,7 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
                    help="most audio per model call; long chunks go in smaller batches (default: %(default)g)")
     g.add_argument("--long-file-seconds", type=_positive_float, default=600.0,
                    help="stream recordings longer than this block by block (default: %(default)g)")
-    from .corpus.loader import LOADER_OPTIONS  # how files are read: not part of the resume fingerprint
-
-    for option in LOADER_OPTIONS:
+    for option in LOADER_OPTIONS:  # how files are read: not part of the resume fingerprint
         option.add_to(g)
     p.add_argument("--model", default=defaults.model,
                    help=f"preset name, hub id or local model directory (default: {defaults.model})")
@@ -252,16 +212,36 @@ def main(defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[str] | None = None) -> int:
+    """Run a parsed command line (:func:`audio_embeddings.app.run.execute`); returns the exit status.
+
+    A run that cannot go on is one line on stderr (naming the MATLAB options with
+    ``--matlab-names``); ``--matlab-results FILE`` also writes the MATLAB index of the results.
+    """
+    from .matlab import matlab_wording, write_results_index
+
+    config = RunConfig.from_namespace(args, argv=argv)
+    try:
+        state = execute(config, defaults=defaults)
+        if config.matlab_results and not config.merge and state.corpus is not None:
+            write_results_index(config.matlab_results, state)
+        return int(state.status or 0)
+    except RunError as exc:
+        message = matlab_wording(str(exc)) if config.matlab_names else str(exc)
+        logging.getLogger("audio_embeddings").error(one_line(message))
+        return exc.status
+
+
 def _quiet_loaded_hub_libraries() -> None:
     """The same quiet for transformers / huggingface_hub when they were imported before this run
     (a notebook, a test session): their environment variables are read only at import."""
     if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # only when already imported: never imports it
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import disable_progress_bars  # likewise
 
         disable_progress_bars()
 
@@ -294,7 +274,5 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:
-    """See :func:`audio_embeddings.runs.merge_outputs` (kept here for callers of the CLI module)."""
-    from .runs import merge_outputs as merge
-
-    return merge(output_dir, store)
+    """See :func:`audio_embeddings.app.run.merge_outputs` (kept here for callers of the CLI module)."""
+    return _merge_outputs(output_dir, store)

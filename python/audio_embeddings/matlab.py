@@ -4,8 +4,15 @@ The wrappers (``matlab/*.m``) call the scripts with ``--matlab-names``: the one-
 name the MATLAB options (``'HopSeconds'``) instead of the flags (``--hop-seconds``). With
 ``--matlab-results FILE`` a run also writes FILE, a MAT v5 index of what it did, so that one
 Python call can serve a whole list of files or a folder: ``inputs`` and ``keys`` (N x 1 cell),
-``mat_files`` (the result ``.mat`` of each input, '' when it has none) and the failures
-(``failed_paths``, ``failed_reasons``).
+``mat_files`` (the result ``.mat`` of each input, '' when it has none), the failures
+(``failed_paths``, ``failed_reasons``), and where the run wrote: ``output_dir``,
+``corpus_json_file`` (B3's corpus JSON) and ``final_dir`` (B4's per-speaker files), '' when it has none.
+The wrappers read their outputs from there, so they never restate a Python default (a base name,
+a folder, a file name).
+
+Their name-value options come from :data:`WRAPPER_FLAGS` and every declared
+:class:`~audio_embeddings.backends.base.Option`, through ``matlab/private/ae_options_table.m``,
+which :mod:`audio_embeddings.docs_tables` writes from these declarations.
 """
 
 from __future__ import annotations
@@ -14,16 +21,33 @@ import re
 from pathlib import Path
 from typing import Any
 
-#: Flags of the shared command line that the wrappers expose, with their MATLAB names.
-GENERIC_NAMES = {"--model": "Model", "--output-dir": "OutputDir", "--basename": "Basename",
-                 "--chunk-seconds": "ChunkSeconds", "--context-seconds": "ContextSeconds", "--device": "Device",
-                 "--dtype": "Dtype", "--mat-version": "MatVersion", "--channel": "Channel",
-                 "--overwrite": "Overwrite", "--checkpoint": "Checkpoint"}
+from .backends.base import Option
+
+#: Flags of the shared command line that the wrappers take as their own name-value options (checked
+#: in MATLAB, sent only when given). Their MATLAB names follow the rule of every declared Option
+#: (``--output-dir`` -> ``OutputDir``); their kinds, choices and defaults are read off the parser.
+WRAPPER_FLAGS = ("--model", "--output-dir", "--basename", "--chunk-seconds", "--context-seconds", "--device",
+                 "--dtype", "--mat-version", "--channel", "--overwrite")
+#: What the wrappers take for these flags where the parser's type says less: how a text value is sent
+#: (Python's working folder may differ from MATLAB's: ``folder`` made absolute, ``path`` made absolute
+#: when it exists, else a preset name or hub id, ``name`` a file name without folders), and bounds the
+#: parser does not check (``number>=0``, ``integer>=0``: refused in MATLAB before Python runs).
+WRAPPER_KINDS = {"--model": "path", "--output-dir": "folder", "--basename": "name",
+                 "--context-seconds": "number>=0", "--channel": "integer>=0"}
+
+
+def matlab_name(flag: str) -> str:
+    """The MATLAB name of a command-line flag (``--chunk-seconds`` -> ``ChunkSeconds``), as for an Option."""
+    return Option(flag, flag.lstrip("-").replace("-", "_"), "").matlab_name
+
+
+#: ``{flag: MATLAB name}`` of :data:`WRAPPER_FLAGS`.
+GENERIC_NAMES = {flag: matlab_name(flag) for flag in WRAPPER_FLAGS}
 
 
 def matlab_wording(message: str) -> str:
     """``message`` with every flag of a declared or shared option replaced by its quoted MATLAB name."""
-    from .cli import _declared_options
+    from .options import declared_options as _declared_options
 
     names = dict(GENERIC_NAMES)
     names.update({o.flag: o.matlab_name for _, o in _declared_options()})
@@ -45,7 +69,18 @@ def write_results_index(path: str | Path, run: Any) -> None:
         mats.append(str(mat) if mat is not None and mat.is_file() else "")
     write_mat(path, {"inputs": inputs, "keys": keys, "mat_files": mats,
                      "failed_paths": [str(_field(f, "path")) for f in failures],
-                     "failed_reasons": [str(_field(f, "reason")) for f in failures]}, version="5")
+                     "failed_reasons": [str(_field(f, "reason")) for f in failures],
+                     **_written_where(run)}, version="5")
+
+
+def _written_where(run: Any) -> dict[str, str]:
+    """``output_dir``, ``corpus_json_file`` (B3's ``--output-file``) and ``final_dir`` (B4) of a run, '' when none."""
+    output_dir = Path(run.output_dir)
+    args = getattr(run, "args", None)
+    output_file = getattr(args, "output_file", None)
+    corpus_json = output_dir / output_file if output_file and not getattr(args, "store", None) else ""
+    final_dir = next((hook.final_dir(run) for hook in getattr(run, "hooks", ()) if hasattr(hook, "final_dir")), "")
+    return {"output_dir": str(output_dir), "corpus_json_file": str(corpus_json), "final_dir": str(final_dir)}
 
 
 def _field(failure: Any, name: str) -> Any:

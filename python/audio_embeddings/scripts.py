@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import ScriptDefaults, main
-from .outputs.corpus_json import CorpusJson
-from .runs import SeedSpellings
-from .speakers import SpeakerHooks
+from .hooks import CorpusJson, SeedSpellings, SpeakerHooks
 
 PERCH = ScriptDefaults(
     prog="B1_model_perch.py",
@@ -112,7 +110,7 @@ def extract_perch(audio_path, output_dir, force_10sec=False, verbose=False, *, m
     returned (an earlier, longer run's ``_frag<i>.txt`` in the same folder are not), read from
     the run's ``.npy`` and ``.mat``, not from the text files. Raises RuntimeError when it fails.
     """
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # deferred: scipy.io is heavy, and only extract_perch reads a .mat back
 
     if audio_path is None:
         duration = next((float(v) for k, v in zip(options, list(options)[1:]) if k == "--duration_sec"), 10.0)

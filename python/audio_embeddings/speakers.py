@@ -14,6 +14,8 @@ writes the original pipeline's files into the final folder:
   ``embeddings.mat`` (both matrices, their ids, for MATLAB).
 
 Pickles are written for compatibility with the original pipeline; nothing here reads a pickle.
+B4's run hook (``--final-output-dir``, ``--compare``, stage 2 after the run) is
+:class:`audio_embeddings.hooks.SpeakerHooks`; this module does not import the run.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from .corpus.stamps import stamp_difference
 from .outputs.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .outputs.matfile import write_mat
-from .runs import EXIT_INPUT_FAILED, LOG, RunError, RunHooks
 
 UTTERANCE_DIR = "utterances"
 FINAL_DIR = "final_embeddings"
@@ -116,8 +118,6 @@ class SpeakerWriter:
         whole, stored = self._read(key)
         if stamp is None:
             return whole
-        from .corpus.stamps import stamp_difference
-
         return whole and stamp_difference(stored, stamp) is None
 
     def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
@@ -217,72 +217,3 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two vectors (float64)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-class SpeakerHooks(RunHooks):
-    """B4's run hook: ``--final-output-dir``, ``--compare A B``, per-utterance files, then the per-speaker files."""
-
-    def add_arguments(self, parser, defaults) -> None:
-        k = parser.add_argument_group("speaker embeddings (B4)")
-        k.add_argument("--final-output-dir", default=None, metavar="DIR",
-                       help="per-utterance and per-speaker files (default: OUTPUT_DIR/final_embeddings)")
-        k.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
-                       help="only print the cosine similarity of two recordings' embeddings")
-
-    def final_dir(self, run) -> Path:
-        return Path(run.args.final_output_dir) if run.args.final_output_dir else run.output_dir / FINAL_DIR
-
-    def instead(self, run):
-        return self.compare(run) if run.args.compare else None
-
-    def writer(self, run):
-        return SpeakerWriter(run.args.output_dir)
-
-    def after(self, run, *, merged) -> None:
-        """Stage 2: per-utterance and per-speaker files from the utterance vectors in ``--output-dir``."""
-        from .outputs.contract import package_versions
-
-        if run.args.store:
-            return
-        backend_info = run.backend.describe() if run.backend is not None else None
-        try:
-            summary = finalize(run.args.output_dir, self.final_dir(run), provenance={
-                "model": run.model_name, "backend": backend_info, "versions": package_versions()})
-        except FileNotFoundError as exc:  # every file failed, or nothing was run
-            if merged is not None:
-                raise RunError(exc) from None
-            LOG.error(f"error: {' '.join(str(exc).split())}")
-            return
-        run.say(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
-                f"{summary['embedding_dimension']}-d -> {self.final_dir(run)}")
-        if run.args.plot:
-            self.plot(self.final_dir(run))
-
-    @staticmethod
-    def plot(final_dir: Path) -> Path:
-        """``speaker_similarity.png`` in the final folder: the cosine similarity of every pair of speakers."""
-        from .plots import plot_similarity
-
-        speakers = np.load(final_dir / "speaker_embeddings.npy").astype(np.float64)
-        ids = [s["id"] for s in json.loads((final_dir / "speaker_list.json").read_text())]
-        unit = speakers / np.linalg.norm(speakers, axis=1, keepdims=True)
-        plot_similarity(unit @ unit.T, ids, path=final_dir / "speaker_similarity", title="speaker cosine similarity")
-        return final_dir / "speaker_similarity.png"
-
-    def compare(self, run) -> int:
-        """``--compare A B``: print the cosine similarity of two recordings' speaker embeddings."""
-        from . import audio
-        from .pipeline import embed_audio
-        from .runs import load_model
-
-        backend = load_model(run.args, run.defaults, device=run.args.device)
-        vectors = []
-        for path in run.args.compare:
-            try:
-                loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=run.args.channel,
-                                    min_samples=int(backend.min_samples), resampler=backend.resampler)
-                vectors.append(utterance_vector(embed_audio(backend, loaded)))
-            except (audio.AudioError, ValueError) as exc:
-                raise RunError(exc if str(path) in str(exc) else f"{path}: {exc}", EXIT_INPUT_FAILED) from None
-        print(f"cosine similarity: {cosine(*vectors):.6f}")
-        return 0

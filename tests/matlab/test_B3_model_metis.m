@@ -9,7 +9,7 @@ function test_B3_model_metis(stackDir, outDir, resultFile, audioFile)
 common = {'Model', fullfile(stackDir, 'w2v-bert'), 'Codec', fullfile(stackDir, 'codec.safetensors'), ...
           'Stats', fullfile(stackDir, 'stats.pt'), 'OutputDir', outDir, 'Device', 'cpu'};
 
-[emb, info] = B3_model_metis(audioFile, common{:}, 'Codes', true);
+[emb, info] = B3_model_metis(audioFile, common{:}, 'Codes', true, 'Basename', 'metis_latents');
 meta = jsondecode(fileread(info.json_file));
 n16k = double(meta.num_samples);
 T = floor((n16k - 400) / 320) + 1;               % ceil(fbank frames / 2)
@@ -28,7 +28,10 @@ assert(numel(keys) == 1, 'corpus JSON has %d entries', numel(keys));
 fromJson = single(corpus.(keys{1}));
 assert(isequal(size(fromJson), [T 8]) && max(abs(fromJson(:) - emb(:))) < 1e-6, 'corpus JSON differs from emb');
 
-[emb5, info5] = B3_model_metis(audioFile, common{:}, 'Layer', 5, 'Basename', 'layer5');
+% without 'Basename' the outputs are named as Python names them: after the audio file
+[emb5, info5] = B3_model_metis(audioFile, common{:}, 'Layer', 5);
+[~, stem] = fileparts(audioFile);
+assert(strcmp(info5.npy_file, fullfile(outDir, [stem '.npy'])), 'default base name: npy_file = %s', info5.npy_file);
 assert(info5.layer == 5 && isequal(size(emb5), [T 8]), 'Layer 5 run');
 assert(max(abs(emb5(:) - emb(:))) > 1e-3, 'Layer 5 gives the same latents as layer 17');
 

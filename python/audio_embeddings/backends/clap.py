@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from ..framing import windows_to_cover
-from .base import (HOP_SECONDS, BaseBackend, BatchOutput, Prepared, feature_extractor_or_default, hf_model_type,
-                   weights_sha256)
+from ._hf import load_hf
+from .base import HOP_SECONDS, BaseBackend, BatchOutput, Prepared, hf_model_type
 
 SAMPLE_RATE_HZ = 48000
 WINDOW_S = 10.0
@@ -103,7 +103,7 @@ class ClapBackend(BaseBackend):
 
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "clap-htsat-unfused", device: str = "auto",
-             dtype: str = "float32", hop_s: float | None = None) -> "ClapBackend":
+             dtype: str = "float32", hop_s: float | None = None, local_only: bool = False) -> "ClapBackend":
         """Load a CLAP checkpoint (audio tower and projection; the text tower is dropped).
 
         Parameters
@@ -111,13 +111,16 @@ class ClapBackend(BaseBackend):
         source : str, optional
             Hub id (``laion/clap-htsat-unfused``) or a local folder of a ``ClapModel``
             (``config.json``, weights, ``preprocessor_config.json``); default
-            ``laion/clap-htsat-unfused``. A local folder is read with ``local_files_only``.
+            ``laion/clap-htsat-unfused``. A local folder is never sent to the hub; a hub id that
+            is not cached and cannot be downloaded gives one line naming ``--model PATH``.
         name : str
             Registry name recorded in the outputs.
         device : {"auto", "cpu", "cuda", "mps"}
         dtype : {"float32", "float16", "bfloat16"}
         hop_s : float, optional
             Seconds between window onsets, > 0; default the window (10 s, no overlap).
+        local_only : bool
+            Never download (the local cache only).
 
         Raises
         ------
@@ -125,54 +128,44 @@ class ClapBackend(BaseBackend):
             Not a CLAP checkpoint, a hop that is not positive, or a feature extractor at a rate
             other than 48 kHz.
         """
-        from transformers import AutoConfig, ClapModel
+        hops: list[int] = []
 
-        from ..device import resolve_device, resolve_dtype
+        def check(config: Any, fe: Any) -> None:  # before any weights are read
+            if int(fe.sampling_rate) != SAMPLE_RATE_HZ:
+                raise ValueError(f"{source or DEFAULT_CHECKPOINT}: feature extractor at {fe.sampling_rate} Hz; "
+                                 f"CLAP runs at {SAMPLE_RATE_HZ} Hz")
+            hop_s_value = int(fe.nb_max_samples) / SAMPLE_RATE_HZ if hop_s is None else float(hop_s)
+            if not hop_s_value > 0:
+                raise ValueError(f"hop_s must be > 0, got {hop_s}")
+            hops.append(int(round(hop_s_value * SAMPLE_RATE_HZ)))
+            if hops[0] < 1:
+                raise ValueError(f"hop_s {hop_s} is shorter than one sample at {SAMPLE_RATE_HZ} Hz")
 
-        source = DEFAULT_CHECKPOINT if source is None else str(source)
-        local = Path(source).expanduser().is_dir()
-        if local:
-            source = str(Path(source).expanduser())
-        config = AutoConfig.from_pretrained(source, local_files_only=local)
-        if config.model_type != "clap":
-            raise ValueError(f"{source}: model_type {config.model_type!r} is not a CLAP checkpoint (ClapModel)")
-        fusion = bool(getattr(config.audio_config, "enable_fusion", False))
-        from transformers import ClapFeatureExtractor
+        def fusion_of(config: Any) -> bool:
+            return bool(getattr(config.audio_config, "enable_fusion", False))
 
-        fe, fe_found = feature_extractor_or_default(ClapFeatureExtractor, source, local_only=local,
-                                                    truncation="fusion" if fusion else "rand_trunc")
-        if int(fe.sampling_rate) != SAMPLE_RATE_HZ:
-            raise ValueError(f"{source}: feature extractor at {fe.sampling_rate} Hz; CLAP runs at {SAMPLE_RATE_HZ} Hz")
-        window_samples = int(fe.nb_max_samples)
-        hop_s_value = window_samples / SAMPLE_RATE_HZ if hop_s is None else float(hop_s)
-        if not hop_s_value > 0:
-            raise ValueError(f"hop_s must be > 0, got {hop_s}")
-        hop_samples = int(round(hop_s_value * SAMPLE_RATE_HZ))
-        if hop_samples < 1:
-            raise ValueError(f"hop_s {hop_s} is shorter than one sample at {SAMPLE_RATE_HZ} Hz")
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype)
-        model = ClapModel.from_pretrained(source, config=config, local_files_only=local)
-        model.text_model = None  # get_audio_features uses the audio tower and projection only
-        model.text_projection = None
-        model.eval().to(device=torch_device, dtype=torch_dtype)
-        architectures = list(getattr(config, "architectures", None) or [])
+        def audio_only(model: Any) -> Any:
+            model.text_model = None  # get_audio_features uses the audio tower and projection only
+            model.text_projection = None
+            return model
+
+        ckpt = load_hf(source, default=DEFAULT_CHECKPOINT, model_types=("clap",), what="a CLAP checkpoint (ClapModel)",
+                       loader="ClapModel", feature_extractor="ClapFeatureExtractor",
+                       fe_defaults=lambda config: dict(truncation="fusion" if fusion_of(config) else "rand_trunc"),
+                       check=check, trim=audio_only, device=device, dtype=dtype, local_only=local_only)
+        config, fe = ckpt.config, ckpt.feature_extractor
+        fusion = fusion_of(config)
         provenance = {
-            "checkpoint": str(Path(source).resolve()) if local else source,
-            "revision": getattr(config, "_commit_hash", None),
-            "weights_sha256": weights_sha256(source) if local else {},
-            "model_type": config.model_type,
-            "checkpoint_class": architectures[0] if architectures else None,
-            "model_class": type(model).__name__ + ".get_audio_features",
-            "feature_extractor": "checkpoint" if fe_found else "ClapFeatureExtractor defaults",
+            **ckpt.provenance,
+            "model_class": type(ckpt.model).__name__ + ".get_audio_features",
             "enable_fusion": fusion,
             "truncation": "fusion" if fusion else "rand_trunc",
             "checkpoint_truncation": getattr(fe, "truncation", None),
             "projection_dim": int(config.projection_dim),
             "num_mel_bins": int(fe.feature_size),
         }
-        return cls(model, fe, name=name, source=source, hop_samples=hop_samples, fusion=fusion,
-                   device=torch_device, dtype=torch_dtype, provenance=provenance)
+        return cls(ckpt.model, fe, name=name, source=ckpt.source, hop_samples=hops[0], fusion=fusion,
+                   device=ckpt.device, dtype=ckpt.dtype, provenance=provenance)
 
     def prepare(self, samples: np.ndarray) -> Prepared:
         """Repeat a recording shorter than one window ``floor(window / N)`` times (the extractor's

@@ -12,47 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype, to_device
-from .base import LAYERS, BaseBackend, BatchOutput, Prepared, hf_model_type, weights_sha256
+from ..device import to_device
+from ._hf import layers_field, load_hf, parse_layers, select_hidden
+from .base import LAYERS, BaseBackend, BatchOutput, Prepared, hf_model_type
 
 #: ``config.model_type`` values this backend accepts.
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer", "unispeech", "unispeech-sat")
 
 #: Same epsilon as transformers' ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``.
 NORM_EPS = 1e-7
-
-
-def parse_layers(spec: str | int | list[int] | None, n_layers: int) -> list[int] | None:
-    """Turn ``last|all|I,J,...`` into hidden-state indices (None means ``last_hidden_state``).
-
-    Index 0 is the input to the first transformer layer, ``n_layers`` the last layer's output,
-    as in transformers' ``hidden_states``.
-
-    Raises
-    ------
-    ValueError
-        Bad syntax or an index outside ``0..n_layers``.
-    """
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "last"):
-        return None
-    if isinstance(spec, str) and spec.strip().lower() == "all":
-        return list(range(n_layers + 1))
-    if isinstance(spec, (int, np.integer)):
-        items = [int(spec)]
-    elif isinstance(spec, str):
-        try:
-            items = [int(tok) for tok in spec.replace(" ", "").split(",") if tok != ""]
-        except ValueError:
-            raise ValueError(f"--layers must be 'last', 'all' or comma-separated integers, got {spec!r}") from None
-    else:
-        items = [int(x) for x in spec]
-    if not items:
-        raise ValueError(f"--layers must be 'last', 'all' or comma-separated integers, got {spec!r}")
-    bad = [i for i in items if not 0 <= i <= n_layers]
-    if bad:
-        raise ValueError(f"--layers {bad} out of range: this model has hidden states 0..{n_layers}")
-    return items
-
 
 def conv_geometry(kernels: list[int], strides: list[int]) -> tuple[int, int]:
     """Receptive field and hop (samples) of a stack of 1-D convolutions."""
@@ -118,39 +86,21 @@ class HFWav2Vec2Backend(BaseBackend):
         local_only : bool
             Never download (``local_files_only``).
         """
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+        selected: list[list[int] | None] = []
 
-        from ..hub import hf_download
+        def check(config: Any, fe: Any) -> None:  # before any weights are read
+            selected.append(parse_layers(layers, int(config.num_hidden_layers)))
 
-        with hf_download(source, local_only=local_only) as local_only:  # offline: cache only, one-line error
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-        if config.model_type not in MODEL_TYPES:
-            raise ValueError(
-                f"{source}: model_type {config.model_type!r} is not a wav2vec2-family encoder "
-                f"({', '.join(MODEL_TYPES)})"
-            )
-        layer_idx = parse_layers(layers, int(config.num_hidden_layers))
-        try:
-            fe = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
-            do_normalize = bool(getattr(fe, "do_normalize", True))
-            rate = int(getattr(fe, "sampling_rate", 16000))
-        except OSError:  # no preprocessor_config.json: the family's defaults
-            do_normalize, rate = True, 16000
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype)
-        with hf_download(source, local_only=local_only) as local_only:
-            model = from_pretrained_sdpa(AutoModel, source, config=config, local_files_only=local_only)
-        model.eval().to(device=torch_device, dtype=torch_dtype)
-        local = Path(source).is_dir()
-        provenance = {
-            "checkpoint": str(Path(source).resolve()) if local else source,
-            "revision": getattr(config, "_commit_hash", None),
-            "weights_sha256": weights_sha256(Path(source)) if local else {},
-            "model_type": config.model_type,
-            "model_class": type(model).__name__,
-        }
-        return cls(model, name=name, source=source, do_normalize=do_normalize, sample_rate_hz=rate,
-                   layers=layer_idx, device=torch_device, dtype=torch_dtype, provenance=provenance)
+        family = f"a wav2vec2-family encoder ({', '.join(MODEL_TYPES)})"
+        ckpt = load_hf(source, model_types=MODEL_TYPES, what=family, loader="AutoModel",
+                       feature_extractor="Wav2Vec2FeatureExtractor", any_feature_extractor=True,
+                       fe_defaults=dict(do_normalize=True, sampling_rate=16000), check=check,
+                       device=device, dtype=dtype, local_only=local_only)
+        fe = ckpt.feature_extractor
+        do_normalize = bool(getattr(fe, "do_normalize", True))
+        rate = int(getattr(fe, "sampling_rate", 16000))
+        return cls(ckpt.model, name=name, source=ckpt.source, do_normalize=do_normalize, sample_rate_hz=rate,
+                   layers=selected[0], device=ckpt.device, dtype=ckpt.dtype, provenance=ckpt.provenance)
 
     def prepare(self, samples: np.ndarray) -> Prepared:
         """Zero-mean, unit-variance over the whole file when the checkpoint normalises inputs."""
@@ -166,12 +116,7 @@ class HFWav2Vec2Backend(BaseBackend):
         x = to_device(np.asarray(audio, dtype=np.float32), self.device, self.dtype)  # pinned, non-blocking on CUDA
         with torch.inference_mode():
             out = self.model(x, output_hidden_states=self.layers is not None)
-            if self.layers is None:
-                y = out.last_hidden_state
-            elif len(self.layers) == 1:
-                y = out.hidden_states[self.layers[0]]
-            else:
-                y = torch.stack([out.hidden_states[i] for i in self.layers], dim=1)
+            y = select_hidden(out, self.layers)
         return BatchOutput(y.float().cpu().numpy())
 
     def details(self) -> dict[str, Any]:
@@ -188,5 +133,4 @@ class HFWav2Vec2Backend(BaseBackend):
 
     def mat_fields(self) -> dict[str, Any]:
         """``layers`` as a double row vector (the last layer's index for ``last``)."""
-        layers = [self.n_layers] if self.layers is None else self.layers
-        return {"layers": np.asarray(layers, dtype=np.float64)[None, :]}
+        return {"layers": layers_field(self.layers, self.n_layers)}

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype, to_device
+from ..device import to_device
 from ..fbank import KaldiFbank, fbank_frame_count
+from ._hf import layer_index, load_hf
 from .base import BaseBackend, BatchOutput, Option, file_sha256, hf_model_type, nonnegative_int
 
 W2V_BERT_ID = "facebook/w2v-bert-2.0"
@@ -189,25 +190,24 @@ class MetisBackend(BaseBackend):
             Not a w2v-bert checkpoint, a layer out of range, or a codec/statistics file that
             does not fit (the message names the file and the key).
         """
-        from transformers import AutoConfig, Wav2Vec2BertModel
+        chosen: list[int] = []
 
-        from ..hub import hf_download
+        def check(config: Any, fe: Any) -> None:  # before any weights are read
+            chosen.append(layer_index(layer, int(config.num_hidden_layers), flag="--layer"))
+            _check_feature_extractor(source, fe)
 
-        with hf_download(source, local_only=local_only) as cache_only:  # offline: cache only, one-line error
-            config = AutoConfig.from_pretrained(source, local_files_only=cache_only)
-        if config.model_type != "wav2vec2-bert":
-            raise ValueError(f"{source}: model_type {config.model_type!r} is not wav2vec2-bert (w2v-bert-2.0)")
-        layer = int(layer)
-        if not 0 <= layer <= config.num_hidden_layers:
-            raise ValueError(f"--layer {layer} out of range: this model has hidden states 0..{config.num_hidden_layers}")
-        _check_feature_extractor(source, local_only=local_only or cache_only)
-        torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        with hf_download(source, local_only=local_only or cache_only) as cache_only:
-            model = from_pretrained_sdpa(Wav2Vec2BertModel, source, config=config, local_files_only=cache_only)
-        # hidden_states[layer] is the output of the first `layer` layers: drop the rest before moving to the device
-        model.encoder.layers = model.encoder.layers[:layer]
-        model.config.num_hidden_layers = layer
-        model.eval().to(device=torch_device, dtype=torch_dtype)
+        def first_layers(model: Any) -> Any:
+            # hidden_states[layer] is the output of the first `layer` layers: drop the rest before the device move
+            model.encoder.layers = model.encoder.layers[:chosen[0]]
+            model.config.num_hidden_layers = chosen[0]
+            return model
+
+        ckpt = load_hf(source, default=W2V_BERT_ID, model_types=("wav2vec2-bert",), what="wav2vec2-bert (w2v-bert-2.0)",
+                       loader="Wav2Vec2BertModel", feature_extractor="SeamlessM4TFeatureExtractor",
+                       any_feature_extractor=True, check=check, trim=first_layers, device=device, dtype=dtype,
+                       local_only=local_only)
+        config, model, layer = ckpt.config, ckpt.model, chosen[0]
+        torch_device, torch_dtype = ckpt.device, ckpt.dtype
         codec_path = codec_file(codec, local_only=local_only)
         from .repcodec import load_codec  # imports torch: only when a model is loaded
 
@@ -218,17 +218,13 @@ class MetisBackend(BaseBackend):
         if codes and not hasattr(codec_model.quantizer.quantizers[0], "codebook"):
             raise ValueError(f"{codec_path}: no quantizer.quantizers.0.codebook.weight, so no --codes")
         mean, std, stats_path = load_stats(stats, hidden_size=int(config.hidden_size), local_only=local_only)
-        local = Path(source).is_dir()
         provenance = {
-            "checkpoint": str(Path(source).resolve()) if local else source,
-            "revision": getattr(config, "_commit_hash", None),
-            "weights_sha256": {p.name: file_sha256(p) for p in Path(source).glob("*.safetensors")} if local else {},
+            **ckpt.provenance,
             "codec": str(codec_path), "codec_sha256": file_sha256(codec_path),
             "stats": stats_path, "stats_sha256": file_sha256(stats_path),
-            "model_class": "Wav2Vec2BertModel", "codec_layers": codec_model.num_layers,
-            "codec_context_frames": codec_model.receptive_half_width,
+            "codec_layers": codec_model.num_layers, "codec_context_frames": codec_model.receptive_half_width,
         }
-        return cls(name=name, source=source, model=model, codec=codec_model, mean=mean, std=std, layer=layer,
+        return cls(name=name, source=ckpt.source, model=model, codec=codec_model, mean=mean, std=std, layer=layer,
                    codes=bool(codes), device=torch_device, dtype=torch_dtype, provenance=provenance)
 
     def features(self, audio: Any, lengths: Any) -> tuple[Any, Any, Any]:
@@ -295,14 +291,9 @@ class MetisBackend(BaseBackend):
         return {"layer": float(self.layer)}
 
 
-def _check_feature_extractor(source: str, *, local_only: bool) -> None:
-    """Refuse a checkpoint whose feature extractor differs from the one computed here."""
-    from transformers import AutoFeatureExtractor
-
-    try:
-        fe = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
-    except OSError:  # no preprocessor_config.json: w2v-bert-2.0's own settings are assumed
-        return
+def _check_feature_extractor(source: str, fe: Any) -> None:
+    """Refuse a checkpoint whose feature extractor differs from the one computed here (a checkpoint
+    without one gets w2v-bert-2.0's own settings: ``SeamlessM4TFeatureExtractor`` defaults)."""
     got = (type(fe).__name__, getattr(fe, "num_mel_bins", 80), getattr(fe, "stride", STACK),
            getattr(fe, "sampling_rate", SAMPLE_RATE_HZ))
     if got != ("SeamlessM4TFeatureExtractor", 80, STACK, SAMPLE_RATE_HZ):

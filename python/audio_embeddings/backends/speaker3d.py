@@ -182,9 +182,9 @@ def modelscope_file(model_id: str, filename: str, *, revision: str | None) -> Pa
     try:
         from modelscope.hub.snapshot_download import snapshot_download
     except ImportError:
-        raise ImportError(f"{model_id} is a ModelScope model id; downloading {filename} from it needs the "
-                          "'modelscope' package (pip install modelscope); or fetch that file yourself and pass its "
-                          "path with --checkpoint") from None
+        raise ImportError(f"{model_id} is a ModelScope model id: the 'modelscope' package (pip install modelscope) "
+                          f"downloads its {filename}; or fetch that file yourself and pass its path with "
+                          "--checkpoint") from None
     try:
         directory = snapshot_download(model_id, revision=revision, allow_file_pattern=[filename])
     except TypeError:  # older modelscope: no allow_file_pattern

@@ -38,13 +38,15 @@ from typing import Any
 import numpy as np
 
 from ..framing import conv_frame_count
-from .base import LAYERS, BaseBackend, BatchOutput, feature_extractor_or_default, hf_model_type, weights_sha256
-from .hf_wav2vec2 import parse_layers
+from ._hf import layers_field, load_hf, parse_layers, select_hidden
+from .base import LAYERS, BaseBackend, BatchOutput, hf_model_type
 
 SAMPLE_RATE_HZ = 16000
 #: Mel frames per encoder row (conv2's stride).
 MEL_FRAMES_PER_ROW = 2
 DEFAULT_CHECKPOINT = "openai/whisper-base"
+
+
 class WhisperEncoderBackend(BaseBackend):
     """Hidden states of a Whisper encoder, one row per 20 ms of audio.
 
@@ -88,7 +90,8 @@ class WhisperEncoderBackend(BaseBackend):
 
     @classmethod
     def load(cls, source: str | None = None, *, name: str = "whisper-base", device: str = "auto",
-             dtype: str = "float32", layers: str | list[int] | None = "last") -> "WhisperEncoderBackend":
+             dtype: str = "float32", layers: str | list[int] | None = "last",
+             local_only: bool = False) -> "WhisperEncoderBackend":
         """Load the encoder of a Whisper checkpoint.
 
         Parameters
@@ -96,7 +99,8 @@ class WhisperEncoderBackend(BaseBackend):
         source : str, optional
             Hub id (``openai/whisper-base``) or a local folder with ``config.json`` and the
             weights of a ``WhisperModel`` or ``WhisperForConditionalGeneration``; default
-            ``openai/whisper-base``. A local folder is read with ``local_files_only``.
+            ``openai/whisper-base``. A local folder is never sent to the hub; a hub id that is
+            not cached and cannot be downloaded gives one line naming ``--model PATH``.
         name : str
             Registry name recorded in the outputs.
         device : {"auto", "cpu", "cuda", "mps"}
@@ -104,6 +108,8 @@ class WhisperEncoderBackend(BaseBackend):
         layers : str or list of int
             ``last``, ``all`` or indices into the encoder's ``hidden_states`` (0 = input to the
             first layer, ``encoder_layers`` = the output after the final layer norm).
+        local_only : bool
+            Never download (the local cache only).
 
         Raises
         ------
@@ -111,52 +117,31 @@ class WhisperEncoderBackend(BaseBackend):
             Not a Whisper checkpoint, a bad ``layers``, or a feature extractor whose 30 s does
             not match the encoder's input length.
         """
-        from transformers import AutoConfig, WhisperModel
+        selected: list[list[int] | None] = []
 
-        from ..device import from_pretrained_sdpa, resolve_device, resolve_dtype
+        def check(config: Any, fe: Any) -> None:  # before any weights are read
+            selected.append(parse_layers(layers, int(config.encoder_layers)))
+            where = source or DEFAULT_CHECKPOINT
+            if int(fe.sampling_rate) != SAMPLE_RATE_HZ or int(fe.feature_size) != int(config.num_mel_bins):
+                raise ValueError(f"{where}: feature extractor gives {fe.feature_size} mel bins at {fe.sampling_rate} "
+                                 f"Hz; the encoder takes {config.num_mel_bins} bins at {SAMPLE_RATE_HZ} Hz")
+            mel_frames = MEL_FRAMES_PER_ROW * int(config.max_source_positions)
+            if int(fe.n_samples) != mel_frames * int(fe.hop_length):
+                raise ValueError(f"{where}: feature extractor pads to {fe.n_samples} samples, but the encoder takes "
+                                 f"{mel_frames} mel frames of {fe.hop_length} samples")
 
-        source = DEFAULT_CHECKPOINT if source is None else str(source)
-        local = Path(source).expanduser().is_dir()
-        if local:
-            source = str(Path(source).expanduser())
-        config = AutoConfig.from_pretrained(source, local_files_only=local)
-        if config.model_type != "whisper":
-            raise ValueError(f"{source}: model_type {config.model_type!r} is not a Whisper checkpoint")
-        layer_idx = parse_layers(layers, int(config.encoder_layers))
-        from transformers import WhisperFeatureExtractor
-
-        fe, fe_found = feature_extractor_or_default(WhisperFeatureExtractor, source, local_only=local,
-                                                    feature_size=int(config.num_mel_bins),
-                                                    sampling_rate=SAMPLE_RATE_HZ)
+        ckpt = load_hf(source, default=DEFAULT_CHECKPOINT, model_types=("whisper",), what="a Whisper checkpoint",
+                       loader="WhisperModel", feature_extractor="WhisperFeatureExtractor",
+                       fe_defaults=lambda config: dict(feature_size=int(config.num_mel_bins),
+                                                       sampling_rate=SAMPLE_RATE_HZ),
+                       check=check, trim=lambda full: full.get_encoder(),  # the decoder is never used
+                       device=device, dtype=dtype, local_only=local_only)
+        fe = ckpt.feature_extractor
         dither = float(getattr(fe, "dither", 0.0) or 0.0)
         fe.dither = 0.0  # dithering would make the features random
-        if int(fe.sampling_rate) != SAMPLE_RATE_HZ or int(fe.feature_size) != int(config.num_mel_bins):
-            raise ValueError(f"{source}: feature extractor gives {fe.feature_size} mel bins at {fe.sampling_rate} Hz; "
-                             f"the encoder takes {config.num_mel_bins} bins at {SAMPLE_RATE_HZ} Hz")
-        mel_frames = MEL_FRAMES_PER_ROW * int(config.max_source_positions)
-        if int(fe.n_samples) != mel_frames * int(fe.hop_length):
-            raise ValueError(f"{source}: feature extractor pads to {fe.n_samples} samples, but the encoder takes "
-                             f"{mel_frames} mel frames of {fe.hop_length} samples")
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype)
-        full = from_pretrained_sdpa(WhisperModel, source, config=config, local_files_only=local)
-        encoder = full.get_encoder()
-        del full  # the decoder is never used
-        encoder.eval().to(device=torch_device, dtype=torch_dtype)
-        architectures = list(getattr(config, "architectures", None) or [])
-        provenance = {
-            "checkpoint": str(Path(source).resolve()) if local else source,
-            "revision": getattr(config, "_commit_hash", None),
-            "weights_sha256": weights_sha256(source) if local else {},
-            "model_type": config.model_type,
-            "checkpoint_class": architectures[0] if architectures else None,
-            "model_class": type(encoder).__name__,
-            "feature_extractor": "checkpoint" if fe_found else "WhisperFeatureExtractor defaults",
-            "num_mel_bins": int(config.num_mel_bins),
-            "checkpoint_dither": dither,
-        }
-        return cls(encoder, fe, name=name, source=source, layers=layer_idx, device=torch_device, dtype=torch_dtype,
-                   provenance=provenance)
+        provenance = {**ckpt.provenance, "num_mel_bins": int(ckpt.config.num_mel_bins), "checkpoint_dither": dither}
+        return cls(ckpt.model, fe, name=name, source=ckpt.source, layers=selected[0], device=ckpt.device,
+                   dtype=ckpt.dtype, provenance=provenance)
 
     def rows_for(self, n_samples: int) -> int:
         """Rows kept for ``n_samples`` of real audio: ``n_samples // hop_samples`` (20 ms slots inside the audio)."""
@@ -219,12 +204,7 @@ class WhisperEncoderBackend(BaseBackend):
         features = to_device(self.log_mel(x), self.device, self.dtype)  # pinned, non-blocking on CUDA
         with torch.inference_mode():
             out = self.encoder(features, output_hidden_states=self.layers is not None)
-            if self.layers is None:
-                y = out.last_hidden_state[:, :rows]
-            elif len(self.layers) == 1:
-                y = out.hidden_states[self.layers[0]][:, :rows]
-            else:
-                y = torch.stack([out.hidden_states[i][:, :rows] for i in self.layers], dim=1)
+            y = select_hidden(out, self.layers, rows)
         return BatchOutput(y.float().cpu().numpy())
 
     def details(self) -> dict[str, Any]:
@@ -242,5 +222,4 @@ class WhisperEncoderBackend(BaseBackend):
 
     def mat_fields(self) -> dict[str, Any]:
         """``layers`` as a double row vector (the last layer's index for ``last``)."""
-        layers = [self.n_layers] if self.layers is None else self.layers
-        return {"layers": np.asarray(layers, dtype=np.float64)[None, :]}
+        return {"layers": layers_field(self.layers, self.n_layers)}

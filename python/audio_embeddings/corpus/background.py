@@ -27,38 +27,17 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .loader import Loaded, LoadTask, Prefetcher, load_item
+from .loader import Loaded, LoadTask, Prefetcher, load_item, retain_freed_memory  # noqa: F401 - re-exported
 
 #: Environment variable: seconds the writer thread sleeps before each file (a slow disk, for tests).
 WRITE_DELAY_ENV = "AUDIO_EMBEDDINGS_WRITE_DELAY_S"
 #: "No space left on device" errors after which the writer stops and the run ends with status "failed".
 NO_SPACE_LIMIT = 3
-
-
-def retain_freed_memory(*, trim_mib: int = 256, mmap_mib: int = 32) -> bool:
-    """Keep freed buffers in the process (glibc), so per-file arrays reuse memory instead of faulting in fresh pages.
-
-    Raises glibc's ``M_TRIM_THRESHOLD`` (free memory kept before it is returned to the system)
-    and ``M_MMAP_THRESHOLD`` (allocations above it get their own mapping, unmapped on free).
-    With the defaults, every file's 1 MB row buffer and decoded audio come from new pages:
-    about 300 page faults per 5 s file, a millisecond of the main thread in a virtual machine.
-    The setting lasts for the rest of the process (up to ``trim_mib`` of freed memory stays
-    resident). Does nothing, and returns False, where the C library has no ``mallopt``.
-    """
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_trim_threshold, int(trim_mib) << 20)) and bool(mallopt(m_mmap_threshold, int(mmap_mib) << 20))
 
 
 def no_space(exc: BaseException) -> bool:
@@ -330,8 +309,6 @@ def _thread_loads(tasks: Iterable[LoadTask], *, threads: int, ahead: int) -> Ite
         for task in tasks:
             yield load_item(task)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     pending: deque = deque()
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corpus-decode")
     try:

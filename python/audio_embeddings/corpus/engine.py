@@ -41,12 +41,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from ..outputs.atomic import write_text_atomic
 from ..pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
-from .background import BackgroundWriter, LoadStream, Written, retain_freed_memory
+from ..device import compile_backend
+from .background import BackgroundWriter, LoadStream, Written
 from .batching import BatchScheduler, FileJob, prepare_job, streamed_job
 from .discover import CorpusItem
-from .loader import DEFAULT_FILE_TIMEOUT_S, Loaded, LoadTask
+from .loader import DEFAULT_FILE_TIMEOUT_S, Loaded, LoadTask, retain_freed_memory
 from .progress import GpuMonitor, Progress
 from .report import RunReport
+from .threads import usable_cores as cores_and_source
 
 #: Recordings longer than this are streamed block by block from a scratch file (streamable models).
 STREAM_ABOVE_S = 600.0
@@ -184,8 +186,6 @@ def _release_item(item: Any) -> None:
 
 def usable_cores() -> int:
     """Cores this process may run on (CPU affinity, cgroup quota, ``SLURM_CPUS_PER_TASK``: :mod:`.threads`)."""
-    from .threads import usable_cores as cores_and_source
-
     return cores_and_source()[0]
 
 
@@ -303,8 +303,6 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
         retain_freed_memory()
         gc.freeze()  # the model and the imported modules: never rescanned by the collector during the run
     if options.compile:
-        from ..device import compile_backend
-
         compiled = compile_backend(backend)
         report.extra["compiled"] = compiled
         progress.line(f"torch.compile: {', '.join(compiled) or 'nothing to compile in this backend'}")

@@ -5,7 +5,7 @@ A stamp is a small JSON-able dict::
     {"v": 1, "settings": "<sha256 of the run settings>", "size": 48044, "mtime_ns": 1733100000000000000,
      "sha256": "<sha256 of the input's bytes>"}
 
-``settings`` hashes the dict :func:`audio_embeddings.runs.fingerprint` gives (model, cutting options,
+``settings`` hashes the dict :func:`audio_embeddings.app.run.fingerprint` gives (model, cutting options,
 formats and every declared option); ``sha256`` is there for inputs under :data:`HASH_BELOW_BYTES`
 (or every input with ``verify``). Tree outputs keep the stamp in a sidecar written last
 (:func:`audio_embeddings.outputs.contract.write_stamp`), the store as an attribute per key, B4's

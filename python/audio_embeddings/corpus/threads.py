@@ -5,8 +5,10 @@ A corpus run has decoding processes (``--workers``) and a model with its own int
 *each*, so on a 2-core machine with one decoding process the model's threads and the decoder
 fight over the cores (on a loaded machine OpenMP's spinning threads made a tiny model's run of 80
 files 8-10x slower). :func:`plan_threads` shares the usable cores instead: the decoding
-processes get one core each, the model the rest (at least one), so that decoding processes
-plus model threads never exceed the cores this process may use.
+processes get one core each, the model the rest but one (at least one), so that decoding
+processes plus model threads never exceed the cores this process may use, even when something
+else takes a core; on small machines (2 cores) decoding runs in threads of the model's process,
+which measured fastest there.
 
 The usable cores (:func:`usable_cores`) are the smallest of the CPU affinity (``taskset``, a batch
 scheduler's cpuset), the cgroup CPU quota (containers, Kubernetes; ``cpu.max`` or
@@ -25,6 +27,10 @@ from typing import Any, Iterator, Mapping
 
 #: Most decoding processes chosen by default (more rarely pays: the model is the bottleneck).
 MAX_DEFAULT_WORKERS = 4
+#: Up to this many usable cores a corpus is decoded in threads of the model's process, not in
+#: processes: measured on 2 cores (``benchmarks/bench_threads.py``), a decoding process cost a
+#: tiny model 30 % and, on a loaded machine, tripled its time while the model's threads spun.
+SMALL_MACHINE_CORES = 2
 
 
 @dataclass(frozen=True)
@@ -119,18 +125,25 @@ def plan_threads(*, cores: int, cores_from: str = "affinity", corpus: bool = Tru
     Returns
     -------
     ThreadPlan
-        By default ``workers = min(4, cores - 1)`` for a corpus (0 for named files) and
-        ``model_threads = max(1, cores - workers)``: never more busy threads than cores.
+        By default, for a corpus on more than :data:`SMALL_MACHINE_CORES` cores, one decoding process
+        per 4 cores (1 to 4), else none (files named one by one, small machines: decoding threads of
+        the model's process); ``model_threads = max(1, cores - workers - 1)``: one core is left to
+        the decoding threads, the writer and the rest of the machine. On 2 cores the model gets one
+        thread: measured there, two threads were 25-35 % faster for BirdNET and GE2E on an idle
+        machine but 15-50x slower as soon as other processes took a core (OpenMP's threads spin
+        waiting for the one that is descheduled); ``--threads`` chooses otherwise.
     """
     cores = max(1, int(cores))
     chosen = [flag for flag, value in (("--workers", workers), ("--threads", threads)) if value is not None]
     if workers is None:
-        if threads is not None:
-            workers = max(0, min(MAX_DEFAULT_WORKERS, cores - int(threads))) if corpus else 0
+        if not corpus or cores <= SMALL_MACHINE_CORES:
+            workers = 0
+        elif threads is not None:
+            workers = max(0, min(MAX_DEFAULT_WORKERS, cores - int(threads)))
         else:
-            workers = max(0, min(MAX_DEFAULT_WORKERS, cores - 1)) if corpus else 0
-    if threads is None:
-        threads = max(1, cores - int(workers))
+            workers = min(MAX_DEFAULT_WORKERS, max(1, cores // 4))
+    if threads is None:  # one core stays for the decoding threads, the writer and whatever else runs
+        threads = max(1, cores - int(workers) - 1)
     return ThreadPlan(cores=cores, cores_from=cores_from, workers=int(workers), model_threads=int(threads),
                       chosen_by=" ".join(chosen) or "default")
 

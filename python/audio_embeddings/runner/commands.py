@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..outputs.tee import TeeWriter
 from .classifier import ClassifierError
 from .config import DEFAULT_MODEL, ClassifierSpec, RunnerConfig
 from .tables import COLUMN_DOCS, SUFFIXES, TableError, read_provenance, write_table
@@ -283,7 +284,7 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
     from ..corpus.lock import RunLocked, acquire_run_lock, run_scratch_dir
     from ..corpus.report import RunReport
     from ..corpus.shard import Shard
-    from ..runs import summary_line
+    from ..app.run import summary_line
 
     from ..corpus.threads import limit_model_threads, run_plan
 
@@ -666,27 +667,6 @@ def run_from_embeddings(command: str, inputs: str, output_dir: str | Path, setti
         print(f"{command}: {written} table(s) from {kind} {inputs}, {skipped} already done; nothing embedded",
               file=sys.stderr)
     return EXIT_OK
-
-
-class TeeWriter:
-    """Several engine writers as one: a file is complete when every writer has it."""
-
-    def __init__(self, *writers: Any):
-        self.writers = writers
-
-    def is_complete(self, key: str) -> bool:
-        return all(w.is_complete(key) for w in self.writers)
-
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for w in self.writers:
-            if not w.is_complete(key):
-                out.update(w.write(key, result, input_path=input_path, audio_info=audio_info))
-        return out
-
-    def close(self) -> None:
-        for w in self.writers:
-            w.close()
 
 
 def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSettings, *, root: Path | None,

@@ -33,23 +33,33 @@ newline-separated char rows: ``strsplit(S.sources, newline)``).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-METRICS = ("cosine", "euclidean", "mip")
+from .. import audio
+from ..corpus.discover import walk_directory
+from ..outputs.atomic import atomic_path, write_text_atomic
+from ..outputs.hoplite import HOPLITE_INDEX, describe_windows, iter_blocks, open_hoplite, read_model_config
+from ..outputs.matfile import write_mat
+from ..pipeline import embed_audio
+from .classifier import model_family
+from .commands import EXIT_OK, UsageError, jsonable, load_model, run_table_command, versions
+from .search_corpus import BLOCK, METRICS, Block, CorpusSource, SearchError, check_metric  # noqa: F401 - re-exported
+from .search_index import usearch_search
+from .sources import SourceError, common_facts, hoplite_facts, iter_store_items, iter_table_items, kind_of, sidecars
+from .sources import store_layout, table_files
+from .tables import TableError, read_embeddings
+
 INDEXES = ("exact", "usearch")
-BLOCK = 16384
 RESULTS = "search_results"
-
-
-class SearchError(ValueError):
-    """A search that cannot run (the message says why)."""
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -58,11 +68,6 @@ class SearchError(ValueError):
 def _unit(x: np.ndarray) -> np.ndarray:
     n = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
     return x / np.where(n > 0, n, 1.0)
-
-
-def check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise SearchError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
 
 
 def block_distances(queries: np.ndarray, block: np.ndarray, metric: str) -> np.ndarray:
@@ -198,71 +203,6 @@ class TopK:
 # -- the corpus as blocks ---------------------------------------------------------------------
 
 
-@dataclass
-class Block:
-    """Corpus rows, and how to name them.
-
-    Attributes
-    ----------
-    embeddings : numpy.ndarray
-        float32 [B, D], B at most the corpus' ``block_rows``.
-    describe : callable
-        Rows of this block (int) -> ``[(source, start_s, end_s)]``.
-    keys : numpy.ndarray
-        int64 [B]: the rows' keys in an index (the corpus row number; hoplite: the window id).
-    source_index, starts_s, ends_s : numpy.ndarray or None
-        int32 [B] into :attr:`CorpusSource.names`, float64 [B] window starts and ends (tables and
-        stores; None for hoplite, which names windows itself).
-    """
-
-    embeddings: np.ndarray
-    describe: Callable[[Sequence[int]], list[tuple[str, float, float]]]
-    keys: np.ndarray | None = None
-    source_index: np.ndarray | None = None
-    starts_s: np.ndarray | None = None
-    ends_s: np.ndarray | None = None
-
-
-@dataclass
-class CorpusSource:
-    """A corpus that can be read block by block.
-
-    Attributes
-    ----------
-    kind : str
-        ``table``, ``tables``, ``store`` or ``hoplite``.
-    facts : dict
-        Model facts (``model``, ``embedding_dim``, ...), from the first recording (tables), the
-        store's attributes, or the database.
-    blocks : callable
-        ``blocks()`` reads the corpus again, one block at a time: each holds at most
-        ``block_rows`` rows, and only the current block's embeddings are in memory (tables and
-        stores are read one recording at a time).
-    n_windows : int or None
-        Rows, where known without reading the corpus (stores, hoplite; tables once read).
-    fingerprint : str
-        sha256 of ``identity``.
-    identity : dict
-        What changes when the corpus does, read cheaply: its files (sizes, mtimes, row counts
-        where a header says), dimension.
-    names : list of str
-        The recordings of the last ``blocks()`` pass (what ``Block.source_index`` counts).
-    db : object or None
-        The open hoplite database (hoplite only).
-    """
-
-    kind: str
-    path: str
-    facts: dict[str, Any]
-    blocks: Callable[[], Iterator[Block]]
-    n_windows: int | None
-    fingerprint: str
-    identity: dict[str, Any] = field(default_factory=dict)
-    block_rows: int = BLOCK
-    names: list[str] = field(default_factory=list)
-    db: Any = None
-
-
 def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -320,8 +260,6 @@ class _FactsCheck:
     """Checks each recording, as it streams by, against the corpus' facts (one model, one dimension)."""
 
     def __init__(self, facts: dict[str, Any], where: str):
-        from .classifier import model_family
-
         self.where = where
         self.dim = facts.get("embedding_dim")
         self.family = model_family(facts["model"]) if facts.get("model") else None
@@ -340,15 +278,13 @@ class _FactsCheck:
 
 
 def _tables_corpus(kind: str, path: str, block: int) -> CorpusSource:
-    from .sources import SourceError, common_facts, iter_table_items, sidecars, table_files
-
     files = table_files(path)
     identity: dict[str, Any] = {"kind": kind, "path": str(Path(path).resolve()), "files": []}
     for f in files:
         entry = [_stat(s) for s in sidecars(f) if s.exists()]
         if f.suffix.lower() == ".parquet":
             try:
-                import pyarrow.parquet as pq
+                import pyarrow.parquet as pq  # deferred: pyarrow is heavy and optional ([runner])
 
                 entry.append(["rows", int(pq.read_metadata(str(f)).num_rows)])
             except Exception:  # noqa: BLE001 - a row count is a nicety; size and mtime still tell
@@ -382,8 +318,6 @@ def _tables_corpus(kind: str, path: str, block: int) -> CorpusSource:
 
 
 def _store_corpus(path: str, block: int) -> CorpusSource:
-    from .sources import SourceError, iter_store_items, store_layout
-
     attrs, layout = store_layout(path)
     if not layout:
         raise SourceError(f"{path}: no embeddings found")
@@ -417,9 +351,6 @@ def _store_corpus(path: str, block: int) -> CorpusSource:
 
 
 def _hoplite_corpus(path: str, block: int) -> CorpusSource:
-    from ..outputs.hoplite import HOPLITE_INDEX, describe_windows, iter_blocks, open_hoplite, read_model_config
-    from .sources import hoplite_facts
-
     db = open_hoplite(path)
     facts = hoplite_facts(read_model_config(db), int(db.get_embedding_dim()))
     n = int(db.count_embeddings())
@@ -448,8 +379,6 @@ def open_corpus(corpus: str | Path, *, block: int = BLOCK) -> CorpusSource | Non
     block : int
         Rows per block (memory: ``block x D`` float32).
     """
-    from .sources import SourceError, kind_of
-
     if block < 1:
         raise SearchError("block must be >= 1 rows")
     kind = kind_of(corpus)
@@ -478,8 +407,6 @@ class Queries:
 
 
 def _query_files(query: Path) -> list[Path]:
-    from ..corpus.discover import walk_directory
-
     if query.is_dir():
         files = walk_directory(query)
         if not files:
@@ -490,10 +417,6 @@ def _query_files(query: Path) -> list[Path]:
 
 def load_queries(query: str | Path, *, backend_factory: Callable[[], Any], mean: bool) -> Queries:
     """Query vectors of clips (each window, or their mean) or of embeddings tables (each row)."""
-    from .. import audio
-    from ..pipeline import embed_audio
-    from .tables import TableError, read_embeddings
-
     files = _query_files(Path(query))
     if not files:
         raise SearchError(f"{query}: no query clips or tables found")
@@ -602,11 +525,6 @@ def results_table(queries: Queries, dist: np.ndarray, named: list[list[tuple[str
 
 def write_results(output_dir: Path, columns: dict[str, np.ndarray], provenance: dict[str, Any]) -> dict[str, Path]:
     """``search_results.csv`` (+ ``.csv.json``) and ``search_results.mat``."""
-    import csv
-
-    from ..outputs.atomic import atomic_path, write_text_atomic
-    from ..outputs.matfile import write_mat
-
     output_dir.mkdir(parents=True, exist_ok=True)
     csv_path = output_dir / f"{RESULTS}.csv"
     write_text_atomic(csv_path.with_name(csv_path.name + ".json"),
@@ -654,11 +572,6 @@ def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *
     block : int
         Rows per block read from the corpus.
     """
-    import time
-    from dataclasses import replace
-
-    from .commands import EXIT_OK, UsageError, jsonable, load_model, run_table_command, versions
-
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     if index not in INDEXES:
@@ -696,8 +609,6 @@ def run_search(query: str, corpus: str, output_dir: str | Path, settings: Any, *
         if index == "exact":
             dist, named = exact_search(source, queries.vectors, top_k=top_k, metric=metric)
         else:
-            from .search_index import usearch_search
-
             dist, named, index_info = usearch_search(
                 source, queries.vectors, top_k=top_k, metric=metric, index_path=index_path, output_dir=out,
                 log=None if settings.quiet else (lambda line: print(line, file=sys.stderr)))

@@ -1,19 +1,24 @@
 """``search --index usearch``: an approximate HNSW index over a corpus (usearch, what perch-hoplite
 uses), built once, saved with a fingerprint of the corpus, and memory-mapped by later searches.
 
-See :mod:`audio_embeddings.runner.search` for where the index lives and when it is rebuilt.
+See :mod:`audio_embeddings.runner.search` for where the index lives and when it is rebuilt; what it
+reads (:class:`~.search_corpus.CorpusSource`) is in :mod:`.search_corpus`, which the search imports too.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .search import CorpusSource, SearchError, check_metric
+from ..outputs.atomic import atomic_path, write_text_atomic
+from ..outputs.hoplite import HOPLITE_INDEX, describe_windows
+from .search_corpus import CorpusSource, SearchError, check_metric
 
 USEARCH_METRICS = {"cosine": "cos", "euclidean": "l2sq", "mip": "ip"}
 INDEX_FORMAT = "audio_embeddings search index"
@@ -53,7 +58,7 @@ class PersistedIndex:
 
 def _usearch():
     try:
-        from usearch.index import Index
+        from usearch.index import Index  # deferred: optional package, missing it is one line (below)
     except ImportError:
         raise SearchError("--index usearch needs the usearch package (pip install usearch)") from None
     return Index
@@ -111,8 +116,6 @@ def _rows_describer(rows: np.ndarray, names: np.ndarray) -> Callable[[np.ndarray
 
 
 def _hoplite_describer(db: Any) -> Callable[[np.ndarray], list]:
-    from ..outputs.hoplite import describe_windows
-
     def describe(keys: np.ndarray) -> list[tuple[str, float, float]]:
         found = describe_windows(db, [int(k) for k in keys])
         return [found[int(k)] for k in keys]
@@ -122,8 +125,6 @@ def _hoplite_describer(db: Any) -> Callable[[np.ndarray], list]:
 
 def _hoplite_own_index(corpus: CorpusSource, metric: str, dim: int) -> tuple[Any, str | None]:
     """hoplite's own ``usearch.index`` when it can answer this search, else (None, why not)."""
-    from ..outputs.hoplite import HOPLITE_INDEX
-
     db = corpus.db
     ui = getattr(db, "ui", None)
     where = Path(corpus.path) / HOPLITE_INDEX
@@ -146,11 +147,6 @@ def _build_index(corpus: CorpusSource, files: dict[str, Path], wanted: dict[str,
                  ) -> dict[str, Any]:
     """Build an HNSW index of the corpus (read in blocks), save it, then its row table, then its
     fingerprint (written last: an interrupted build is never taken for a finished one)."""
-    import os
-    import time
-
-    from ..outputs.atomic import atomic_path, write_text_atomic
-
     Index = _usearch()
     t0 = time.perf_counter()
     dim, metric = wanted["dim"], wanted["metric"]
@@ -229,8 +225,6 @@ def open_index(corpus: CorpusSource, *, metric: str, dim: int, index_path: str |
         ui, reason_hoplite = _hoplite_own_index(corpus, metric, dim)
         if ui is not None:
             ui.expansion_search = max(int(getattr(ui, "expansion_search", 0) or 0), expansion_search)
-            from ..outputs.hoplite import HOPLITE_INDEX
-
             return PersistedIndex(ui, _hoplite_describer(corpus.db), {
                 "path": str(Path(corpus.path) / HOPLITE_INDEX), "owner": "hoplite", "state": "reused",
                 "reason": None, "vectors": int(len(ui)), "dtype": str(ui.dtype), "build_s": 0.0})

@@ -1,0 +1,67 @@
+function t = ae_options_table()
+%AE_OPTIONS_TABLE The wrappers' name-value options as Python declares them. GENERATED: do not edit.
+%   T = AE_OPTIONS_TABLE() is a struct array, one element per option:
+%     name     MATLAB name ('ChunkSeconds'; inputParser matches it case-insensitively)
+%     flag     the command-line flag ('--chunk-seconds')
+%     kind     'switch' | 'choice' | 'text' | 'name' (a file name, no folder) | 'path' (absolute when it
+%              exists, else a preset name or hub id) | 'folder' (always made absolute) | 'number',
+%              'integer' (with a bound: 'number>0', 'integer>=0', ...) | 'value' (Python checks it)
+%     choices  1-by-K cell of char, the values of a 'choice' (else {})
+%     default  Python's default where every script has the same one, else [] (the script's own)
+%     wrapper  true: a shared flag the wrappers take themselves (checked by ae_check_option, sent as
+%              FLAG VALUE by ae_cli_args, only when given); false: a model's or a shared stage's
+%              option, sent as '--matlab-option NAME VALUE' and checked by Python
+%   Written by python/audio_embeddings/docs_tables.py from matlab.WRAPPER_FLAGS and WRAPPER_KINDS,
+%   the scripts' parsers and every declared Option; tests/test_generated.py fails when it is stale.
+%   To rewrite it, from the repository root:
+%     PYTHONPATH=python .venv/bin/python -m audio_embeddings.docs_tables --write
+persistent table
+if isempty(table)
+    rows = {
+        'Model',          '--model',           'path',       '',                         [],        true
+        'OutputDir',      '--output-dir',      'folder',     '',                         [],        true
+        'Basename',       '--basename',        'name',       '',                         [],        true
+        'ChunkSeconds',   '--chunk-seconds',   'number>0',   '',                         [],        true
+        'ContextSeconds', '--context-seconds', 'number>=0',  '',                         [],        true
+        'Device',         '--device',          'choice',     'auto|cpu|cuda|mps',        'auto',    true
+        'Dtype',          '--dtype',           'choice',     'float32|float16|bfloat16', 'float32', true
+        'MatVersion',     '--mat-version',     'choice',     '5|7.3|auto',               'auto',    true
+        'Channel',        '--channel',         'integer>=0', '',                         [],        true
+        'Overwrite',      '--overwrite',       'switch',     '',                         false,     true
+        'Layers',         '--layers',          'value',      '',                         [],        false
+        'HopSeconds',     '--hop-seconds',     'value',      '',                         [],        false
+        'Force10sec',     '--force_10sec',     'switch',     '',                         [],        false
+        'Logits',         '--logits',          'switch',     '',                         [],        false
+        'Spatial',        '--spatial',         'switch',     '',                         [],        false
+        'TopK',           '--top-k',           'value',      '',                         [],        false
+        'MinSeconds',     '--min-seconds',     'value',      '',                         [],        false
+        'PartialWindow',  '--partial-window',  'value',      '',                         [],        false
+        'Resampler',      '--resampler',       'value',      '',                         [],        false
+        'Codec',          '--codec',           'path',       '',                         [],        false
+        'Stats',          '--stats',           'path',       '',                         [],        false
+        'Layer',          '--layer',           'value',      '',                         [],        false
+        'Codes',          '--codes',           'switch',     '',                         [],        false
+        'Checkpoint',     '--checkpoint',      'path',       '',                         [],        false
+        'NoTrimSilence',  '--no-trim-silence', 'switch',     '',                         [],        false
+        'TargetRate',     '--target-rate-hz',  'value',      '',                         [],        false
+        'TR',             '--tr',              'value',      '',                         [],        false
+        'AlignStart',     '--align-start',     'value',      '',                         [],        false
+        'AlignDuration',  '--align-duration',  'value',      '',                         [],        false
+        'AlignMethod',    '--align-method',    'choice',     'lanczos|mean|nearest',     [],        false
+        'HRF',            '--hrf',             'choice',     'spm|glover|none',          [],        false
+        'Delays',         '--delays',          'value',      '',                         [],        false
+        'HopliteDb',      '--hoplite-db',      'path',       '',                         [],        false
+        'Plot',           '--plot',            'switch',     '',                         [],        false
+        'Compile',        '--compile',         'switch',     '',                         [],        false
+    };
+    table = cell2struct(rows, {'name', 'flag', 'kind', 'choices', 'default', 'wrapper'}, 2);
+    for k = 1:numel(table)
+        if isempty(table(k).choices)
+            table(k).choices = {};
+        else
+            table(k).choices = strsplit(table(k).choices, '|');
+        end
+    end
+end
+t = table;
+end
