@@ -98,6 +98,7 @@ STAND_INS = {
     "whisper-medium": ("tiny_hf_model", "whisper"), "whisper-large-v3": ("tiny_hf_model", "whisper"),
     "clap-htsat-unfused": ("tiny_hf_model", "clap"), "larger-clap-general": ("tiny_hf_model", "clap"),
     "birdnet": (None, None), "ge2e": (None, None),
+    "ast-audioset": ("tiny_hf_model", "ast"),
 }
 
 

@@ -26,7 +26,7 @@ from helpers import noise  # noqa: E402
 PROVENANCE_KEYS = {"checkpoint", "revision", "files", "weights_sha256", "model_type", "checkpoint_class",
                    "model_class", "feature_extractor"}
 #: The transformers families, by preset (their default checkpoints are hub ids).
-HF_PRESETS = ["wav2vec2-base", "whisper-base", "clap-htsat-unfused", "metis"]
+HF_PRESETS = ["wav2vec2-base", "whisper-base", "clap-htsat-unfused", "metis", "ast-audioset"]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,7 @@ def test_every_family_records_provenance_in_one_shape(tiny_model, tiny_hf_model,
         "wav2vec2": registry.load_backend(str(tiny_model("wav2vec2")), device="cpu"),
         "whisper": registry.load_backend(str(tiny_hf_model("whisper")), device="cpu"),
         "clap": registry.load_backend(str(tiny_hf_model("clap")), device="cpu"),
+        "ast": registry.load_backend(str(tiny_hf_model("ast")), device="cpu"),
         "metis": registry.load_backend(str(tiny_metis_model["model"]), device="cpu",
                                        codec=str(tiny_metis_model["codec"]), stats=str(tiny_metis_model["stats"])),
     }

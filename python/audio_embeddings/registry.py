@@ -198,13 +198,17 @@ PRESETS: dict[str, Preset] = {
                description="LAION larger CLAP (general audio) projected audio embedding", **_CLAP),
         Preset(name="ge2e", module="ge2e", cls="GE2EBackend", checkpoint=None, output_subdir="ge2e",
                description="GE2E speaker encoder (weights ship in `resemblyzer`, Apache-2.0; offline)", licence="Apache-2.0"),
+        Preset(name="ast-audioset", module="ast", cls="ASTBackend", checkpoint="MIT/ast-finetuned-audioset-10-10-0.4593",
+               frame_stride_s=10.0, output_subdir="ast",
+               description="Audio Spectrogram Transformer (AudioSet), pooled 768-d per 10 s window (--logits: 527 classes)", embedding_dim=768, licence="BSD-3-Clause"),
     )
 }
 
 #: Hub ids that are not a preset's own checkpoint go to the first preset whose prefix they start with
 #: (a hub id cannot be looked into offline); any other ``owner/name`` is a wav2vec2-family model.
 HUB_PREFIXES = (("openai/whisper-", "whisper-base"), ("distil-whisper/", "whisper-base"), ("laion/", "clap-htsat-unfused"),
-                ("facebook/w2v-bert", "metis"), ("iic/speech_campplus", "campplus"), ("iic/speech_eres2netv2", "eres2netv2"))
+                ("facebook/w2v-bert", "metis"), ("iic/speech_campplus", "campplus"), ("iic/speech_eres2netv2", "eres2netv2"),
+                ("MIT/ast-", "ast-audioset"))
 HF_DEFAULT = "wav2vec2"
 #: Options whose bare file name (no folder part) names a file inside ``--model``'s folder or hub
 #: repository (3D-Speaker's ``--checkpoint``), not one in the current folder.
