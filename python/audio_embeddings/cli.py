@@ -21,6 +21,7 @@ from .corpus.shard import parse_shard
 from .device import DEVICES, DTYPES, quiet_framework_logs, sanitize_mkl_threads
 from .options import STAGES, declared_stage_options  # noqa: F401 - re-exported (their home is options.py)
 from .options import declared_options as _declared_options
+from .options import whole_number
 from .outputs.contract import FORMATS
 from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
 from .registry import model_table, presets
@@ -61,24 +62,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_int = whole_number(minimum=1)
+_non_negative_int = whole_number(minimum=0)
 
 
 def _shard_arg(text: str) -> str:

@@ -10,7 +10,8 @@ below all three and imports none of them.
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import Any, Callable
 
 from . import align, device, plots
 from .outputs import hoplite
@@ -45,3 +46,30 @@ def declared_options() -> list[tuple[str, Any]]:
 
 
 __all__ = ["STAGES", "STAGE_MODULES", "declared_options", "declared_stage_options", "stage_options"]
+
+
+def whole_number(*, minimum: int, what: str = "a whole number") -> Callable[[str], int]:
+    """An ``argparse`` type for counts shared by every command line (``--batch-size``, ``--workers``...).
+
+    Parameters
+    ----------
+    minimum : int
+        The smallest value accepted (1 for sizes, 0 for counts that may be none).
+    what : str
+        What the value is, for the message (``"a 0-based row number"``).
+
+    Returns
+    -------
+    callable
+        ``str -> int``, raising ``argparse.ArgumentTypeError`` with one line.
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse

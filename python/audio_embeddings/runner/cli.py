@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from ..device import DEVICES, quiet_framework_logs, sanitize_mkl_threads
+from ..options import whole_number
 
 PROG = "perch_runner.py"
 USAGE = {
@@ -42,24 +43,8 @@ def _fmt(text: str) -> str:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _row(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a 0-based row number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_int = whole_number(minimum=1)
+_row = whole_number(minimum=0, what="a 0-based row number")
 
 
 def _layout(text: str) -> str:
