@@ -58,8 +58,24 @@ if [ "${SKIP_TENSORFLOW:-0}" != 1 ] && ! "$PY" -c "import tensorflow" >/dev/null
     "${PIP[@]}" "tensorflow-cpu==$TF_VERSION"
   fi
 fi
+# The package itself, editable (python/audio_embeddings stays where it is), with its console scripts
+# .venv/bin/audio-embeddings and .venv/bin/perch-runner. Its dependencies are installed above, so
+# --no-deps; --no-build-isolation builds with this venv's setuptools (nothing downloaded).
+here="$(pwd -P)/python/audio_embeddings"
+installed=$(env -u PYTHONPATH "$PY" -c "import os, audio_embeddings; print(os.path.dirname(os.path.realpath(audio_embeddings.__file__)))" 2>/dev/null || true)
+if [ "$installed" != "$here" ] || [ ! -x "$VENV/bin/audio-embeddings" ] || [ ! -x "$VENV/bin/perch-runner" ]; then
+  echo "[setup] installing the package (editable) and its commands audio-embeddings, perch-runner"
+  "$PY" -c "import setuptools" >/dev/null 2>&1 || "${PIP[@]}" "setuptools>=64"
+  "${PIP[@]}" --no-deps --no-build-isolation -e .
+else
+  echo "[setup] audio_embeddings already installed (editable, $here)"
+fi
 "$PY" - <<'PYCHECK'
 import torch, transformers, soundfile, soxr, scipy, h5py
 gpu = "CUDA " + torch.version.cuda if torch.cuda.is_available() else "no CUDA GPU"
 print(f"[setup] ok: torch {torch.__version__} ({gpu}), transformers {transformers.__version__}")
 PYCHECK
+echo "[setup] use it: source $VENV/bin/activate   (then audio-embeddings --help, perch-runner --help, torchrun)"
+if "$PY" -c "import ipykernel" >/dev/null 2>&1; then
+  echo "[setup] Jupyter kernel: $PY -m ipykernel install --user --name audio-embeddings"
+fi

@@ -229,7 +229,7 @@ def engine_cmd(inputs: Path, model_dir: Path, out: Path, args: argparse.Namespac
 
 def main() -> None:
     """Build model and corpus, run seed and engine, print the figures."""
-    from audio_embeddings.cli import default_workers
+    from audio_embeddings.corpus.threads import default_workers
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=300, help="corpus files (default 300)")

@@ -7,6 +7,7 @@ Reads ``utterance_embeddings.npy`` + ``utterance_list.json`` and ``speaker_embed
 ``speaker_list.json`` (the same numbers as the pickles, without unpickling anything).
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -57,6 +58,22 @@ def main(final_dir: Path) -> None:
     print(f"dataset {utt_list[first]['dataset']!r} has {len(in_first)} utterances")
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """Parse ``[FINAL_DIR]`` and run :func:`main`; returns the exit status (2: no such folder)."""
     default = Path(__file__).resolve().parents[1] / "Models" / "speaker" / "final_embeddings"
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)
+    parser = argparse.ArgumentParser(
+        prog="example_usage.py", description=__doc__.splitlines()[0],
+        epilog="Run B4_model_speaker.py first: it writes FINAL_DIR (utterance_* and speaker_* .npy/.json, summary.json).")
+    parser.add_argument("final_dir", nargs="?", type=Path, default=default, metavar="FINAL_DIR",
+                        help="B4's final_embeddings folder (default: Models/speaker/final_embeddings)")
+    args = parser.parse_args(argv)
+    if not (args.final_dir / "utterance_embeddings.npy").is_file():
+        print(f"error: {args.final_dir}: no utterance_embeddings.npy (run B4_model_speaker.py first, or pass its "
+              "final_embeddings folder)", file=sys.stderr)
+        return 2
+    main(args.final_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

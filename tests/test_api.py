@@ -17,9 +17,9 @@ from audio_embeddings.audio import AudioError
 from conftest import DEMO_CLIPS, PYTHON_DIR, REPO
 from helpers import noise
 
-README = REPO / "README.md"
-SECTION = "## Install and use from Python"
-README_HUB_ID = '"facebook/wav2vec2-base"'
+README = REPO / "docs" / "python-api.md"  # the Python API's page (the README links to it)
+SECTION = "## Use from Python"
+README_HUB_ID = '"wav2vec2-base"'
 
 
 def python_blocks(markdown: str) -> list[str]:
@@ -39,10 +39,10 @@ def w2v(tiny_model):
 
 
 def test_the_readme_example_runs_as_written(tiny_model, tmp_path, monkeypatch, capsys):
-    """Every ```python block of the README's "Install and use from Python" section, in one namespace, from a
-    folder holding data/.
+    """Every ```python block of docs/python-api.md's "Use from Python" section, in one namespace, from a
+    folder holding data/. (tests/test_examples.py runs them too, as a user would, in subprocesses.)
 
-    The last block loads a hub id; here it gets the tiny wav2vec2's folder instead (no network).
+    The last block loads a hub preset; here it gets the tiny wav2vec2's folder instead (no network).
     The pictures/DataFrame block needs matplotlib and pandas.
     """
     pytest.importorskip("resemblyzer")
@@ -52,7 +52,8 @@ def test_the_readme_example_runs_as_written(tiny_model, tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     text = README.read_text()
     section = text[text.index(SECTION):]
-    section = section[:section.index("\n## ", len(SECTION))]
+    end = section.find("\n## ", len(SECTION))
+    section = section if end < 0 else section[:end]
     blocks = python_blocks(section)
     assert len(blocks) == 3 and README_HUB_ID in blocks[2]
     namespace: dict = {}
@@ -193,8 +194,9 @@ def test_importing_the_api_imports_no_framework():
 
 
 def test_unknown_options_and_models_are_refused():
-    with pytest.raises(ValueError, match="does not take --layers"):
+    with pytest.raises(ValueError, match="does not take layers") as refused:  # the API's keyword, not the flag
         ae.load_model("ge2e", device="cpu", layers="all")
+    assert "--layers" not in str(refused.value)
     with pytest.raises(ValueError, match="unknown model"):
         ae.load_model("no-such-model")
     with pytest.raises(AttributeError):
@@ -219,7 +221,7 @@ def test_embed_files_after_an_input_changed_refuses_as_embed_py_does(w2v, tmp_pa
     out = tmp_path / "out"
     w2v.embed_files(src, output_dir=out)
     sf.write(src / "f1.wav", noise(2.0, 16000, seed=7), 16000)  # edited after the first call
-    with pytest.raises(ValueError, match="f1.wav .*another version of the input.*--overwrite"):
+    with pytest.raises(ValueError, match="f1.wav .*another version of the input.*overwrite=True"):  # the keyword
         w2v.embed_files(src, output_dir=out)
     from audio_embeddings.cli import main
     from audio_embeddings.scripts import EMBED
@@ -256,3 +258,26 @@ def test_a_second_api_run_on_the_same_folder_is_refused_while_the_first_holds_it
         with pytest.raises(ValueError, match="(?i)lock|another run|in use|running"):
             w2v.embed_files(src, output_dir=out)
     assert w2v.embed_files(src, output_dir=out).summary["files_done"] == 2
+
+
+@pytest.mark.parametrize("to_folder", [False, True], ids=["in-memory", "output_dir"])
+def test_embed_files_stopped_by_ctrl_c_raises_instead_of_returning_part(w2v, tmp_path, monkeypatch, to_folder):
+    """Ctrl-C during embed_files: KeyboardInterrupt saying what was done, never a partial result returned
+    as if it were whole (both paths run the shared engine session)."""
+    import os
+    import signal
+    import threading
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(16):
+        sf.write(src / f"f{i:02d}.wav", noise(1.0, 16000, seed=i), 16000)
+    monkeypatch.setenv("AUDIO_EMBEDDINGS_WRITE_DELAY_S", "0.3")  # the run lasts about 5 s
+    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="interrupted by SIGINT") as stopped:
+            w2v.embed_files(src, output_dir=tmp_path / "out" if to_folder else None)
+    finally:
+        timer.cancel()
+    assert "not done" in str(stopped.value)

@@ -1,48 +1,21 @@
-"""Tiny, randomly initialised wav2vec2-family models with the real classes, saved like hub checkpoints.
+"""The tests' name for :mod:`audio_embeddings.backends.tiny.wav2vec2` (the builders live in the package).
 
-The conv front end keeps the published geometry (kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2:
-400-sample receptive field, 320-sample hop) so frame counts and time axes are the real ones.
+This module *is* that one once imported (``sys.modules`` points at it), so its constants and
+functions are shared, and setting one here sets it there. Run as a script for the Octave tests:
 
-    python tests/tiny_models.py wav2vec2 OUT_DIR     # for the Octave tests
+    python tests/tiny_models.py ...      # see audio_embeddings/backends/tiny/wav2vec2.py
 """
 
-from __future__ import annotations
-
+import importlib
 import sys
 from pathlib import Path
 
-KINDS = ("wav2vec2", "wav2vec2-stable", "hubert", "wavlm", "data2vec-audio")
-_COMMON = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
-               conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+_PYTHON = str(Path(__file__).resolve().parents[1] / "python")
+if _PYTHON not in sys.path:
+    sys.path.insert(0, _PYTHON)
 
-
-def build_tiny_model(kind: str, directory: str | Path, *, seed: int = 0, do_normalize: bool = True) -> Path:
-    """Save a tiny ``kind`` model (config, safetensors weights, preprocessor config) in ``directory``."""
-    import torch
-    import transformers as tf
-
-    torch.manual_seed(seed)
-    if kind == "wav2vec2":
-        model = tf.Wav2Vec2Model(tf.Wav2Vec2Config(**_COMMON, feat_extract_norm="group"))
-    elif kind == "wav2vec2-stable":  # the large/XLSR layout: layer-norm front end, pre-LN encoder
-        model = tf.Wav2Vec2Model(tf.Wav2Vec2Config(**_COMMON, feat_extract_norm="layer", do_stable_layer_norm=True))
-    elif kind == "hubert":
-        model = tf.HubertModel(tf.HubertConfig(**_COMMON))
-    elif kind == "wavlm":
-        model = tf.WavLMModel(tf.WavLMConfig(**_COMMON, num_buckets=32, max_bucket_distance=100))
-    elif kind == "data2vec-audio":
-        cfg = {**_COMMON, "num_conv_pos_embeddings": 5}
-        model = tf.Data2VecAudioModel(tf.Data2VecAudioConfig(**cfg, conv_pos_kernel_size=5))
-    else:
-        raise ValueError(f"unknown tiny model kind {kind!r}; one of {KINDS}")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(out)
-    tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                do_normalize=do_normalize, return_attention_mask=False).save_pretrained(out)
-    return out
-
+_module = importlib.import_module("audio_embeddings.backends.tiny.wav2vec2")
 
 if __name__ == "__main__":
-    build_tiny_model(sys.argv[1], sys.argv[2])
-    print(sys.argv[2])
+    sys.exit(_module.main(sys.argv[1:]))
+sys.modules[__name__] = _module

@@ -53,6 +53,7 @@ if isempty(table)
         'HopliteDb',      '--hoplite-db',      'path',       '',                         [],        false
         'Plot',           '--plot',            'switch',     '',                         [],        false
         'Compile',        '--compile',         'switch',     '',                         [],        false
+        'AllowTruncated', '--allow-truncated', 'switch',     '',                         false,     false
     };
     table = cell2struct(rows, {'name', 'flag', 'kind', 'choices', 'default', 'wrapper'}, 2);
     for k = 1:numel(table)

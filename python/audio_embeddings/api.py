@@ -17,8 +17,11 @@ framework; :func:`load_model` imports the one the model needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +32,124 @@ import numpy as np
 
 #: Name of the in-memory input in outputs and error messages.
 MEMORY = "<memory>"
+
+#: The API's keyword for each shared command-line flag that an error message may name
+#: (the model's own options are named by their ``Option.dest``: ``--hop-seconds`` -> ``hop_s``).
+API_KEYWORDS = {"--model": "name", "--device": "device", "--dtype": "dtype", "--chunk-seconds": "chunk_s",
+                "--context-seconds": "context_s", "--batch-size": "batch_size", "--output-dir": "output_dir",
+                "--formats": "formats", "--overwrite": "overwrite", "--workers": "workers", "--pattern": "patterns",
+                "--channel": "channel"}
+#: Shared switches: the value that turns them on.
+_API_SWITCHES = {"--overwrite": True}
+_FLAG_WITH_VALUE = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*)(?:( |=)('[^']*'|<[^>]+>|[A-Za-z0-9_.:/~-]+))?")
+
+
+def _raise_stopped(exc: Exception) -> None:
+    """A run stopped by a signal, as Python reports one: SIGINT -> ``KeyboardInterrupt``, SIGTERM ->
+    ``SystemExit(143)`` (the message says what was done and how to resume). Other errors pass."""
+    status = getattr(exc, "status", None)
+    if status == 130:
+        raise KeyboardInterrupt(str(exc)) from None
+    if status == 143:
+        raise SystemExit(143) from None
+
+
+def api_wording(text: str, *, keywords: Iterable[str] = ()) -> str:
+    """An error message in the API's terms: command-line flags become the keywords of :func:`load_model`
+    and :meth:`Model.embed_files`.
+
+    ``pass --model PATH`` -> ``pass name='PATH'``, ``--device cpu`` -> ``device='cpu'``,
+    ``does not take --layers`` -> ``does not take layers``, ``--overwrite`` -> ``overwrite=True``.
+    Flags that are not the API's (``pip install --no-deps``, ``hf download ... --local-dir``) stay.
+
+    Parameters
+    ----------
+    text : str
+    keywords : iterable of str
+        Keywords the caller passed (``hop_s``): a message that spelled one as a flag (``--hop-s``) gets it back.
+    """
+    from .device import DEVICES, DTYPES
+    from .options import declared_options
+    from .registry import presets
+
+    table: dict[str, tuple[str, Any]] = {flag: (kw, _API_SWITCHES.get(flag)) for flag, kw in API_KEYWORDS.items()}
+    for _, option in declared_options():
+        table.setdefault(option.flag, (option.dest, option.const if option.is_switch else None))
+    for keyword in keywords:
+        table.setdefault("--" + keyword.replace("_", "-"), (keyword, None))
+    values = set(presets()) | set(DEVICES) | set(DTYPES)
+
+    def reword(match: re.Match) -> str:
+        flag, sep, value = match.groups()
+        if flag not in table:
+            return match.group(0)
+        keyword, switch = table[flag]
+        rest = f"{sep}{value}" if value else ""
+        if switch is not None:
+            return f"{keyword}={switch!r}{rest}"
+        if value and (sep == "=" or value in values or value.isupper() or value[0] in "<'"):
+            return f"{keyword}={value if value[0] == chr(39) else repr(value.strip('<>'))}"
+        return keyword + rest
+
+    return _FLAG_WITH_VALUE.sub(reword, text)
+
+
+def _reworded(exc: BaseException, keywords: Iterable[str] = ()) -> BaseException:
+    """``exc`` with its message in the API's terms (:func:`api_wording`): the same type where it can be rebuilt."""
+    text = str(exc)
+    new_text = api_wording(text, keywords=keywords)
+    if new_text == text:
+        return exc
+    try:
+        new = type(exc)(new_text)
+    except Exception:  # noqa: BLE001 - a type whose constructor takes other arguments
+        new = (OSError if isinstance(exc, OSError) else ValueError)(new_text)
+    if isinstance(exc, ImportError) and isinstance(new, ImportError):
+        new.name = exc.name
+    return new
+
+
+@contextlib.contextmanager
+def _api_errors(keywords: Iterable[str] = ()):
+    """Re-raise ValueError, OSError and ImportError with messages in the API's terms (no command-line flags)."""
+    try:
+        yield
+    except (ValueError, OSError, ImportError) as exc:
+        new = _reworded(exc, keywords)
+        if new is exc:
+            raise
+        raise new from None
+
+
+@contextlib.contextmanager
+def _download_progress(show: bool, *, hub_model: bool):
+    """Hugging Face download and weight-loading progress bars only when ``show`` (:func:`load_model`'s ``progress``).
+
+    ``hub_model``: the model may load through ``huggingface_hub`` (imported here only then, or when
+    it is already imported). Both switches, huggingface_hub's and transformers' (which reads the
+    former once, when first imported), are set back afterwards to what they were.
+    """
+    if show or not (hub_model or "huggingface_hub" in sys.modules):
+        yield
+        return
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    except ImportError:  # the model does not need it (or it is missing, which its loader reports)
+        yield
+        return
+    hub_was_disabled = are_progress_bars_disabled()
+    tf_logging = sys.modules.get("transformers.utils.logging")
+    tf_was_enabled = tf_logging.is_progress_bar_enabled() if tf_logging is not None else not hub_was_disabled
+    if tf_logging is not None:
+        tf_logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        tf_logging = sys.modules.get("transformers.utils.logging")  # imported by the load, perhaps
+        if tf_logging is not None:
+            (tf_logging.enable_progress_bar if tf_was_enabled else tf_logging.disable_progress_bar)()
+        (disable_progress_bars if hub_was_disabled else enable_progress_bars)()
 
 
 @dataclass
@@ -369,7 +490,8 @@ class Model:
                                   target_rate_hz=self.sample_rate_hz, channel=channel,
                                   min_samples=int(self.backend.min_samples), name=MEMORY,
                                   resampler=self.backend.resampler)
-        return self._embed_loaded(loaded, source=MEMORY)
+        with _api_errors():
+            return self._embed_loaded(loaded, source=MEMORY)
 
     def embed_file(self, path: str | os.PathLike, *, channel: int | None = None) -> EmbeddingResult:
         """Embed one audio file (wav/flac/ogg/mp3, anything ffmpeg reads, or a ``.mat`` with ``audio``/``fs``).
@@ -396,7 +518,8 @@ class Model:
 
         loaded = audio_io.load(path, sample_rate_hz=self.sample_rate_hz, channel=channel,
                                min_samples=int(self.backend.min_samples), resampler=self.backend.resampler)
-        return self._embed_loaded(loaded, source=str(path))
+        with _api_errors():
+            return self._embed_loaded(loaded, source=str(path))
 
     def embed_files(self, paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike], *,
                     output_dir: str | os.PathLike | None = None, formats: Sequence[str] = ("npy",),
@@ -459,7 +582,8 @@ class Model:
         try:  # the scripts' own run: stamps, resume, refusals, the lock, the summary
             state = execute(config, defaults=defaults, backend=self.backend)
         except RunError as exc:
-            raise ValueError(str(exc)) from None
+            _raise_stopped(exc)
+            raise ValueError(api_wording(str(exc))) from None
         writer, items = state.writer, list(state.items)
         failed = {f["path"] for f in state.report.failures}
         keys = [i.key for i in items if i.path not in failed and writer.is_complete(i.key)]
@@ -472,27 +596,41 @@ class Model:
 
     def _embed_in_memory(self, inputs: list[str], *, workers: int, patterns: Sequence[str] | None,
                          channel: int | None) -> CorpusResult:
-        """:meth:`embed_files` without ``output_dir``: the corpus engine into memory, nothing written."""
+        """:meth:`embed_files` without ``output_dir``: the corpus engine into memory, nothing written.
+
+        The engine runs in the shared session (:func:`~audio_embeddings.app.session.run_engine_session`):
+        a run stopped by Ctrl-C raises ``KeyboardInterrupt`` (SIGTERM: ``SystemExit(143)``) rather than
+        returning the files done so far as if they were all.
+        """
+        from .app.session import run_engine_session, RunError
         from .corpus.discover import discover
-        from .corpus.engine import RunOptions, run_corpus
+        from .corpus.engine import RunOptions
+        from .corpus.progress import Progress
         from .corpus.report import RunReport
         from .corpus.shard import Shard
+        from .corpus.threads import run_plan
         from .outputs.contract import package_versions
 
         corpus = discover(inputs, patterns=patterns)
         items = list(corpus.items)
+        threads = run_plan(self.backend, corpus=corpus.is_tree, workers=int(workers))
         options = RunOptions(chunk_s=self.chunk_s, context_s=self.context_s, batch_size=self.batch_size,
                              workers=int(workers), channel=channel, resume=False)
         context = {"model": self.name, "backend": self.backend.describe(),
                    "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(items)},
-                   "outputs": {"output_dir": None, "formats": []},
+                   "outputs": {"output_dir": None, "formats": []}, "threads": threads.describe(),
                    "options": {"batch_size": self.batch_size, "workers": int(workers), "chunk_seconds": self.chunk_s,
                                "context_seconds": self.context_s},
                    "versions": package_versions()}
+        writer = _MemoryWriter(self._result)
         with tempfile.TemporaryDirectory(prefix="audio_embeddings_") as tmp:
             report = RunReport(tmp, shard=Shard(), context=context)
-            writer = _MemoryWriter(self._result)
-            run_corpus(self.backend, items, writer, report, options=options, scratch_dir=Path(tmp) / "scratch")
+            try:
+                run_engine_session(self.backend, items, writer, report, options=options,
+                                   model_threads=threads.model_threads, progress=Progress(len(items), quiet=True),
+                                   scratch_root=tmp, shard_label=None, write_summary=False)
+            except RunError as exc:
+                _raise_stopped(exc)
             summary = report.to_dict()
         keys = [i.key for i in items if i.key in writer.results]
         return CorpusResult(summary=summary, keys=keys, loader=writer.results.__getitem__, output_dir=None)
@@ -572,7 +710,8 @@ def _stored_time_axis(base: Path, meta: dict[str, Any], n_rows: int) -> np.ndarr
 
 
 def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk_s: float | None = None,
-               context_s: float | None = None, batch_size: int = 8, **options: Any) -> Model:
+               context_s: float | None = None, batch_size: int = 8, progress: bool = False,
+               **options: Any) -> Model:
     """Load a model by preset name, hub id or local path.
 
     Parameters
@@ -589,6 +728,9 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk
         chunk; default: the model's script's (20 s and 2 s; Metis 30 s and 5 s).
     batch_size : int
         Model inputs per call.
+    progress : bool
+        Show the download and weight-loading progress bars of the Hugging Face libraries
+        (default: none, as in a notebook or a batch job you usually want).
     **options
         The model's own options by name, as its script's flags without the dashes:
         ``layers="all"`` (wav2vec2 family), ``hop_s=2.5`` and ``logits=True`` (window models),
@@ -602,10 +744,16 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk
     Raises
     ------
     ValueError
-        Unknown model, or an option the model does not take (named as its flag).
+        Unknown model, or an option the model does not take (named as its keyword).
     OSError
         Weights that are neither local nor downloadable now (one line saying which file and
-        how to pass a local copy).
+        which keyword takes a local copy).
+
+    Notes
+    -----
+    Error messages name this function's keywords (``name='PATH'``, ``stats='FILE'``), never the
+    scripts' command-line flags (:func:`api_wording`). With ``$AUDIO_EMBEDDINGS_LOCAL_MODELS`` set,
+    a preset loads its local stand-in folder as the scripts do.
     ImportError
         A package the model needs is not installed (the message names the pip extra).
     """
@@ -613,12 +761,13 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk
     from .app.run import model_name_of
     from .scripts import chunking_for
 
-    try:
-        backend = load_backend(name, device=device, dtype=dtype, **options)
-    except ImportError as exc:  # an optional package the model needs: say which extra brings it
-        from .hub import install_hint
+    with _api_errors(options), _download_progress(bool(progress), hub_model=_may_use_hub(name)):
+        try:
+            backend = load_backend(name, device=device, dtype=dtype, **options)
+        except ImportError as exc:  # an optional package the model needs: say which extra brings it
+            from .hub import install_hint
 
-        raise ImportError(install_hint(exc), name=exc.name) from None
+            raise ImportError(install_hint(exc), name=exc.name) from None
     default_chunk, default_context = chunking_for(getattr(backend, "preset", None))
     model_name = model_name_of(argparse.Namespace(model=name), backend)
     given = {k: v for k, v in options.items() if v is not None}
@@ -627,4 +776,12 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32", chunk
                  context_s=default_context if context_s is None else context_s, batch_size=batch_size)
 
 
-__all__ = ["load_model", "Model", "EmbeddingResult", "CorpusResult"]
+def _may_use_hub(name: str) -> bool:
+    """Whether loading ``name`` may go through ``huggingface_hub`` (anything but a preset whose weights ship in a package)."""
+    from .registry import presets
+
+    preset = presets().get(name)
+    return preset is None or preset.checkpoint is not None
+
+
+__all__ = ["load_model", "Model", "EmbeddingResult", "CorpusResult", "api_wording", "API_KEYWORDS"]

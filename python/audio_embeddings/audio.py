@@ -225,6 +225,98 @@ def check_soundfile(f: Any, path: str | os.PathLike, *, file_bytes: int | None =
     return rate
 
 
+def wav_frame_counts(path: str | os.PathLike, *, content: bytes | None = None) -> tuple[int, int] | None:
+    """``(frames the header promises, whole frames the file holds)`` of a RIFF/WAVE file, from its chunks.
+
+    The ``data`` chunk's declared size is compared with the bytes after its header (libsndfile clamps
+    its frame count to the file, so :func:`check_header` never sees a truncated WAV). A few small
+    reads (the chunk headers), whatever the file's size.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (read only when ``content`` is None).
+    content : bytes, optional
+        The file's bytes, already read.
+
+    Returns
+    -------
+    tuple of int, or None
+        None for anything but a RIFF/WAVE file with a ``fmt `` and a ``data`` chunk (RF64, W64, other
+        formats: their decoders check them).
+    """
+    import struct
+
+    def chunks(read, size: int):
+        if read(0, 12)[:4] != b"RIFF" or read(0, 12)[8:12] != b"WAVE":
+            return None
+        offset, block_align = 12, 0
+        while offset + 8 <= size:
+            head = read(offset, 8)
+            if len(head) < 8:
+                return None
+            cid, csize = head[:4], struct.unpack("<I", head[4:8])[0]
+            if cid == b"fmt ":
+                fmt = read(offset + 8, 16)
+                if len(fmt) >= 14:
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+            elif cid == b"data":
+                if block_align <= 0:
+                    return None
+                there = max(0, size - (offset + 8))
+                return csize // block_align, min(csize, there) // block_align
+            offset += 8 + csize + (csize & 1)
+        return None
+
+    if content is not None:
+        return chunks(lambda at, n: content[at:at + n], len(content))
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+
+            def read(at: int, n: int) -> bytes:
+                fh.seek(at)
+                return fh.read(n)
+
+            return chunks(read, size)
+    except OSError:
+        return None
+
+
+def check_truncated(path: str | os.PathLike, *, content: bytes | None = None,
+                    allow: bool = False) -> dict[str, int] | None:
+    """Refuse a WAV that holds fewer frames than its header promises (a copy cut short, a patched header).
+
+    Parameters
+    ----------
+    path : path-like
+        The file (for the message, and read when ``content`` is None).
+    content : bytes, optional
+        The file's bytes, already read.
+    allow : bool
+        ``--allow-truncated``: return what is missing instead of raising (the frames there are embedded).
+
+    Returns
+    -------
+    dict or None
+        ``{"frames_declared": int, "frames_present": int}`` for a truncated file that is allowed; None
+        for a whole file (or one this cannot tell).
+
+    Raises
+    ------
+    AudioError
+        One line naming both frame counts, unless ``allow``.
+    """
+    counts = wav_frame_counts(path, content=content)
+    if counts is None or counts[1] >= counts[0]:
+        return None
+    declared, present = counts
+    if not allow:
+        raise AudioError(f"{path}: truncated: the header promises {declared} frames but the file holds {present}; "
+                         "not embedded (--allow-truncated embeds the frames that are there)")
+    return {"frames_declared": int(declared), "frames_present": int(present)}
+
+
 @dataclass(frozen=True)
 class Audio:
     """Decoded mono audio.
@@ -650,6 +742,7 @@ def load(
     resampler: str = "soxr-hq",
     content: bytes | None = None,
     wav: tuple[np.ndarray, int, int] | None = None,
+    allow_truncated: bool = False,
 ) -> Audio:
     """Load a file as mono float32 at ``sample_rate_hz``.
 
@@ -667,6 +760,8 @@ def load(
         See :func:`resample`.
     content, wav : optional
         The file's bytes, already read, and their :func:`plain_pcm16_wav` (see :func:`decode`).
+    allow_truncated : bool
+        Embed the frames a truncated WAV holds (:func:`check_truncated`) instead of refusing it.
 
     Returns
     -------
@@ -676,8 +771,9 @@ def load(
     Raises
     ------
     AudioError
-        One line naming the file: missing, empty, corrupt, NaN/Inf, too short.
+        One line naming the file: missing, empty, corrupt, truncated, NaN/Inf, too short.
     """
+    check_truncated(path if content is not None else check_file(path), content=content, allow=allow_truncated)
     data, rate = decode(path, pcm16=True, content=content, wav=wav)
     return prepare(data, rate, target_rate_hz=sample_rate_hz, channel=channel,
                    min_samples=min_samples, name=str(path), resampler=resampler)

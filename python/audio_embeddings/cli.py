@@ -24,7 +24,7 @@ from .options import declared_options as _declared_options
 from .options import whole_number
 from .outputs.contract import FORMATS
 from .pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
-from .registry import model_table, presets
+from .registry import PRESETS, backend_class, model_table, presets, resolve
 from .app.config import RunConfig
 from .app.run import EXIT_INPUT_FAILED, EXIT_USAGE, RunError, default_workers, execute, one_line  # noqa: F401 - the CLI's public names
 from .app.run import merge_outputs as _merge_outputs
@@ -53,6 +53,7 @@ class ScriptDefaults:
     chunk_s: float = DEFAULT_CHUNK_S
     context_s: float = DEFAULT_CONTEXT_S
     hooks: tuple = ()  # app.run.RunHooks: the script's own arguments and steps (seed spellings, corpus JSON, B4)
+    help_models: tuple[str, ...] | None = None  # presets whose options --help shows (None: the default model's)
 
 
 def _positive_float(text: str) -> float:
@@ -92,6 +93,138 @@ class _ListModels(argparse.Action):
         parser.exit()
 
 
+#: Shared flags that ``--help`` shows; ``--help-all`` shows every flag (all are accepted either way).
+SHORT_HELP_FLAGS = frozenset({
+    "-h", "--help-all", "--version", "--list-models", "--model", "--output-dir", "--basename", "--formats",
+    "--chunk-seconds", "--device", "--dtype", "--batch-size", "--overwrite", "--audio-dir", "--part", "--max-files",
+    "--shard", "--store", "--quiet", "--verbose",
+})
+#: The last line of ``--help``: where the other options are.
+HELP_POINTER = ("more: --help-all (every option, all models), --model NAME --help (that model's options), "
+                "--list-models (the models)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """The scripts' parser: remembers the command line it parses (for ``--help`` and errors, which
+    depend on ``--model``), and says which options the chosen model takes when a flag is unknown."""
+
+    defaults: "ScriptDefaults | None" = None
+    hook_actions: tuple = ()
+    seen_argv: tuple = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.seen_argv = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments") and self.defaults is not None:
+            message += "; " + model_options_line(self.defaults, self.seen_argv, prog=self.prog)  # one line
+        super().error(message)
+
+
+def _model_given(argv: Sequence[str]) -> str | None:
+    """The ``--model`` value on a command line (the last one), or None."""
+    value = None
+    for i, word in enumerate(argv):
+        if word == "--model" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif word.startswith("--model="):
+            value = word.split("=", 1)[1]
+    return value
+
+
+def help_presets(defaults: ScriptDefaults, argv: Sequence[str] = ()) -> list[str]:
+    """The presets whose options ``--help`` shows for this script and command line.
+
+    The script's fixed backend (B3: metis); else ``--model`` as given; else the script's
+    :attr:`ScriptDefaults.help_models` (``embed.py``: none), or its default model. A model that
+    cannot be resolved (a path not there) shows none.
+    """
+    if defaults.backend is not None:
+        return [defaults.backend]
+    model = _model_given(argv)
+    if model is None and defaults.help_models is not None:
+        return list(defaults.help_models)
+    try:
+        return [resolve(model or defaults.model)[0].name]
+    except (ValueError, OSError, KeyError):
+        return []
+
+
+def help_option_flags(names: Sequence[str]) -> list[str]:
+    """The backend flags of these presets (each once, in declaration order)."""
+    entries = presets()
+    flags: list[str] = []
+    for name in names:
+        if name in entries:
+            flags += [o.flag for o in backend_class(entries[name]).options if o.flag not in flags]
+    return flags
+
+
+def model_options_line(defaults: ScriptDefaults, argv: Sequence[str] = (), *, prog: str = "") -> str:
+    """One line naming the options the chosen model takes (for an unknown flag's error)."""
+    names = help_presets(defaults, argv)
+    flags = help_option_flags(names)
+    model = _model_given(argv) or defaults.model
+    label = f"model {model}" + (f" ({names[0]})" if names and names[0] != model else "")
+    own = f"options of {label}: {', '.join(flags)}" if flags else f"{label} takes no options of its own"
+    return f"{own}; shared options: {prog} --help; every option: {prog} --help-all"
+
+
+def _plugin_presets() -> list[str]:
+    """Presets added by ``$AUDIO_EMBEDDINGS_PLUGINS`` (a user's own models: their options are always shown)."""
+    return [name for name in presets() if name not in PRESETS]
+
+
+class _Help(argparse.Action):
+    """``-h/--help``: the shared options and the chosen model's (:func:`short_help`); ``--help-all``: every option."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None, full=False):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.full = full
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(parser.format_help() if self.full else short_help(parser), end="")
+        parser.exit()
+
+
+def short_help(parser: argparse.ArgumentParser) -> str:
+    """The help text with the shared options of :data:`SHORT_HELP_FLAGS`, the script's own (hooks) and the
+    options of the model chosen on the command line (:func:`help_presets`); other flags are hidden here,
+    listed by ``--help-all``, and accepted either way."""
+    defaults = getattr(parser, "defaults", None)
+    argv = getattr(parser, "seen_argv", ())
+    names = help_presets(defaults, argv) if defaults is not None else []
+    shown = set(help_option_flags(names + (_plugin_presets() if _model_given(argv) is None else [])))
+    declared = {o.flag for _, o in _declared_options()}
+    hooks = set(map(id, getattr(parser, "hook_actions", ())))
+    saved = [(a, a.help) for a in parser._actions]
+    epilog = parser.epilog
+    try:
+        for action in parser._actions:
+            flags = set(action.option_strings)
+            if not flags or id(action) in hooks:
+                continue
+            visible = bool(flags & shown) if flags & declared else bool(flags & SHORT_HELP_FLAGS)
+            if not visible:
+                action.help = argparse.SUPPRESS
+        model = _model_given(argv)
+        if model is None and defaults is not None and defaults.help_models is not None:
+            model = ", ".join(names)
+        elif model is None and defaults is not None:
+            model = defaults.model
+        if names and model:
+            which = model + (f" ({names[0]})" if len(names) == 1 and names[0] != model else "")
+            parser.epilog = f"shown: the shared options and those of {which}. {HELP_POINTER}"
+        else:
+            parser.epilog = f"shown: the shared options. {HELP_POINTER}"
+        return parser.format_help()
+    finally:
+        for action, text in saved:
+            action.help = text
+        parser.epilog = epilog
+
+
 class _MatlabOption(argparse.Action):
     """``--matlab-option NAME VALUE``: a MATLAB name-value pair, checked against the declared options."""
 
@@ -109,10 +242,18 @@ class _MatlabOption(argparse.Action):
 
 
 def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
-    """The shared parser; flag names mirror the MATLAB name-value options."""
-    p = argparse.ArgumentParser(prog=defaults.prog, description=defaults.description,
-                                epilog=f"models: {', '.join(presets())} (--list-models: dimension, rate, stride, "
-                                       "licence, offline), or a hub id or a local model folder/file")
+    """The shared parser; flag names mirror the MATLAB name-value options.
+
+    Every flag of every model is accepted; ``--help`` shows the shared options and the chosen
+    model's (:func:`short_help`), ``--help-all`` all of them.
+    """
+    p = _Parser(prog=defaults.prog, description=defaults.description, add_help=False,
+                usage="%(prog)s [options] [INPUT ...]",
+                epilog=f"models: {', '.join(presets())} (--list-models: dimension, rate, stride, "
+                       "licence, offline), or a hub id or a local model folder/file")
+    p.defaults = defaults
+    p.add_argument("-h", "--help", action=_Help, help="show the shared options and this model's, and exit")
+    p.add_argument("--help-all", action=_Help, full=True, help="show every option (all models), and exit")
     p.add_argument("--version", action="version", version=f"%(prog)s (audio_embeddings {__version__})")
     p.add_argument("--list-models", action=_ListModels, nargs=0, help="print the model presets and exit")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -164,8 +305,10 @@ def build_parser(defaults: ScriptDefaults) -> argparse.ArgumentParser:
     p.add_argument("--matlab-option", nargs=2, action=_MatlabOption, metavar=("NAME", "VALUE"), help=argparse.SUPPRESS)
     p.add_argument("--matlab-names", action="store_true", help=argparse.SUPPRESS)  # errors name MATLAB options
     p.add_argument("--matlab-results", default=None, help=argparse.SUPPRESS)  # an index .mat of the run's results
+    before = len(p._actions)
     for hook in defaults.hooks:
         hook.add_arguments(p, defaults)
+    p.hook_actions = tuple(p._actions[before:])  # the script's own flags: always in --help
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--batch-size", type=_positive_int, default=8,

@@ -7,6 +7,9 @@
     audio-embeddings speaker DATA_ROOT --model ge2e      # python/B4_model_speaker.py
     audio-embeddings align FILE.mat --tr 2               # python/align.py
     audio-embeddings runner generate INPUT OUT           # python/perch_runner.py (also: perch-runner)
+    audio-embeddings make-tiny-model wav2vec2-base DIR/wav2vec2-base   # random weights, to try offline
+    audio-embeddings --list-models                       # the presets (as embed --list-models)
+    audio-embeddings --version                           # the installed package's version
 
 ``python -m audio_embeddings`` is the same command. Each command takes exactly the options of
 its script (``audio-embeddings perch --help``).
@@ -31,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speaker": ("audio_embeddings.scripts:SPEAKER", "B4: speaker embeddings per utterance and per speaker"),
     "align": ("audio_embeddings.align:main", "align written embeddings to an EEG/MEG rate or an fMRI TR"),
     "runner": ("audio_embeddings.runner.cli:main", "perch-runner: generate | classify | distance | train | batch"),
+    "make-tiny-model": ("audio_embeddings.backends.tiny:main",
+                        "a tiny model with random weights for trying the toolkit offline (--list)"),
 }
 
 
@@ -39,8 +44,21 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"usage: {PROG} <command> [options]   ({PROG} <command> --help for its options)", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
-    lines += ["", f"  {PROG} --version   print the package version"]
+    lines += ["", f"  {PROG} --list-models   print the model presets (as {PROG} embed --list-models)",
+              f"  {PROG} --version       print the package version"]
     return "\n".join(lines)
+
+
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else ``audio_embeddings.__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("audio-embeddings")
+    except PackageNotFoundError:  # run from a checkout (PYTHONPATH=python) without an install
+        from . import __version__
+
+        return __version__
 
 
 def resolve(target: str) -> Any:
@@ -70,16 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The command's exit status; 0 for ``--help``/``--version``, 2 for a missing or unknown command.
+        The command's exit status; 0 for ``--help``/``--version``/``--list-models``, 2 for a missing or
+        unknown command.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
     if args[0] == "--version":
-        from . import __version__
+        print(f"{PROG} {package_version()}")
+        return 0
+    if args[0] == "--list-models":
+        from .registry import model_table
 
-        print(f"{PROG} {__version__}")
+        print(model_table())
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
@@ -100,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_main(name, entry, rest)
 
 
-__all__ = ["COMMANDS", "main", "usage", "resolve"]
+__all__ = ["COMMANDS", "main", "usage", "resolve", "package_version"]

@@ -45,15 +45,15 @@ class CorpusJson(RunHooks):
                                  "(default: %(default)s; '' for none)")
 
     def formats(self, run, formats):
-        if run.args.output_file and not run.args.store and "npy" not in formats:
+        if run.config.option("output_file") and not run.config.store and "npy" not in formats:
             return ("npy", *formats)  # the corpus JSON is assembled from the per-file arrays
         return formats
 
     def after(self, run, *, merged) -> None:
-        if not run.args.output_file or merged is not None:
+        if not run.config.option("output_file") or merged is not None:
             return
-        path = run.output_dir / run.args.output_file
-        n = write_corpus_json(path, stored_rows(run.corpus.items, run.writer, run.args.store))
+        path = run.output_dir / run.config.option("output_file")
+        n = write_corpus_json(path, stored_rows(run.corpus.items, run.writer, run.config.store))
         run.say(f"{n} file(s) -> {path}")
 
 
@@ -68,21 +68,22 @@ class SpeakerHooks(RunHooks):
                        help="only print the cosine similarity of two recordings' embeddings")
 
     def final_dir(self, run) -> Path:
-        return Path(run.args.final_output_dir) if run.args.final_output_dir else run.output_dir / FINAL_DIR
+        final = run.config.option("final_output_dir")
+        return Path(final) if final else run.output_dir / FINAL_DIR
 
     def instead(self, run):
-        return self.compare(run) if run.args.compare else None
+        return self.compare(run) if run.config.option("compare") else None
 
     def writer(self, run):
-        return SpeakerWriter(run.args.output_dir)
+        return SpeakerWriter(run.config.output_dir)
 
     def after(self, run, *, merged) -> None:
         """Stage 2: per-utterance and per-speaker files from the utterance vectors in ``--output-dir``."""
-        if run.args.store:
+        if run.config.store:
             return
         backend_info = run.backend.describe() if run.backend is not None else None
         try:
-            summary = finalize(run.args.output_dir, self.final_dir(run), provenance={
+            summary = finalize(run.config.output_dir, self.final_dir(run), provenance={
                 "model": run.model_name, "backend": backend_info, "versions": package_versions()})
         except FileNotFoundError as exc:  # every file failed, or nothing was run
             if merged is not None:
@@ -91,7 +92,7 @@ class SpeakerHooks(RunHooks):
             return
         run.say(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
                 f"{summary['embedding_dimension']}-d -> {self.final_dir(run)}")
-        if run.args.plot:
+        if run.config.option("plot"):
             self.plot(self.final_dir(run))
 
     @staticmethod
@@ -105,11 +106,11 @@ class SpeakerHooks(RunHooks):
 
     def compare(self, run) -> int:
         """``--compare A B``: print the cosine similarity of two recordings' speaker embeddings."""
-        backend = load_model(run.args, run.defaults, device=run.args.device)
+        backend = load_model(run.config, run.defaults, device=run.config.device)
         vectors = []
-        for path in run.args.compare:
+        for path in run.config.option("compare"):
             try:
-                loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=run.args.channel,
+                loaded = audio.load(path, sample_rate_hz=backend.sample_rate_hz, channel=run.config.channel,
                                     min_samples=int(backend.min_samples), resampler=backend.resampler)
                 vectors.append(utterance_vector(embed_audio(backend, loaded)))
             except (audio.AudioError, ValueError) as exc:
@@ -134,9 +135,9 @@ class SeedSpellings(RunHooks):
                        help="length of the synthetic tone made when no input is given (default: %(default)g)")
 
     def inputs(self, run: Run, inputs: list[str]) -> list[str]:
-        inputs = inputs + list(run.args.seed_inputs or [])
-        if not inputs and not run.args.audio_dir:
-            inputs = [str(synthetic_input(run.args.output_dir, duration_s=run.args.duration_sec))]
+        inputs = inputs + list(run.config.option("seed_inputs") or [])
+        if not inputs and not run.config.audio_dir:
+            inputs = [str(synthetic_input(run.config.output_dir, duration_s=run.config.option("duration_sec")))]
         return inputs
 
 

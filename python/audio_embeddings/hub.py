@@ -48,6 +48,14 @@ KAGGLE_FRAMEWORKS = ("tensorflow1", "tensorflow2", "tflite", "tfjs", "pytorch", 
                      "coral", "scikitlearn", "mxnet", "onnx", "transformers", "gguf", "ggml", "gemmacpp", "other")
 
 
+#: Environment variable naming a folder of local stand-ins: a preset ``P`` whose default checkpoint
+#: is in effect loads ``$AUDIO_EMBEDDINGS_LOCAL_MODELS/P`` when that folder exists (nothing is
+#: downloaded). ``audio-embeddings make-tiny-model P DIR/P`` writes such a folder.
+LOCAL_MODELS_ENV = "AUDIO_EMBEDDINGS_LOCAL_MODELS"
+#: A JSON file in a local model folder: ``{"option dest": "path relative to the folder", ...}``, the
+#: loader options (files) the folder holds, such as Metis's ``codec`` and ``stats``.
+LOCAL_OPTIONS_FILE = "audio_embeddings_options.json"
+
 class ModelUnavailable(OSError):
     """A model, or a file it needs, that is neither local nor downloadable now.
 
@@ -527,7 +535,60 @@ def _nvidia_smi_lists_gpu() -> bool:
     return out.returncode == 0 and "GPU " in out.stdout
 
 
+
+
+def local_model_folder(name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The local stand-in folder of preset ``name``: ``$AUDIO_EMBEDDINGS_LOCAL_MODELS/<name>`` when it exists.
+
+    Parameters
+    ----------
+    name : str
+        Preset name.
+    environ : mapping, optional
+        Default ``os.environ`` (read at each call).
+
+    Returns
+    -------
+    Path or None
+        The folder, or None when the variable is unset or has no folder of that name.
+    """
+    environ = os.environ if environ is None else environ
+    root = environ.get(LOCAL_MODELS_ENV, "").strip()
+    if not root or not name or "/" in name or "\\" in name or name in (".", ".."):
+        return None
+    folder = Path(root).expanduser() / name
+    return folder if folder.is_dir() else None
+
+
+def local_options(folder: str | os.PathLike) -> dict[str, str]:
+    """The loader options a local model folder holds (:data:`LOCAL_OPTIONS_FILE`), as absolute paths.
+
+    Parameters
+    ----------
+    folder : path-like
+        A local model folder; one without the file gives ``{}``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a JSON object of option names to relative paths.
+    """
+    import json
+
+    path = Path(folder) / LOCAL_OPTIONS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ValueError(f"{path}: expected a JSON object of option names to paths inside the folder")
+    return {key: str((Path(folder) / value).resolve()) for key, value in table.items()}
+
+
 __all__ = ["ModelUnavailable", "looks_like_local_path", "missing_path_error", "host_reachable", "hf_endpoint", "hf_offline_reason", "hub_available", "offline_error",
            "hf_download", "kaggle_endpoint", "kaggle_cached", "kaggle_model", "fetch_url", "no_gpu_message",
            "install_hint", "INSTALL_HINTS",
-           "PROBE_TIMEOUT_S", "OFFLINE_MODELS"]
+           "PROBE_TIMEOUT_S", "OFFLINE_MODELS", "LOCAL_MODELS_ENV", "LOCAL_OPTIONS_FILE", "local_model_folder",
+           "local_options"]

@@ -14,6 +14,7 @@ import argparse
 from typing import Any, Callable
 
 from . import align, device, plots
+from .corpus import loader
 from .outputs import hoplite
 from .registry import option_table
 
@@ -21,10 +22,12 @@ from .registry import option_table
 STAGES = (("alignment to a brain-data time grid (EEG/MEG rate or fMRI TR)", "align"),
           ("perch-hoplite database (window models)", "outputs.hoplite"),
           ("quick-look pictures", "plots"),
-          ("model execution", "device"))
+          ("model execution", "device"),
+          ("audio input", "corpus.loader"))
 
 #: The modules :data:`STAGES` names (imported above, so the import graph shows them).
-STAGE_MODULES = {"align": align, "outputs.hoplite": hoplite, "plots": plots, "device": device}
+STAGE_MODULES = {"align": align, "outputs.hoplite": hoplite, "plots": plots, "device": device,
+                 "corpus.loader": loader}
 
 
 def stage_options(module: str) -> tuple:

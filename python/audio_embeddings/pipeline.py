@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from .audio import Audio
 from .backends.base import FileEmbedding
-from .corpus.batching import BatchScheduler, prepare_job
-
-DEFAULT_CHUNK_S = 20.0
-DEFAULT_CONTEXT_S = 2.0
+from .corpus.batching import BatchScheduler, DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, prepare_job
 
 
 def embed_audio(backend, audio: Audio, *, chunk_s: float = DEFAULT_CHUNK_S, context_s: float = DEFAULT_CONTEXT_S,

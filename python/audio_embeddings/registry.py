@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .backends.base import BaseBackend, Option
-from .hub import looks_like_local_path, missing_path_error
+from .hub import LOCAL_MODELS_ENV, local_model_folder, local_options, looks_like_local_path, missing_path_error
 
 
 class _Unset:
@@ -273,6 +273,9 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     ``source`` is the checkpoint to load: the preset's default, the hub id or local path
     given, or None for a preset whose weights ship in a package. A local path is
     recognised by its contents (:func:`recognise`), a hub id by :data:`HUB_PREFIXES`.
+    Where the preset's own default checkpoint is in effect (its name, or its checkpoint id) and
+    ``$AUDIO_EMBEDDINGS_LOCAL_MODELS/<preset>`` is a folder, ``source`` is that folder
+    (:func:`stand_in_folder`): nothing is downloaded.
 
     Raises
     ------
@@ -286,7 +289,7 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     entries = presets()
     if spec in entries:
         preset = entries[spec]
-        return preset, preset.checkpoint
+        return preset, _stand_in_or(preset, preset.checkpoint)
     path = Path(spec).expanduser()
     if path.exists():
         return recognise(path, entries), str(path)
@@ -295,7 +298,8 @@ def resolve(spec: str) -> tuple[Preset, str | None]:
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         by_checkpoint = next((p for p in entries.values() if p.checkpoint == spec), None)
         by_prefix = next((entries[n] for prefix, n in HUB_PREFIXES if spec.startswith(prefix)), None)
-        return by_checkpoint or by_prefix or entries[HF_DEFAULT], spec
+        preset = by_checkpoint or by_prefix or entries[HF_DEFAULT]
+        return preset, _stand_in_or(preset, spec)
     raise ValueError(
         f"unknown model {spec!r}: not a preset ({', '.join(entries)}), an existing path, or a hub id owner/name"
     )
@@ -317,7 +321,16 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float3
     **options
         The backend's declared options (``layers`` for wav2vec2, ``trim_silence`` for GE2E),
         by ``Option.dest``. Options that are None are dropped; an option the backend does not
-        declare is a ValueError naming its flag.
+        declare is a ValueError naming its flag. A local model folder may hold some of them
+        (``audio_embeddings_options.json``, :func:`~audio_embeddings.hub.local_options`: Metis's
+        ``codec`` and ``stats``); those given here win.
+
+    Notes
+    -----
+    Where the preset's own default checkpoint is in effect and ``$AUDIO_EMBEDDINGS_LOCAL_MODELS/<preset>``
+    is a folder, that folder is loaded instead (nothing is downloaded), and the backend's provenance
+    says so (``local_stand_in``: the variable and the folder). ``audio-embeddings make-tiny-model
+    <preset> DIR/<preset>`` writes such a folder.
 
     Raises
     ------
@@ -332,10 +345,13 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float3
         source = entry.checkpoint if spec in (None, entry.name) else spec
         if source != entry.checkpoint and _missing_path(source):
             raise missing_path_error(source)
+        source = _stand_in_or(entry, source)
     else:
         entry, source = resolve(spec)
     cls = backend_class(entry)
     given = {k: v for k, v in options.items() if v is not None}
+    folder_options = _folder_options(source, {o.dest for o in cls.options})
+    given = {**folder_options, **given}
     declared = {o.dest for o in cls.options}
     unknown = sorted(k for k in given if k not in declared)
     if unknown:
@@ -346,7 +362,34 @@ def load_backend(spec: str | None, *, device: str = "auto", dtype: str = "float3
             raise missing_path_error(str(given[option.dest]), flag=option.flag)
     backend = cls.load(source, name=entry.name, device=device, dtype=dtype, **given)
     backend.preset = entry.name
+    stand_in = stand_in_folder(entry)
+    if stand_in is not None and source == str(stand_in) and isinstance(getattr(backend, "_provenance", None), dict):
+        backend._provenance["local_stand_in"] = {"env": LOCAL_MODELS_ENV, "folder": str(stand_in.resolve()),
+                                                 "options_from_folder": sorted(folder_options)}
     return backend
+
+
+def stand_in_folder(preset: Preset) -> Path | None:
+    """``$AUDIO_EMBEDDINGS_LOCAL_MODELS/<preset name>`` when that folder exists and the preset downloads weights.
+
+    A preset whose weights ship in a package (BirdNET, GE2E) has none: it needs no download.
+    """
+    return None if preset.checkpoint is None else local_model_folder(preset.name)
+
+
+def _stand_in_or(preset: Preset, source: str | None) -> str | None:
+    """The preset's local stand-in folder in place of its own default checkpoint, else ``source``."""
+    if source is None or source != preset.checkpoint:
+        return source
+    folder = stand_in_folder(preset)
+    return source if folder is None else str(folder)
+
+
+def _folder_options(source: str | None, declared: set[str]) -> dict[str, str]:
+    """Loader options that a local model folder holds (:func:`~audio_embeddings.hub.local_options`), if declared."""
+    if not isinstance(source, str) or not _exists(source) or not Path(source).expanduser().is_dir():
+        return {}
+    return {k: v for k, v in local_options(Path(source).expanduser()).items() if k in declared}
 
 
 def _missing_path(value: Any) -> bool:

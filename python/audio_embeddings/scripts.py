@@ -34,6 +34,7 @@ PERCH = ScriptDefaults(
     basename=None,
     formats="npy,mat,json,txt",
     hooks=(SeedSpellings(),),
+    help_models=("perch_v2", "birdnet"),
 )
 
 WAV2VEC2 = ScriptDefaults(
@@ -63,6 +64,7 @@ SPEAKER = ScriptDefaults(
     output_subdir="speaker",
     basename=None,
     hooks=(SpeakerHooks(),),
+    help_models=("eres2netv2", "campplus", "ge2e"),
 )
 
 EMBED = ScriptDefaults(
@@ -71,6 +73,7 @@ EMBED = ScriptDefaults(
     model="ge2e",
     output_subdir="ge2e",
     basename=None,
+    help_models=(),  # any model: --help shows the shared options; --model NAME --help adds that model's
 )
 
 #: ``audio-embeddings <command>`` -> the script it runs.

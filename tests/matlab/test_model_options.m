@@ -38,9 +38,9 @@ outDir = fullfile(fileparts(resultFile), 'b2 aligned');
 assert(exist(fullfile(outDir, 'aligned.png'), 'file') == 2, '''Plot'', true wrote no picture');
 D = size(embA, 2);
 dur = numel(x) / fs;
-assert(isequal(size(infoA.embeddings_aligned), [floor(dur / 2) + 1, 4 * D]), 'size(embeddings_aligned) = %s', ...
+assert(isequal(size(infoA.embeddings_aligned), [ceil(dur / 2), 4 * D]), 'size(embeddings_aligned) = %s', ...
        mat2str(size(infoA.embeddings_aligned)));
-assert(max(abs(infoA.time_axis_aligned(:)' - (0:2:2 * floor(dur / 2)))) == 0, 'time_axis_aligned is not 0:2:...');
+assert(max(abs(infoA.time_axis_aligned(:)' - (0:2:2 * (ceil(dur / 2) - 1)))) == 0, 'time_axis_aligned is not 0:2:...');
 assert(infoA.target_rate == 0.5 && strcmp(infoA.hrf, 'spm'), 'alignment settings not in info');
 
 emb_whisper = embWh; stub_1 = stub1; stub_3 = stub3; emb_aligned = infoA.embeddings_aligned; %#ok<NASGU>

@@ -7,24 +7,16 @@ from its keywords, MATLAB through the scripts. Below the front ends nothing read
 The shared settings are typed fields. Everything else a run takes is *declared* somewhere else
 and kept in :attr:`RunConfig.options` by its ``dest``: the backend's options (``layers``,
 ``hop_s``...), the shared stages' (``tr``, ``hoplite_db``, ``plot``, ``compile``) and a script
-hook's own (B4's ``final_output_dir``, B3's ``output_file``, B1's ``seed_inputs``).
+hook's own (B4's ``final_output_dir``, B3's ``output_file``, B1's ``seed_inputs``), read with
+:meth:`RunConfig.option`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
-
-from ..options import declared_options
-
-
-@functools.lru_cache(maxsize=1)
-def declared_dests() -> frozenset[str]:
-    """The ``dest`` of every declared option (every backend's and every shared stage's)."""
-    return frozenset(option.dest for _, option in declared_options())
 
 
 @dataclass
@@ -108,19 +100,9 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     argv: list[str] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        """A declared option by its ``dest`` (``config.hoplite_db``); AttributeError when none has that name."""
-        if name.startswith("__") or name == "options":
-            raise AttributeError(name)
-        options = self.__dict__.get("options", {})
-        if name in options:
-            return options[name]
-        if name in declared_dests():  # declared but not given: None, as the parser leaves it
-            return None
-        raise AttributeError(f"RunConfig has no setting or declared option {name!r}")
-
     def option(self, dest: str, default: Any = None) -> Any:
-        """The declared option ``dest`` (its value, or ``default`` when not given)."""
+        """The option ``dest`` declared by a backend, a shared stage or a script hook (its value, or
+        ``default`` when not given)."""
         value = self.options.get(dest)
         return default if value is None else value
 

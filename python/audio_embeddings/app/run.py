@@ -31,15 +31,16 @@ import numpy as np
 from .. import audio
 from ..align import settings_from as align_settings_from
 from ..corpus.discover import CorpusError, discover
-from ..corpus.engine import check_run_config, ConfigMismatch, RUN_CONFIG, run_corpus, RunOptions
-from ..corpus.lock import acquire_run_lock, clean_stale_scratch, run_scratch_dir, RunLocked
+from ..corpus.engine import check_run_config, ConfigMismatch, RUN_CONFIG, RunOptions
+from ..corpus.engine import signals_raise, StoppedBySignal
+from ..corpus.lock import RunLocked
 from ..corpus.progress import Progress
 from ..corpus.report import all_shards_reported, merge_reports, RunReport, shard_summaries, STOPPED
 from ..corpus.shard import distributed_env, resolve_shard
-from ..corpus.stamps import read_run_config, settings_hash, Stamper
+from ..corpus.stamps import read_run_config
 from ..corpus.store import merge_store, parts_root, StoreWriter
-from ..corpus.threads import limit_model_threads, plan_threads, run_plan, usable_cores
-from ..corpus.writers import colliding_keys, renamed_keys, StampedWriter, TreeWriter
+from ..corpus.threads import default_workers, run_plan  # noqa: F401 - default_workers: re-exported
+from ..corpus.writers import colliding_keys, renamed_keys, TreeWriter
 from ..hub import install_hint
 from ..options import declared_stage_options
 from ..outputs.atomic import check_writable, clean_stale_temporaries
@@ -48,18 +49,11 @@ from ..outputs.hoplite import hoplite_parts, HopliteError, merge_hoplite, writer
 from ..outputs.tee import TeeWriter
 from ..registry import load_backend, option_table, presets
 from .config import RunConfig
+from .session import EXIT_USAGE  # noqa: F401 - re-exported: the front ends' usage status
+from .session import EXIT_INPUT_FAILED, EXIT_OK, hold_run_lock, input_hash_limit, run_engine_session, RunError, \
+    stamped_writer
 
 LOG = logging.getLogger(__name__)
-EXIT_OK = 0
-EXIT_INPUT_FAILED = 1
-EXIT_USAGE = 2
-
-
-class RunError(Exception):
-    """A run that cannot go on: ``str(exc)`` is the user's one line, ``status`` the exit status."""
-    def __init__(self, message: object, status: int = EXIT_USAGE):
-        super().__init__(" ".join(str(message).split()))
-        self.status = status
 
 
 class RunHooks:
@@ -115,11 +109,6 @@ class Run:
     status: int | None = None
 
     @property
-    def args(self) -> RunConfig:
-        """The run's :class:`~audio_embeddings.app.RunConfig` (the name the script hooks read it by)."""
-        return self.config
-
-    @property
     def argv(self) -> list[str] | None:
         return self.config.argv
 
@@ -129,7 +118,7 @@ class Run:
 
     def say(self, message: str) -> None:
         """A line on stderr unless ``--quiet`` (the ``audio_embeddings`` logger, level INFO)."""
-        if not self.args.quiet:
+        if not self.config.quiet:
             LOG.info(message)
 
 
@@ -143,23 +132,28 @@ def one_line(message: object) -> str:
 
 def backend_option_values(args: RunConfig) -> dict[str, Any]:
     """Every backend option given on the command line (``Option.dest`` -> value), whatever the backend."""
-    return {o.dest: getattr(args, o.dest) for _, o in option_table() if getattr(args, o.dest, None) is not None}
+    return {o.dest: args.option(o.dest) for _, o in option_table() if args.option(o.dest) is not None}
 
 
 def fingerprint(run: Run) -> dict[str, Any]:
     """The settings that make the outputs, keyed by flag: a rerun with any other value is refused.
 
-    Everything that changes the numbers or what is written: the model, the engine's cutting
+    Everything that changes the numbers or what is written: the model and its weights (``--model
+    weights``: :func:`~audio_embeddings.backends.base.weights_digest`, one SHA-256 over every weight
+    file it read, so other weights copied into the same folder are noticed), the engine's cutting
     options, ``--formats``, and every declared option of the backend and of the shared stages.
     """
+    from ..backends.base import weights_digest
 
-    args = run.args
+    args = run.config
     settings: dict[str, Any] = {
-        "--model": run.model_name, "--chunk-seconds": args.chunk_seconds, "--context-seconds": args.context_seconds,
+        "--model": run.model_name, "--model weights": weights_digest(run.backend),
+        "--chunk-seconds": args.chunk_seconds, "--context-seconds": args.context_seconds,
         "--channel": args.channel, "--dtype": args.dtype, "--formats": sorted(run.formats),
+        "--mat-version": args.mat_version if "mat" in run.formats else None,  # v5 and v7.3 files differ
     }
     for option in (*type(run.backend).options, *declared_stage_options()):
-        value = getattr(args, option.dest, None)
+        value = args.option(option.dest)
         settings[option.flag] = list(value) if isinstance(value, tuple) else value
     return settings
 
@@ -169,7 +163,7 @@ def fingerprint(run: Run) -> dict[str, Any]:
 
 def discover_inputs(run: Run) -> None:
     """Find the corpus, this process's shard of it, and the output base name."""
-    args = run.args
+    args = run.config
     try:  # before anything is loaded: a read-only or misspelt output folder is one line
         check_writable(args.output_dir, create=False)
     except OSError as exc:
@@ -187,6 +181,10 @@ def discover_inputs(run: Run) -> None:
     single = corpus.kind == "files" and len(corpus.items) == 1
     if args.basename and not single:
         raise RunError("--basename needs a single input file")
+    if args.basename and (args.basename in (".", "..") or Path(args.basename).name != args.basename
+                          or "\\" in args.basename or "\0" in args.basename):
+        raise RunError(f"--basename {args.basename!r}: must be a plain file name (no folders) inside the output "
+                       "folder; choose the folder with --output-dir")
     run.items = run.shard.select(corpus.items)
     run.basename = (args.basename or run.defaults.basename) if single else None
     if run.basename is None and (clashes := colliding_keys(i.key for i in run.items)):
@@ -242,31 +240,51 @@ def model_name_of(args: RunConfig, backend: Any) -> str:
 
 def load_step(run: Run) -> None:
     if run.backend is None:  # the API hands its loaded model in
-        run.backend = load_model(run.args, run.defaults, device=device_for_rank(run.args.device, run.dist))
-    run.model_name = model_name_of(run.args, run.backend)
-    if run.args.chunk_seconds is None:  # the script's default, or the whole fixed input of a model that has one
+        run.backend = load_model(run.config, run.defaults, device=device_for_rank(run.config.device, run.dist))
+    run.model_name = model_name_of(run.config, run.backend)
+    if run.config.chunk_seconds is None:  # the script's default, or the whole fixed input of a model that has one
         fixed = run.backend.max_input_samples
-        run.args.chunk_seconds = fixed / run.backend.sample_rate_hz if fixed else run.defaults.chunk_s
+        run.config.chunk_seconds = fixed / run.backend.sample_rate_hz if fixed else run.defaults.chunk_s
 
 
 def choose_writer(run: Run) -> None:
     """The writer (store, a hook's, or per-file tree outputs; with ``--hoplite-db`` a database beside it)."""
     make_writer(run)
-    if run.args.hoplite_db:
-
+    db = run.config.option("hoplite_db")
+    if db:
+        # The database keeps the settings that make the vectors (not --formats or other outputs-only
+        # options, so tree outputs elsewhere can share it) and a stamp per recording; one run at a time.
+        args = run.config
+        numbers = {"--model", "--model weights", "--chunk-seconds", "--context-seconds", "--channel", "--dtype"} | {
+            o.flag for o in (*type(run.backend).options, *declared_stage_options()) if o.affects == "numbers"}
+        db_settings = {k: v for k, v in fingerprint(run).items() if k in numbers}
+        hold_run_lock(run.held, db, shard_label=run.shard.label)
         try:
-            hoplite = writer_for_backend(run.args.hoplite_db, run.backend, audio_root=run.corpus.root,
+            hoplite = writer_for_backend(db, run.backend, audio_root=run.corpus.root,
                                          shard_label=None if run.shard.is_whole else run.shard.label,
-                                         overwrite=run.args.overwrite,
+                                         overwrite=args.overwrite, settings=db_settings,
                                          provenance={"model": run.model_name, "backend": run.backend.describe()})
         except (HopliteError, ImportError, OSError) as exc:
-            raise RunError(f"--hoplite-db {run.args.hoplite_db}: {exc}") from None
+            raise RunError(f"--hoplite-db {db}: {exc}") from None
+
+        def refusal(key: str, why: str, n: int) -> str:
+            more = f" (and {n - 1} other file(s))" if n > 1 else ""
+            return f"--hoplite-db {db}: the windows of {key} {why}{more}; use --overwrite to redo them, or " \
+                   "choose another --hoplite-db"
+
+        try:
+            hoplite = stamped_writer(hoplite, run.items, settings=db_settings,
+                                     verify_inputs=bool(args.verify_inputs), overwrite=bool(args.overwrite),
+                                     refusal=refusal)
+        except RunError:
+            hoplite.close()
+            raise
         run.writer = TeeWriter(run.writer, hoplite)
 
 
 def make_writer(run: Run) -> None:
     """Check the resume fingerprint, then make the writer (store, a hook's, or per-file tree outputs)."""
-    args, backend = run.args, run.backend
+    args, backend = run.config, run.backend
     formats = args.formats or (tuple(run.defaults.formats.split(",")) if run.corpus.kind == "files" else ("npy",))
     for hook in run.hooks:
         formats = hook.formats(run, formats)
@@ -275,7 +293,7 @@ def make_writer(run: Run) -> None:
         stages = {"align": align_settings_from(args.options)}
     except ValueError as exc:
         raise RunError(exc) from None
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
+    if args.option("plot") and importlib.util.find_spec("matplotlib") is None:
         raise RunError("--plot needs matplotlib: pip install matplotlib (or pip install 'audio-embeddings[plot]')")
     if stages.get("align") is not None and backend.framing == "utterance":
         raise RunError(f"--tr/--target-rate-hz: {run.model_name} gives one row per recording; there is no time "
@@ -289,12 +307,12 @@ def make_writer(run: Run) -> None:
         if args.store:
             check_writable(Path(args.store).resolve().parent)
         if run.corpus.is_tree or args.store:  # one run per output (and shard) at a time
-            locks = [run.held.enter_context(acquire_run_lock(target, shard_label=run.shard.label))
+            locks = [hold_run_lock(run.held, target, shard_label=run.shard.label)
                      for target in (args.output_dir, *([args.store] if args.store else []))]
             clean_stale_temporaries(args.output_dir, older_than_s=0 if locks[0].alone else 3600)
         if args.store:
             read_run_config(parts_root(args.store) / RUN_CONFIG)  # a corrupt one is moved aside, not fatal
-            check_run_config(parts_root(args.store), settings, overwrite=args.overwrite)
+            check_run_config(parts_root(args.store), settings, overwrite=args.overwrite, results=(args.store,))
             run.writer = StoreWriter(args.store, shard=run.shard, overwrite=args.overwrite,
                                      run_info={"model_name": run.model_name, "sample_rate_hz": backend.sample_rate_hz,
                                                "frame_stride_s": backend.frame_stride_s,
@@ -306,19 +324,19 @@ def make_writer(run: Run) -> None:
             run.writer = next((w for hook in run.hooks if (w := hook.writer(run)) is not None), None) or \
                 TreeWriter(args.output_dir, formats=formats, run_info=run_info, basename=run.basename,
                            top_k=backend.top_k, classes=backend.classes, corpus_keys=[i.key for i in run.corpus.items],
-                           plot=bool(args.plot), **stages)
+                           plot=bool(args.option("plot")), **stages)
     except (ConfigMismatch, RunLocked, OSError) as exc:
         raise RunError(exc) from None
-    if getattr(run.writer, "supports_stamps", False):  # outputs record what made them, in every kind of run
-        stamper = Stamper(settings_hash=settings_hash(settings), verify=bool(args.verify_inputs))
-        run.writer = StampedWriter(run.writer, run.items, stamper=stamper)
-        if not args.overwrite and (stale := run.writer.first_stale(i.key for i in run.items)):
-            if run.corpus.kind == "files":
-                raise RunError(replaced_outputs_line(run, *stale))
-            key, why, n = stale
-            more = f" (and {n - 1} other file(s))" if n > 1 else ""
-            raise RunError(f"{args.store or args.output_dir}: the outputs of {key} {why}{more}; use --overwrite to "
-                           "redo them, or write elsewhere")
+    def refusal(key: str, why: str, n: int) -> str:
+        if run.corpus.kind == "files":
+            return replaced_outputs_line(run, key, why, n)
+        more = f" (and {n - 1} other file(s))" if n > 1 else ""
+        return (f"{args.store or args.output_dir}: the outputs of {key} {why}{more}; use --overwrite to redo them, "
+                "or write elsewhere")
+
+    # outputs record what made them, in every kind of run
+    run.writer = stamped_writer(run.writer, run.items, settings=settings, verify_inputs=bool(args.verify_inputs),
+                                overwrite=bool(args.overwrite), refusal=refusal)
 
 
 def outputs_of(run: Run, key: str) -> Path:
@@ -353,24 +371,19 @@ def replaced_outputs_line(run: Run, key: str, why: str, count: int) -> str:
     return f"{outputs_label(run, key)}: the outputs {why}{more}; not replaced: pass --overwrite to replace them{keep}"
 
 
-def default_workers() -> int:
-    """Decoding processes for corpus runs: one per usable core but one, up to 4 (:mod:`.corpus.threads`)."""
-    return plan_threads(cores=usable_cores()[0], corpus=True).workers
-
-
 def engine_step(run: Run) -> None:
     """Run the corpus engine over this process's items and write this shard's report."""
 
 
-    args, backend, corpus = run.args, run.backend, run.corpus
-    threads = run_plan(backend, corpus=corpus.is_tree, workers=args.workers, threads=getattr(args, "threads", None))
+    args, backend, corpus = run.config, run.backend, run.corpus
+    threads = run_plan(backend, corpus=corpus.is_tree, workers=args.workers, threads=args.threads)
     workers = threads.workers
     options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
                          workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
                          max_batch_seconds=args.max_batch_seconds, resume=not args.overwrite,
-                         compile=bool(getattr(args, "compile", None)), file_timeout_s=args.file_timeout,
-                         hash_inputs_below_bytes=run.writer.stamper.decoder_hash_below
-                         if isinstance(run.writer, StampedWriter) else 0)
+                         compile=bool(args.option("compile")), file_timeout_s=args.file_timeout,
+                         hash_inputs_below_bytes=input_hash_limit(run.writer),
+                         allow_truncated=bool(args.option("allow_truncated")))
     single_file = corpus.kind == "files"
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),
@@ -397,20 +410,26 @@ def engine_step(run: Run) -> None:
     for failure in run.shard.select(list(corpus.failed)):  # folders that could not be searched: failures too
         run.report.failed(failure.path, failure.reason)
         progress.file_failed(failure.reason)
-    scratch_root = Path(args.scratch_dir or os.environ.get("TMPDIR") or run.output_dir)
-    clean_stale_scratch(scratch_root)
+    whole_store = bool(args.store) and run.shard.is_whole  # its .h5 goes in place before the summary
     try:
-        with limit_model_threads(threads.model_threads):
-            run_corpus(backend, run.items, run.writer, run.report, options=options,
-                       scratch_dir=run_scratch_dir(scratch_root, shard_label=run.shard.label), progress=progress)
-    finally:
-        progress.close()
-    try:
-        run.summary_path = run.report.write()
-    except OSError as exc:
-        raise RunError(exc, EXIT_INPUT_FAILED) from None
-    if getattr(run.report, "exit_status", None):  # stopped: SIGINT/SIGTERM (130/143) or a full disk (1)
-        raise RunError(f"{run.report.stop_reason}; summary: {run.summary_path}", run.report.exit_status)
+        run.summary_path = run_engine_session(
+            backend, run.items, run.writer, run.report, options=options, model_threads=threads.model_threads,
+            progress=progress, scratch_root=args.scratch_dir or os.environ.get("TMPDIR") or run.output_dir,
+            shard_label=run.shard.label, write_summary=not whole_store)
+    except RunError:
+        if whole_store:  # stopped: the summary says so (never "complete"); the store is merged by the rerun
+            with contextlib.suppress(OSError):
+                run.report.write()
+        raise
+    if whole_store:
+        try:
+            with signals_raise("merging the store"):
+                merge_store(args.store, stale_after_s=0)
+                run.summary_path = run.report.write()
+        except StoppedBySignal as exc:
+            raise RunError(exc, exc.exit_status) from None
+        except OSError as exc:
+            raise RunError(exc, EXIT_INPUT_FAILED) from None
 
 
 def merge_outputs(output_dir: str | Path, store: str | None = None) -> dict[str, Any]:
@@ -441,18 +460,19 @@ def merge_step(run: Run) -> None:
     never lets rank 0 merge a partial result (torchrun ends the others).
     """
 
-    args, shard = run.args, run.shard
-    if args.store and shard.is_whole:
-        merge_store(args.store)
-    if not shard.is_whole:
-        group = _barrier(run.dist)
-        if (group and run.dist.rank == 0) or (not group and all_shards_reported(args.output_dir, shard.count)):
-            merge_outputs(args.output_dir, args.store)
-            run.summary_path = run.output_dir / "summary.json"
-    run.merged_here = shard.is_whole or run.summary_path == run.output_dir / "summary.json"
-    if args.hoplite_db and not shard.is_whole and run.merged_here:
-
-        merge_hoplite(hoplite_parts(args.hoplite_db), args.hoplite_db)
+    args, shard = run.config, run.shard  # a whole run's store was merged by engine_step, before its summary
+    try:
+        with signals_raise("merging the shards"):  # 130/143 and one line, never a silent kill mid-merge
+            if not shard.is_whole:
+                group = _barrier(run.dist)
+                if (group and run.dist.rank == 0) or (not group and all_shards_reported(args.output_dir, shard.count)):
+                    merge_outputs(args.output_dir, args.store)
+                    run.summary_path = run.output_dir / "summary.json"
+            run.merged_here = shard.is_whole or run.summary_path == run.output_dir / "summary.json"
+            if args.option("hoplite_db") and not shard.is_whole and run.merged_here:
+                merge_hoplite(hoplite_parts(args.option("hoplite_db")), args.option("hoplite_db"))
+    except StoppedBySignal as exc:
+        raise RunError(exc, exc.exit_status) from None
 
 
 def _barrier(dist: Any) -> Any:
@@ -595,7 +615,7 @@ def report_step(run: Run) -> int:
     if _under_torchrun(run):
         status = EXIT_OK  # a rank that did not merge: rank 0 reports every rank's failed files
         if merged is not None:
-            if not run.args.quiet:
+            if not run.config.quiet:
                 _list_failures(merged, run.output_dir)
             if (problem := _merged_problems(merged)) is not None:
                 LOG.error(one_line(f"the merge is incomplete: {problem}"))
@@ -624,7 +644,7 @@ def merge_only(run: Run) -> int:
     merged = _whole_run_summary(run.output_dir)
     if merged is None:
         try:
-            merged = merge_outputs(run.args.output_dir, run.args.store)
+            merged = merge_outputs(run.config.output_dir, run.config.store)
         except FileNotFoundError as exc:
             if not whole.is_file():
                 raise RunError(exc) from None
@@ -633,9 +653,9 @@ def merge_only(run: Run) -> int:
     run.say(f"merged {len(merged['shards_merged'])} shard(s): {merged['files_done']} done, "
             f"{merged['files_failed']} failed -> {whole}")
     run.model_name = merged.get("model") or ""
-    if run.args.hoplite_db:
+    if run.config.option("hoplite_db"):
 
-        merge_hoplite(hoplite_parts(run.args.hoplite_db), run.args.hoplite_db)
+        merge_hoplite(hoplite_parts(run.config.option("hoplite_db")), run.config.option("hoplite_db"))
     problem = _merged_problems(merged)
     if problem is not None:
         raise RunError(f"the merge is incomplete: {problem}; rerun them (they resume where they stopped), then "

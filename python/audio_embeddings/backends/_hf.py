@@ -179,7 +179,13 @@ def load_hf(source: str | Path | None, *, default: str | None = None, model_type
         if check is not None:
             check(config, fe)
         torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-        model = from_pretrained_sdpa(_transformers_class(loader), source, config=config, local_files_only=cache_only)
+        try:
+            model = from_pretrained_sdpa(_transformers_class(loader), source, config=config,
+                                         local_files_only=cache_only)
+        except (ImportError, OSError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - unloadable weights (pickle, weights_only, truncated) are one line
+            raise ValueError(unloadable_weights_line(source, exc)) from None
     if trim is not None:
         model = trim(model)
     model.eval().to(device=torch_device, dtype=torch_dtype)
@@ -362,3 +368,12 @@ def layers_field(layers: list[int] | None, n_layers: int) -> np.ndarray:
 __all__ = ["HFCheckpoint", "load_hf", "resolve_source", "hf_provenance", "snapshot_folder", "hub_revision",
            "weight_digests",
            "parse_layers", "layer_index", "select_hidden", "layers_field"]
+
+
+def unloadable_weights_line(source: Any, exc: BaseException) -> str:
+    """One line for weights that cannot be read (a ``pytorch_model.bin`` that ``torch.load(weights_only=True)``
+    refuses, a truncated or foreign file): what failed, its first line of reason, and what to do."""
+    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return (f"{source}: its weights cannot be loaded ({type(exc).__name__}: {reason[:200]}); only plain tensors "
+            "are read (weights_only): re-save them with save_pretrained(safe_serialization=True) as "
+            "model.safetensors")

@@ -29,12 +29,221 @@ def installed_package_dir(package: str, *, provides: str) -> Path:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a weights file, read in 4 MiB blocks (checkpoints can be gigabytes)."""
+    """Hex SHA-256 of a weights file, read in 4 MiB blocks (checkpoints can be gigabytes).
+
+    Remembered per file state (see :func:`cached_file_sha256`): a checkpoint loaded again, in this
+    process or a later run, costs one ``stat`` instead of reading it again.
+    """
+    return cached_file_sha256(path)
+
+
+def _sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# -- weights digests: the model part of the resume fingerprint ----------------------------------------
+
+#: Environment variable naming the folder of the weights hash cache (default
+#: ``$XDG_CACHE_HOME/audio_embeddings``, else ``~/.cache/audio_embeddings``).
+CACHE_DIR_ENV = "AUDIO_EMBEDDINGS_CACHE"
+#: The cache file in that folder: ``{real path: [dev, inode, size, mtime_ns, ctime_ns, sha256]}``.
+SHA256_CACHE_FILE = "weights-sha256.json"
+#: Files smaller than this are hashed every time (well under a millisecond) and never cached.
+SHA256_CACHE_MIN_BYTES = 1 << 20
+#: Entries the cache file keeps (the most recently used).
+SHA256_CACHE_MAX_ENTRIES = 512
+#: Weight files inside a model folder (matched on the name, in any subfolder): PyTorch, safetensors,
+#: ONNX, TFLite, TensorFlow SavedModel (``saved_model.pb`` and ``variables/variables.*``), Keras,
+#: JAX/Flax, GGUF, NumPy.
+WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.onnx", "*.tflite", "*.pb",
+                        "variables.data-*", "variables.index", "*.h5", "*.keras", "*.msgpack", "*.gguf", "*.npz",
+                        "*.npy", "*.pkl")
+#: ``describe()`` keys that may name the local weights a backend read (a file or a model folder).
+WEIGHT_PATH_KEYS = ("model_path", "checkpoint", "checkpoint_file", "codec", "stats")
+_MEMO: dict[tuple, str] = {}  # this process's hashes, by (real path, file state)
+
+
+def sha256_cache_path() -> Path:
+    """Where the weights hash cache lives (read from the environment when called)."""
+    import os
+
+    folder = os.environ.get(CACHE_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "audio_embeddings")
+    return Path(folder) / SHA256_CACHE_FILE
+
+
+def _file_state(path: Path) -> tuple[str, list[int]]:
+    """(real path, [device, inode, size, mtime_ns, ctime_ns]): any write, copy-over or replacement changes it
+    (``cp -p`` keeps the mtime but not the ctime; a replacement by rename changes the inode)."""
+    import os
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, [int(st.st_dev), int(st.st_ino), int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns)]
+
+
+def _read_sha256_cache(path: Path) -> dict[str, list]:
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_sha256_cache(path: Path, entries: dict[str, list]) -> None:
+    """Write the cache atomically (temporary file + rename); a cache that cannot be written is skipped."""
+    import contextlib
+    import json
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(entries, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def cached_file_sha256(path: str | Path, *, use_cache: bool = True) -> str:
+    """Hex SHA-256 of a file, remembered by the file's state so that a later run does not read it again.
+
+    The key is the real path and ``(device, inode, size, mtime_ns, ctime_ns)``: copying other weights
+    over the file, even with its modification time kept, or replacing it, changes the key and the file
+    is hashed again. Hashes are kept in this process and in a small JSON file
+    (:func:`sha256_cache_path`, at most :data:`SHA256_CACHE_MAX_ENTRIES` entries; files under
+    :data:`SHA256_CACHE_MIN_BYTES` are not cached). A cache that cannot be read or written is ignored.
+
+    Parameters
+    ----------
+    path : path-like
+        A file.
+    use_cache : bool
+        False: always read the file (the result is still remembered).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    """
+    real, state = _file_state(Path(path))
+    memo_key = (real, *state)
+    if use_cache and memo_key in _MEMO:
+        return _MEMO[memo_key]
+    small = state[2] < SHA256_CACHE_MIN_BYTES
+    cache_file = sha256_cache_path()
+    entries = {} if small or not use_cache else _read_sha256_cache(cache_file)
+    entry = entries.get(real)
+    if use_cache and isinstance(entry, list) and len(entry) == 6 and entry[:5] == state \
+            and isinstance(entry[5], str) and len(entry[5]) == 64:
+        _MEMO[memo_key] = entry[5]
+        return entry[5]
+    digest = _sha256_of(real)
+    if _file_state(Path(real))[1] != state:  # changed while being read: do not remember it
+        return digest
+    _MEMO[memo_key] = digest
+    if not small:
+        entries = _read_sha256_cache(cache_file)  # again: another process may have added entries meanwhile
+        entries.pop(real, None)
+        entries[real] = [*state, digest]
+        while len(entries) > SHA256_CACHE_MAX_ENTRIES:
+            entries.pop(next(iter(entries)))
+        _write_sha256_cache(cache_file, entries)
+    return digest
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The weight files of a model file or folder: the file itself, or every file of the folder (and its
+    subfolders, hidden ones left out) whose name matches :data:`WEIGHT_FILE_PATTERNS`, sorted."""
+    import fnmatch
+
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        return []
+    found = []
+    for f in p.rglob("*"):
+        rel = f.relative_to(p).parts
+        if any(part.startswith(".") for part in rel) or not f.is_file():
+            continue
+        if any(fnmatch.fnmatch(f.name, pattern) for pattern in WEIGHT_FILE_PATTERNS):
+            found.append(f)
+    return sorted(found)
+
+
+def weights_sha256_of(path: str | Path) -> dict[str, str]:
+    """``{name: sha256}`` of :func:`weight_files` (names relative to the folder, ``/``-separated; a file: its name)."""
+    p = Path(path)
+    if p.is_file():
+        return {p.name: file_sha256(p)}
+    return {f.relative_to(p).as_posix(): file_sha256(f) for f in weight_files(p)}
+
+
+def weights_digest(backend: Any) -> str | None:
+    """One SHA-256 over every weight file a loaded backend read: the model part of the resume fingerprint.
+
+    The local weights are found in the backend's :meth:`~BaseBackend.describe` (``model_path``,
+    ``checkpoint``, ``checkpoint_file``, ``codec``, ``stats``: a file, or a folder whose weight files
+    are all hashed, SavedModel ``variables/`` included); a checkpoint read from the Hugging Face cache
+    by its id uses the digests recorded in ``weights_sha256`` (the cache names each blob by its
+    SHA-256). Each file's hash is cached (:func:`cached_file_sha256`), so a rerun costs a ``stat``
+    per file.
+
+    Parameters
+    ----------
+    backend : BaseBackend
+        A loaded backend (anything with ``describe() -> dict``).
+
+    Returns
+    -------
+    str or None
+        ``"sha256:<64 hex>"`` over the sorted ``(role, file name, file sha256)`` list; None when the
+        backend names no local weights and records no digests.
+    """
+    import hashlib as _hashlib
+    import json
+
+    info = backend.describe() if callable(getattr(backend, "describe", None)) else {}
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for key in WEIGHT_PATH_KEYS:
+        value = info.get(key)
+        if not isinstance(value, (str, Path)) or not str(value) or str(value) in seen:
+            continue
+        seen.add(str(value))
+        p = Path(value).expanduser()
+        if p.exists():
+            found.update({f"{key}:{name}": digest for name, digest in weights_sha256_of(p).items()})
+    if not found:
+        for key, value in info.items():
+            if key == "weights_sha256" or key.endswith("_sha256"):
+                if isinstance(value, Mapping):
+                    found.update({f"{key}:{k}": str(v) for k, v in value.items()})
+                elif isinstance(value, str) and value:
+                    found[key] = value
+    if not found:
+        return None
+    text = json.dumps(sorted(found.items()), separators=(",", ":"))
+    return "sha256:" + _hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 #: Weight files of a local Hugging Face folder whose SHA-256 goes into provenance (sharded checkpoints included).

@@ -84,7 +84,12 @@ def load_stats(spec: str | None, *, hidden_size: int, local_only: bool = False) 
     path = Path(spec) if spec else _download_url(STATS_URL, local_only=local_only)
     if not path.is_file():
         raise FileNotFoundError(f"statistics file not found: {path}")
-    stats = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        stats = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - not a torch file, pickled objects, truncated: one line
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(f"{path}: not a statistics file torch.load(weights_only=True) can read "
+                         f"({type(exc).__name__}: {reason[:160]})") from None
     if not isinstance(stats, dict) or not {"mean", "var"} <= set(stats):
         raise ValueError(f"{path}: a statistics file holds 'mean' and 'var' tensors")
     mean, var = (torch.as_tensor(stats[k], dtype=torch.float32).reshape(-1) for k in ("mean", "var"))

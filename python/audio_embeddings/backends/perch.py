@@ -23,7 +23,7 @@ import numpy as np
 
 from ..device import quiet_native_stderr
 from ..windowing import OPTIONS as WINDOW_OPTIONS, RuledWindows
-from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, Option, file_sha256
+from .base import HOP_SECONDS, LOGITS, TOP_K, BaseBackend, BatchOutput, Option, file_sha256, weights_sha256_of
 
 INPUT_SAMPLES = 160000
 EMBEDDING_DIM = 1536
@@ -199,7 +199,7 @@ class PerchBackend(RuledWindows, BaseBackend):
             classes = None
         elif (path / "saved_model.pb").is_file():
             runner = _SavedModelRunner(path, device=device)
-            weights = {"saved_model.pb": file_sha256(path / "saved_model.pb")}
+            weights = weights_sha256_of(path)  # saved_model.pb and variables/variables.* (the weights)
             classes = read_class_list(path)
         else:
             raise ValueError(f"{source}: not a Perch SavedModel directory (saved_model.pb) or an .onnx file")

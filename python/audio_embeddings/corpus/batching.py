@@ -30,6 +30,11 @@ import numpy as np
 from ..backends.base import BatchOutput, FileEmbedding
 from ..framing import conv_frame_count, frame_times_s, plan_context_chunks
 
+#: Context chunking of long recordings (s): chunks of this length ...
+DEFAULT_CHUNK_S = 20.0
+#: ... each with this much context on either side (dropped from the rows).
+DEFAULT_CONTEXT_S = 2.0
+
 
 @dataclass(frozen=True)
 class Piece:

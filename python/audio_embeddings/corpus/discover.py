@@ -9,12 +9,16 @@ outside the root (``../x.wav``, ``/data/x.wav``) gets the key ``_abs/<its absolu
 Nothing is dropped silently: a folder that cannot be read, a symbolic link that loops back to a
 folder above it, or one that leads to a folder already searched, becomes a :class:`CorpusFailure`
 (``Corpus.failed``) with the reason, for the run's report. Each real folder is searched once.
+Files that a run could read but a directory search without ``--pattern`` does not pick up
+(``.mat`` files holding audio, :data:`READABLE_NOT_PICKED`) are counted, and the run says so in
+one warning line naming an example and ``--pattern '*.mat'``.
 """
 
 from __future__ import annotations
 
 import csv
 import fnmatch
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,6 +27,12 @@ from typing import Iterable, Sequence
 #: Audio extensions a directory search picks up when no ``--pattern`` is given.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".aifc",
                     ".wma", ".caf", ".w64", ".wv")
+#: Files the decoder reads (:func:`~audio_embeddings.audio.load_audio`: a ``.mat`` with ``audio`` and ``fs``)
+#: that a directory search leaves out unless ``--pattern`` names them; a search without ``--pattern``
+#: that skips some says so in one warning. Only ``.mat``: other data files (``.npy``, ``.h5``,
+#: ``.csv``) cannot be embedded, so naming them would be noise, and this toolkit's own ``.mat``
+#: outputs (a ``.<name>.done`` stamp beside them) are not counted.
+READABLE_NOT_PICKED = (".mat",)
 #: An input with one of these extensions is a list of paths, not audio.
 MANIFEST_EXTENSIONS = (".txt", ".csv", ".tsv", ".lst", ".scp")
 #: CSV/TSV manifest columns that hold the path (else the first column).
@@ -31,6 +41,8 @@ PATH_COLUMNS = ("path", "audio_path", "filepath", "file_path", "file", "filename
 OUTSIDE_ROOT = "_abs"
 #: Largest manifest read (1 GiB: some ten million paths), refused from its size before it is read.
 MANIFEST_MAX_BYTES = 1 << 30
+
+LOG = logging.getLogger(__name__)
 
 
 class CorpusError(ValueError):
@@ -113,13 +125,16 @@ def _matches(rel: str, patterns: Sequence[str] | None) -> bool:
 
 
 def walk_directory(root: Path, *, patterns: Sequence[str] | None = None,
-                   exclude: Iterable[Path] = (), errors: list[CorpusFailure] | None = None) -> list[Path]:
+                   exclude: Iterable[Path] = (), errors: list[CorpusFailure] | None = None,
+                   skipped: list[Path] | None = None) -> list[Path]:
     """Audio files under ``root`` (recursive, sorted; hidden entries and ``exclude`` dirs skipped).
 
     Real folders are searched first (in sorted order, files before sub-folders), then the folders that
     symbolic links lead to, each real folder once: a link back to a folder above it (a loop) or to a
     folder already searched is not followed. Those, and folders that cannot be read, are appended to
-    ``errors`` (when given) as :class:`CorpusFailure` s with the reason.
+    ``errors`` (when given) as :class:`CorpusFailure` s with the reason. Without ``patterns``, files
+    with an extension of :data:`READABLE_NOT_PICKED` that have no ``.<name>.done`` stamp of this
+    toolkit beside them (they are not its outputs) are appended to ``skipped`` (when given).
     """
     skip = {_normal(p) for p in exclude}
     root = Path(root)
@@ -155,6 +170,7 @@ def walk_directory(root: Path, *, patterns: Sequence[str] | None = None,
                 failed(here, f"cannot read this folder ({_os_reason(exc)})")
                 continue
             real = []
+            stamps = {e.name for e in entries if e.name.startswith(".") and e.name.endswith(".done")}
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
@@ -173,6 +189,9 @@ def walk_directory(root: Path, *, patterns: Sequence[str] | None = None,
                     continue
                 if _matches(_key(path, root), patterns):
                     found.append(path)
+                elif skipped is not None and not patterns and path.suffix.lower() in READABLE_NOT_PICKED \
+                        and f".{path.stem}.done" not in stamps:
+                    skipped.append(path)
             stack.extend((d, (*ancestors, ident)) for d in reversed(real))
 
     search(root, ())
@@ -259,6 +278,7 @@ def discover(
     """
     inputs = list(inputs) or ([audio_dir] if audio_dir else [])
     failed: list[CorpusFailure] = []
+    skipped: list[Path] = []
     if not inputs:
         raise CorpusError("no input: give an audio file, a directory or a manifest (or --audio-dir)")
     first = Path(inputs[0])
@@ -267,8 +287,8 @@ def discover(
         search = root / part if part else first
         if not search.is_dir():
             raise CorpusError(f"no such folder: {search}")
-        paths, kind = walk_directory(search, patterns=patterns, exclude=exclude, errors=failed), "directory"
-        where = f"{search} (recursive, {', '.join(patterns) if patterns else 'audio extensions'})"
+        paths = walk_directory(search, patterns=patterns, exclude=exclude, errors=failed, skipped=skipped)
+        kind, where = "directory", f"{search} (recursive, {', '.join(patterns) if patterns else 'audio extensions'})"
     elif len(inputs) == 1 and first.suffix.lower() in MANIFEST_EXTENSIONS and first.is_file():
         root = Path(audio_dir) if audio_dir else first.parent
         paths, kind, where = read_manifest(first, base=root), "manifest", f"manifest {first}"
@@ -300,5 +320,30 @@ def discover(
     if not items:
         detail = f"; {failed[0].reason}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") \
             if failed else ""
-        raise CorpusError(f"no audio files found in {where}{detail}")
+        hint = f"; {skipped_line(skipped, root=root)}" if skipped else ""
+        raise CorpusError(f"no audio files found in {where}{detail}{hint}")
+    if skipped:
+        LOG.warning(f"warning: {skipped_line(skipped, root=root)}")
     return Corpus(tuple(items), root, kind, tuple(failed))
+
+
+def skipped_line(skipped: Sequence[Path], *, root: Path) -> str:
+    """One line on the readable files a search without ``--pattern`` left out (:data:`READABLE_NOT_PICKED`).
+
+    Parameters
+    ----------
+    skipped : sequence of Path
+        The files left out (at least one).
+    root : Path
+        The corpus root (the example is named relative to it).
+
+    Returns
+    -------
+    str
+        ``skipped 3 .mat file(s) (e.g. sub/a.mat): ...`` with the ``--pattern`` that includes them.
+    """
+    kinds = sorted({p.suffix.lower() for p in skipped})
+    globs = " ".join(f"--pattern '*{k}'" for k in kinds)
+    return (f"skipped {len(skipped)} {'/'.join(kinds)} file(s) (e.g. {_key(skipped[0], root)}): a folder is "
+            f"searched for audio extensions only; add {globs} to embed them (and --pattern '*.wav' etc. to keep "
+            "the audio files: --pattern replaces the default list)")

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -39,13 +40,13 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from ..outputs.atomic import write_text_atomic
-from ..pipeline import DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S
+from ..outputs.atomic import TEMPORARY_NAME, write_text_atomic
 from ..device import compile_backend
 from .background import BackgroundWriter, LoadStream, Written
-from .batching import BatchScheduler, FileJob, prepare_job, streamed_job
+from .batching import BatchScheduler, DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, FileJob, prepare_job, streamed_job
 from .discover import CorpusItem
 from .loader import DEFAULT_FILE_TIMEOUT_S, Loaded, LoadTask, retain_freed_memory
+from .lock import LOCK_PREFIX, LOCK_SUFFIX, SCRATCH
 from .progress import GpuMonitor, Progress
 from .report import RunReport
 from .threads import usable_cores as cores_and_source
@@ -105,6 +106,8 @@ class RunOptions:
         in fresh pages, and freeze the objects that exist before the loop (``gc.freeze``: the
         collector does not rescan the model and the imported modules after every few hundred
         allocations); False leaves the allocator and the collector as they are.
+    allow_truncated : bool
+        ``--allow-truncated``: embed what a truncated WAV holds (recorded as ``audio_truncated``).
     hash_inputs_below_bytes : int
         The decoders hash the bytes of inputs smaller than this (sha256, in ``audio_info`` as
         ``input_sha256``, which the stamps then use instead of reading the file again; see
@@ -128,23 +131,77 @@ class RunOptions:
     background: bool | None = None
     retain_memory: bool = True
     hash_inputs_below_bytes: int = 0
+    allow_truncated: bool = False
 
 
 class ConfigMismatch(ValueError):
     """The output directory holds results made with other settings."""
 
 
-def check_run_config(output_dir: str | Path, config: dict[str, Any], *, overwrite: bool) -> None:
+def _own_lock(path: Path) -> bool:
+    """``path`` is a run lock (:mod:`.lock`) that this process holds."""
+    if not (path.name.startswith(LOCK_PREFIX) and path.name.endswith(LOCK_SUFFIX)):
+        return False
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(holder, dict) and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+
+def holds_results(output_dir: str | Path, *, results: Sequence[str | Path] = ()) -> bool:
+    """Whether ``output_dir`` holds anything that the settings in its run file describe.
+
+    Everything in the folder counts (outputs, stamps, reports, sub-folders, files that are not
+    ours), except the run file itself, the run locks this process holds, the scratch folder and
+    the ``.<name>.*.tmp`` temporaries of killed writes. Run locks of other live runs (other
+    shards) count: their run file is theirs. ``results`` are further paths that count when they
+    exist (a store's ``.h5`` beside its ``.parts`` folder).
+    """
+    if any(Path(p).exists() for p in results):
+        return True
+    folder = Path(output_dir)
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: assume it holds results
+    return any(not (p.name in (RUN_CONFIG, SCRATCH) or TEMPORARY_NAME.match(p.name) or _own_lock(p))
+               for p in entries)
+
+
+def check_run_config(output_dir: str | Path, config: dict[str, Any], *, overwrite: bool,
+                     results: Sequence[str | Path] = ()) -> None:
     """Refuse to resume into ``output_dir`` when its results came from a different model or settings.
 
     The settings that change the numbers are recorded in ``<output_dir>/.audio_embeddings_run.json``
-    on the first run; ``overwrite`` replaces them.
+    on the first run; ``overwrite`` replaces them. The recorded settings refuse other settings only
+    while there is something they describe (:func:`holds_results`): the run file of a start that
+    failed before anything was written (a read-only ``--hoplite-db``, a model that would not load,
+    a run killed while loading) is replaced by the corrected command's settings.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        The output folder (or a store's ``.parts`` folder); created if needed.
+    config : dict
+        The settings of this run (:func:`~audio_embeddings.app.run.fingerprint`).
+    overwrite : bool
+        ``--overwrite``: replace the recorded settings whatever the folder holds.
+    results : sequence of path-like
+        Further paths whose existence counts as results made with the recorded settings.
+
+    Raises
+    ------
+    ConfigMismatch
+        The folder holds results and the recorded settings differ from ``config``.
     """
     path = Path(output_dir) / RUN_CONFIG
     if path.is_file() and not overwrite:
         previous = json.loads(path.read_text())
         changed = {k: (previous.get(k), v) for k, v in config.items() if previous.get(k) != v}
-        if changed:
+        if changed and holds_results(output_dir, results=results):
             detail = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *ab) for k, ab in changed.items()))
             raise ConfigMismatch(f"{output_dir} holds results made with other settings ({detail}); "
                                  "use --overwrite to redo them or choose another --output-dir")
@@ -237,6 +294,45 @@ def _signals(stop: _Stop) -> Iterator[None]:
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
+class StoppedBySignal(Exception):
+    """SIGINT/SIGTERM arrived in a run's end phase (merging, writing the summary): ``exit_status`` is
+    130/143 and ``str()`` one line saying what was stopped."""
+
+    def __init__(self, signum: int, during: str):
+        self.signum = int(signum)
+        self.exit_status = 128 + self.signum
+        super().__init__(f"stopped by {signal.Signals(self.signum).name} while {during}; nothing was left "
+                         "half-written: rerun the same command to finish")
+
+
+@contextlib.contextmanager
+def signals_raise(during: str) -> Iterator[None]:
+    """While the body runs, SIGINT/SIGTERM raise :class:`StoppedBySignal` in the main thread (so
+    ``finally`` blocks and atomic writers remove their temporaries) instead of killing the process
+    silently; elsewhere nothing changes.
+
+    Parameters
+    ----------
+    during : str
+        What is being done, for the message (``"merging the store"``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise StoppedBySignal(signum, during)
+
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    try:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, handler)
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
+
+
 class _Clock:
     """Seconds of the main thread by activity (cheap ``perf_counter`` accumulators)."""
 
@@ -309,7 +405,7 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     rate = backend.sample_rate_hz
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
     tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch),
-                      backend.resampler, options.hash_inputs_below_bytes) for i in todo)
+                      backend.resampler, options.hash_inputs_below_bytes, options.allow_truncated) for i in todo)
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(backend.device).start()

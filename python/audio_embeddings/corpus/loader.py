@@ -48,10 +48,21 @@ FILE_TIMEOUT = Option("--file-timeout", "file_timeout", "seconds one file may ta
 SCRATCH_DIR = Option("--scratch-dir", "scratch_dir", "folder for the decoded audio of long recordings "
                      "(default: $TMPDIR, else the output folder)", type=str, default=None, metavar="DIR",
                      affects="outputs")
-VERIFY_INPUTS = Option("--verify-inputs", "verify_inputs", "compare the contents of every input with what its "
-                       "outputs were made from (default: inputs under 16 MiB, others by size and time)",
+VERIFY_INPUTS = Option("--verify-inputs", "verify_inputs", "hash every input whole (sha256) and compare it with "
+                       "what its outputs were made from; outputs whose stamp holds no whole-file hash cannot be "
+                       "verified and are refused until --overwrite redoes them (default: inputs under 16 MiB are "
+                       "hashed whole on every rerun, larger ones compared by size, time and a hash of three 64 KiB "
+                       "blocks: head, middle and tail)",
                        type=None, default=False, const=True, affects="outputs")
 LOADER_OPTIONS: tuple[Option, ...] = (FILE_TIMEOUT, SCRATCH_DIR, VERIFY_INPUTS)
+#: ``--allow-truncated`` changes what is embedded, so it is a shared stage option (in the resume
+#: fingerprint and the MATLAB table; :data:`audio_embeddings.options.STAGES`).
+ALLOW_TRUNCATED = Option("--allow-truncated", "allow_truncated", "embed the frames a truncated WAV holds (fewer "
+                         "than its header promises) and record it in its .json as audio_truncated (default: such "
+                         "a file fails with one line naming both frame counts)", type=None, default=False,
+                         const=True, affects="numbers")
+#: The options this module declares as a shared stage (read by :data:`audio_embeddings.options.STAGES`).
+OPTIONS: tuple[Option, ...] = (ALLOW_TRUNCATED,)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class LoadTask:
     scratch_dir: str | None = None
     resampler: str = "soxr-hq"
     hash_below_bytes: int = 0
+    allow_truncated: bool = False
 
 
 @dataclass
@@ -153,6 +165,7 @@ def load_item(task: LoadTask) -> Loaded:
     try:
         path = audio.check_file(task.path)
         content, digest = _read_to_hash(path, task.hash_below_bytes)
+        truncated = audio.check_truncated(path, content=content, allow=task.allow_truncated)
         wav = audio.plain_pcm16_wav(content) if content is not None else None  # parsed once, used twice
         if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
             header = _header(path, wav)
@@ -161,9 +174,13 @@ def load_item(task: LoadTask) -> Loaded:
                                    subtype=header.subtype, container=header.format)
                 if header.frames > 0 and audio.frames_known(header.frames) and \
                         header.frames * task.target_rate_hz / header.samplerate > task.stream_above_samples:
-                    return _stream_to_raw(task, header)
+                    streamed = _stream_to_raw(task, header)
+                    if truncated is not None:
+                        streamed.audio_info["truncated"] = truncated
+                    return streamed
         loaded = audio.load(path, sample_rate_hz=task.target_rate_hz, channel=task.channel,
-                            min_samples=task.min_samples, resampler=task.resampler, content=content, wav=wav)
+                            min_samples=task.min_samples, resampler=task.resampler, content=content, wav=wav,
+                            allow_truncated=task.allow_truncated)
     except audio.AudioError as exc:
         return Loaded(task.key, task.path, error=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - report and go on; the run must not die on one file
@@ -172,6 +189,8 @@ def load_item(task: LoadTask) -> Loaded:
             "channel": loaded.channel, "duration_s": loaded.duration_s}
     if digest is not None:
         info["input_sha256"] = digest
+    if truncated is not None:
+        info["truncated"] = truncated
     return Loaded(task.key, task.path, n_samples=int(loaded.samples.shape[0]), samples=loaded.samples,
                   audio_info=info)
 

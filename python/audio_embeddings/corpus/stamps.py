@@ -5,9 +5,25 @@ A stamp is a small JSON-able dict::
     {"v": 1, "settings": "<sha256 of the run settings>", "size": 48044, "mtime_ns": 1733100000000000000,
      "sha256": "<sha256 of the input's bytes>"}
 
+    {"v": 1, "settings": "...", "size": 19200044, "mtime_ns": ...,
+     "sha256_sampled": "<sha256 of its head, middle and tail blocks>", "sampled_block_bytes": 65536}
+
 ``settings`` hashes the dict :func:`audio_embeddings.app.run.fingerprint` gives (model, cutting options,
-formats and every declared option); ``sha256`` is there for inputs under :data:`HASH_BELOW_BYTES`
-(or every input with ``verify``). Tree outputs keep the stamp in a sidecar written last
+formats and every declared option). The input's identity is its size, modification time and a content
+hash that every rerun compares, so an edit that keeps the size and restores the time (``touch -r``) is
+still seen:
+
+* inputs under :data:`HASH_BELOW_BYTES` (16 MiB): ``sha256`` of the whole file (read again on each
+  rerun: about 1 ms per MiB from the page cache);
+* larger inputs: ``sha256_sampled``, the hash of three :data:`SAMPLE_BLOCK_BYTES` blocks (head, middle,
+  tail; :func:`sampled_sha256`), a few reads whatever the size. An edit outside those blocks with the
+  time restored is not seen by default: ``--verify-inputs`` hashes every input whole (stored as
+  ``sha256`` beside the sampled hash) and, on a rerun, redoes outputs whose stamp holds no whole-file
+  hash to compare.
+
+A whole-file hash that matches forgives a changed time (a copied or touched input); a sampled one does
+not (the rest of the file may have changed), so a touched large input is redone unless its stamp holds a
+whole-file hash (``--verify-inputs``). Tree outputs keep the stamp in a sidecar written last
 (:func:`audio_embeddings.outputs.contract.write_stamp`), the store as an attribute per key, B4's
 utterance files in the ``.npz``. A rerun skips a file only when its stored stamp matches
 (:func:`stamp_difference`); a file with outputs but no stamp (an older run, a killed write) is not done.
@@ -30,6 +46,8 @@ LOG = logging.getLogger(__name__)
 
 #: Inputs smaller than this get a content hash in their stamp (all inputs with ``verify``).
 HASH_BELOW_BYTES = 16 * 2 ** 20
+#: Bytes of each block of a large input's sampled hash (:func:`sampled_sha256`).
+SAMPLE_BLOCK_BYTES = 64 * 2 ** 10
 STAMP_VERSION = 1
 
 
@@ -48,12 +66,40 @@ def file_sha256(path: str | os.PathLike, *, block_bytes: int = 2 ** 20) -> str:
     return digest.hexdigest()
 
 
+def sampled_sha256(path: str | os.PathLike, *, block_bytes: int = SAMPLE_BLOCK_BYTES) -> str:
+    """sha256 (hex) of a file's size and of three blocks of it: the head, the middle and the tail.
+
+    Three reads of ``block_bytes`` whatever the file's size (a file of up to three blocks is hashed
+    whole), so every rerun can afford it for every large input. An edit inside a block changes it;
+    an edit elsewhere that keeps the size does not (``--verify-inputs`` hashes whole files).
+
+    Parameters
+    ----------
+    path : path-like
+    block_bytes : int
+        Bytes per block (:data:`SAMPLE_BLOCK_BYTES`; recorded in the stamp as ``sampled_block_bytes``).
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        digest.update(f"{size}:{int(block_bytes)}:".encode())
+        if size <= 3 * block_bytes:
+            offsets = [0]
+            block_bytes = max(size, 1)
+        else:
+            offsets = [0, (size - block_bytes) // 2, size - block_bytes]
+        for offset in offsets:
+            fh.seek(offset)
+            digest.update(fh.read(block_bytes))
+    return digest.hexdigest()
+
+
 def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
 
 
 def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = False,
-                hash_below: int = HASH_BELOW_BYTES) -> dict[str, Any]:
+                hash_below: int = HASH_BELOW_BYTES, sampled: bool = True) -> dict[str, Any]:
     """The stamp of one input under one run's settings.
 
     Parameters
@@ -67,11 +113,16 @@ def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = F
     hash_below : int
         Hash the contents of files smaller than this many bytes (0: never, unless ``verify``).
 
+    sampled : bool
+        Inputs not hashed whole (``hash_below`` or more bytes) get ``sha256_sampled``
+        (:func:`sampled_sha256`) and ``sampled_block_bytes``.
+
     Returns
     -------
     dict
-        ``v``, ``settings``, ``size`` (bytes), ``mtime_ns`` and, when hashed, ``sha256``; an input that
-        cannot be read gets ``error`` (its reason) instead, and never matches a stored stamp.
+        ``v``, ``settings``, ``size`` (bytes), ``mtime_ns`` and, when hashed, ``sha256`` (whole file)
+        and/or ``sha256_sampled``; an input that cannot be read gets ``error`` (its reason) instead, and
+        never matches a stored stamp.
     """
     stamp: dict[str, Any] = {"v": STAMP_VERSION, "settings": str(settings_hash)}
     try:
@@ -80,11 +131,14 @@ def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = F
         stamp["error"] = _reason(exc)
         return stamp
     stamp.update(size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
-    if verify or st.st_size < hash_below:
-        try:
+    try:
+        if verify or st.st_size < hash_below:
             stamp["sha256"] = file_sha256(path)
-        except OSError as exc:
-            stamp["error"] = _reason(exc)
+        if sampled and st.st_size >= max(hash_below, 1):
+            stamp.update(sha256_sampled=sampled_sha256(path), sampled_block_bytes=SAMPLE_BLOCK_BYTES)
+    except OSError as exc:
+        stamp.pop("sha256", None)
+        stamp["error"] = _reason(exc)
     return stamp
 
 
@@ -95,11 +149,20 @@ def _when(ns: Any) -> str:
         return str(ns)
 
 
-def stamp_difference(stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str | None:
+def stamp_difference(stored: Mapping[str, Any] | None, current: Mapping[str, Any], *,
+                     need_whole_hash: bool = False) -> str | None:
     """Why outputs stamped ``stored`` do not belong to ``current``, or None when they do.
 
-    The settings must be equal; then the contents decide when both stamps hold a hash (a copied or
-    touched input with the same bytes still matches), else the size and the modification time.
+    The settings must be equal, then the size. Then the contents: when both stamps hold a whole-file
+    ``sha256`` it decides (a copied or touched input with the same bytes still matches); else, when both
+    hold a ``sha256_sampled`` of the same block size, a difference there is a different input, and the
+    modification time must match too (the unsampled bytes may have changed).
+
+    Parameters
+    ----------
+    need_whole_hash : bool
+        ``--verify-inputs``: outputs whose stamp holds no whole-file hash cannot be verified and
+        do not match.
 
     Returns
     -------
@@ -118,14 +181,30 @@ def stamp_difference(stored: Mapping[str, Any] | None, current: Mapping[str, Any
         if stored["sha256"] != current["sha256"]:
             return "were made from another version of the input (same size, other contents)"
         return None
+    if need_whole_hash and not stored.get("sha256"):
+        return ("cannot be verified (their stamp holds no whole-file hash of the input: made without "
+                "--verify-inputs)")
+    if stored.get("sha256_sampled") and current.get("sha256_sampled") \
+            and stored.get("sampled_block_bytes") == current.get("sampled_block_bytes") \
+            and stored["sha256_sampled"] != current["sha256_sampled"]:
+        return "were made from another version of the input (same size, other contents in the sampled blocks)"
     if stored.get("mtime_ns") != current.get("mtime_ns"):
+        sampled_same = bool(stored.get("sha256_sampled")) and stored.get("sha256_sampled") == current.get("sha256_sampled")
+        hint = "; its sampled blocks are unchanged: --verify-inputs compares it whole" if sampled_same else ""
         return ("were made from another version of the input (modified "
-                f"{_when(stored.get('mtime_ns'))} -> {_when(current.get('mtime_ns'))})")
+                f"{_when(stored.get('mtime_ns'))} -> {_when(current.get('mtime_ns'))}{hint})")
     return None
 
 
 class Stamper:
-    """The stamps of one run's inputs: cheap checks first, a content hash only when it can decide.
+    """The stamps of one run's inputs: cheap checks first, then the content hash that can decide.
+
+    What a rerun compares for an input whose size and settings match (its cost):
+
+    * under ``hash_below`` (16 MiB): the whole file's sha256 (one read of the file);
+    * larger: the sampled hash (:func:`sampled_sha256`: three 64 KiB reads) and the modification time;
+    * with ``verify`` (``--verify-inputs``): the whole file's sha256 whatever its size (one read of
+      every input), and outputs whose stamp holds none are redone.
 
     Parameters
     ----------
@@ -144,7 +223,7 @@ class Stamper:
 
     def quick(self, path: str) -> dict[str, Any]:
         """Settings, size and modification time (no hash), remembered as the input's state before decoding."""
-        stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0)
+        stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False)
         self._before.setdefault(str(path), stamp)
         return stamp
 
@@ -163,9 +242,11 @@ class Stamper:
         edited during the run), the earlier state without a hash is returned, so the next run redoes it.
         """
         if sha256 is not None:
-            stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0)
+            stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False)
             if "error" not in stamp and (self.verify or stamp["size"] < self.hash_below):
                 stamp["sha256"] = str(sha256)
+            if "error" not in stamp and stamp["size"] >= self.hash_below:
+                stamp.update(sha256_sampled=sampled_sha256(path), sampled_block_bytes=SAMPLE_BLOCK_BYTES)
         else:
             stamp = input_stamp(path, settings_hash=self.settings_hash, verify=self.verify,
                                 hash_below=self.hash_below)
@@ -176,16 +257,18 @@ class Stamper:
         return stamp
 
     def difference(self, stored: Mapping[str, Any] | None, path: str) -> str | None:
-        """:func:`stamp_difference` of ``stored`` and the input now, hashing only when that can decide."""
+        """:func:`stamp_difference` of ``stored`` and the input now, hashing only what can decide.
+
+        Size and settings first (no read); then the whole-file hash under ``hash_below`` (or with
+        ``verify``, or when ``stored`` holds one), else the sampled hash and the time.
+        """
         quick = self.quick(path)
-        if not stored:
+        if not stored or stored.get("settings") != quick.get("settings") or "error" in quick \
+                or stored.get("size") != quick.get("size"):
             return stamp_difference(stored, quick)
-        if not self.verify:
-            diff = stamp_difference(stored, quick)
-            if diff is None or not stored.get("sha256") or stored.get("size") != quick.get("size") \
-                    or stored.get("settings") != quick.get("settings") or "error" in quick:
-                return diff
-        return stamp_difference(stored, input_stamp(path, settings_hash=self.settings_hash, verify=True))
+        whole = self.verify or quick["size"] < self.hash_below or bool(stored.get("sha256"))
+        current = input_stamp(path, settings_hash=self.settings_hash, verify=whole, hash_below=self.hash_below)
+        return stamp_difference(stored, current, need_whole_hash=self.verify)
 
 
 def read_run_config(path: str | os.PathLike, *, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:

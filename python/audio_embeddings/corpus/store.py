@@ -330,7 +330,27 @@ class StoreWriter:
         self.commit()
 
 
-def merge_store(store_path: str | Path, *, prune: bool = True) -> dict[str, Any]:
+def _remove_stale_merges(store: Path, *, older_than_s: float) -> None:
+    """Remove the ``.FILE.h5.*.tmp`` a killed merge left next to the store (the output folder's own
+    clean-up never sees a store kept elsewhere)."""
+    from ..outputs.atomic import TEMPORARY_NAME
+
+    cutoff = time.time() - float(older_than_s)
+    try:
+        entries = list(os.scandir(store.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = TEMPORARY_NAME.match(entry.name)
+        if match and match.group("final") == store.name:
+            try:
+                if older_than_s <= 0 or entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+
+
+def merge_store(store_path: str | Path, *, prune: bool = True, stale_after_s: float = 3600.0) -> dict[str, Any]:
     """Write ``FILE.h5``: the index of every part and external links to each file's data.
 
     A key found in several parts (a redone file, a re-sharded run) is taken from the newest part
@@ -341,6 +361,9 @@ def merge_store(store_path: str | Path, *, prune: bool = True) -> dict[str, Any]
     store_path : path-like
     prune : bool
         After the new ``FILE.h5`` is in place, delete parts none of whose keys it takes.
+    stale_after_s : float
+        First remove the temporaries of killed merges of this store older than this (0: all of
+        them; the caller merges alone).
 
     Returns
     -------
@@ -353,6 +376,7 @@ def merge_store(store_path: str | Path, *, prune: bool = True) -> dict[str, Any]
     from ..outputs.atomic import atomic_path
 
     store = Path(store_path)
+    _remove_stale_merges(store, older_than_s=stale_after_s)
     parts = store_parts(store)
     owner: dict[str, Path] = {}
     stamp_of: dict[str, dict[str, Any] | None] = {}

@@ -148,6 +148,12 @@ def plan_threads(*, cores: int, cores_from: str = "affinity", corpus: bool = Tru
                       chosen_by=" ".join(chosen) or "default")
 
 
+def default_workers() -> int:
+    """Decoding processes of a corpus run on this machine: :func:`plan_threads` for its usable cores."""
+    cores, source = usable_cores()
+    return plan_threads(cores=cores, cores_from=source, corpus=True).workers
+
+
 @contextlib.contextmanager
 def limit_model_threads(threads: int) -> Iterator[dict[str, Any]]:
     """Within the block, give the frameworks already imported in this process ``threads`` threads.

@@ -223,8 +223,9 @@ class TreeWriter:
         ensure_free_space(base.parent if base.parent.exists() else self.output_dir,
                           _estimate_bytes(result, self.formats))
         self._written.pop(key, None)
-        if stamp is not None:
-            stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never "done"
+        if stamp is not None and (self.plot or (self.top_k > 0 and "label" in result.extras)):
+            # files written before the staged outputs: the old outputs stop counting as complete first
+            stamp_path(base).unlink(missing_ok=True)
         annotations = {}
         labels = []
         if self.top_k > 0 and "label" in result.extras:

@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 #: Free space a writer leaves on the device (bytes) so that closing files and the run summary still fit.
 RESERVE_BYTES = 4 * 2 ** 20
@@ -119,6 +119,92 @@ def _create_temporary(final: Path, suffix: str) -> Path:
             continue
         return tmp
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(final.parent))
+
+
+class StagedFiles:
+    """Several new files written complete under temporary names, then renamed over their final names.
+
+    The outputs of one input (``.npy``, ``.mat``, ``.json``, extras, the stamp) are replaced this way:
+    every new file is whole before the first rename, each rename replaces one old file in one step
+    (nothing is deleted first), and :meth:`commit` renames the files named ``last`` at the end (the
+    ``.npy``, then the stamp sidecar that marks the outputs complete). A kill before the commit leaves
+    the old files as they were plus ``.<name>.*.tmp`` temporaries (:func:`clean_stale_temporaries`);
+    the body raising removes the temporaries. Use as a context manager::
+
+        with StagedFiles() as staged:
+            np.save(staged.path(npy_path, suffix=".npy"), array)
+            staged.commit(last=[npy_path])
+    """
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}  # final -> temporary, in staging order
+        self._remove: list[Path] = []
+
+    def __enter__(self) -> "StagedFiles":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard()
+        if exc is not None and isinstance(exc, Exception) and not isinstance(exc, NoSpaceError) \
+                and is_no_space(exc):
+            raise NoSpaceError(next(iter(self._staged), "")) from exc
+
+    def path(self, final: str | os.PathLike, *, suffix: str = "") -> Path:
+        """A new empty temporary next to ``final`` (its folder created), to be renamed to ``final`` on commit."""
+        final = Path(final)
+        if final in self._staged:
+            return self._staged[final]
+        try:
+            tmp = _create_temporary(final, suffix)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _create_temporary(final, suffix)
+        except OSError as exc:
+            if is_no_space(exc):
+                raise NoSpaceError(final) from None
+            raise
+        self._staged[final] = tmp
+        return tmp
+
+    def write_bytes(self, final: str | os.PathLike, data: bytes) -> Path:
+        """Stage ``data`` for ``final``; returns ``final``."""
+        self.path(final).write_bytes(data)
+        return Path(final)
+
+    def write_text(self, final: str | os.PathLike, text: str) -> Path:
+        """Stage UTF-8 ``text`` for ``final``; returns ``final``."""
+        return self.write_bytes(final, text.encode("utf-8"))
+
+    def remove_on_commit(self, path: str | os.PathLike) -> None:
+        """Remove ``path`` (an old output the new result no longer has) once the new files are in place."""
+        self._remove.append(Path(path))
+
+    def sizes(self) -> dict[Path, int]:
+        """Final name -> size in bytes of each staged file."""
+        return {final: tmp.stat().st_size for final, tmp in self._staged.items()}
+
+    def commit(self, *, first: Iterable[str | os.PathLike] = (), last: Iterable[str | os.PathLike] = ()) -> None:
+        """Remove ``first`` (the old stamp: the old outputs stop counting as complete), rename every
+        staged file over its final name, those in ``last`` at the end in their order, then remove the
+        files given to :meth:`remove_on_commit`."""
+        for path in first:
+            Path(path).unlink(missing_ok=True)
+        last = [Path(p) for p in last]
+        order = [f for f in self._staged if f not in last] + [f for f in last if f in self._staged]
+        for final in order:
+            os.replace(self._staged[final], final)
+            del self._staged[final]
+        for path in self._remove:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._remove = []
+
+    def discard(self) -> None:
+        """Remove every temporary not yet renamed."""
+        for tmp in self._staged.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._staged = {}
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

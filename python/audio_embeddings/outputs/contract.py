@@ -11,7 +11,9 @@ the duration covered, the source rate, the Lanczos cutoff and the aligned shape)
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import logging
 import os
 import platform
 import sys
@@ -21,9 +23,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomic
-from .matfile import write_mat_or_record_failure
+from .atomic import StagedFiles, atomic_path, write_text_atomic
+from .matfile import check_version as check_mat_version
+from .matfile import one_line_reason
+from .matfile import failure_marker_path, write_mat
 
+LOG = logging.getLogger(__name__)
 FORMATS = ("npy", "mat", "json", "txt")
 #: Keep about this many ``time_axis_seconds`` values in the ``.json`` (the seed's sparsified axis).
 JSON_TIME_AXIS_POINTS = 1000
@@ -165,9 +170,11 @@ def write_outputs(
         that cannot be aligned (one row) raises ValueError and leaves no outputs.
     stamp : dict, optional
         What made these outputs (:mod:`audio_embeddings.corpus.stamps`): recorded in the sidecar
-        :func:`stamp_path` with the size of every file written, just before the ``.npy`` takes its
-        final name (an earlier sidecar is removed first), so the outputs count as complete
-        (:func:`read_stamp`) exactly when the ``.npy`` is there. Without ``npy`` it is written last.
+        :func:`stamp_path` with the size of every file written. Every new file is written whole
+        under a temporary name first (:class:`~.atomic.StagedFiles`); then the old sidecar is
+        removed, each file renamed over its old version (never deleted first; the ``.npy`` last)
+        and the new sidecar renamed in last, so the outputs count as complete (:func:`read_stamp`)
+        exactly when all the new ones are in place, and a kill leaves the old or the new files whole.
     stamp_key : str, optional
         The corpus key, recorded in the sidecar.
     also_written : paths
@@ -188,75 +195,105 @@ def write_outputs(
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / basename
-    if stamp is not None:
-        stamp_path(base).unlink(missing_ok=True)  # first: a write killed half-way is never complete
     paths: dict[str, Any] = {"npy": None, "mat": None, "json": None, "mat_error": None, "extras": {}}
     if aligned is not None:
         paths["aligned"] = None
     embeddings = np.asarray(result.embeddings, dtype=np.float32)
     npy_path = base.with_name(base.name + ".npy")
-    if "npy" in formats:  # the .npy itself is written last: it marks the file complete (resume)
-        paths["npy"] = str(npy_path)
-        for key, value in result.extras.items():
-            extra = save_npy(base.with_name(f"{base.name}_{key}.npy"), extra_array(value))
-            paths["extras"][key] = str(extra)
-        if aligned is not None:
-            paths["aligned"] = str(save_npy(base.with_name(f"{base.name}_aligned.npy"), aligned.embeddings))
-    if "txt" in formats:
-        paths["txt"] = write_fragments(base, embeddings)
-    if "mat" in formats:
-        mat_path, error = write_mat_or_record_failure(
-            base.with_name(base.name + ".mat"),
-            mat_variables(result, model_name=model_name, backend_fields=backend_fields, aligned=aligned),
-            version=mat_version,
-        )
-        paths["mat"] = str(mat_path) if mat_path else None
-        paths["mat_error"] = error
-    if "json" in formats:
-        json_path = base.with_name(base.name + ".json")
-        meta = {
-            "audio_path": str(Path(input_path).resolve()) if input_path != "<memory>" else input_path,
-            "model_name": model_name,
-            **{f"audio_{k}": v for k, v in audio_info.items()},
-            "sample_rate": result.sample_rate_hz,
-            "num_samples": result.n_samples,
-            "embedding_shape": list(embeddings.shape),
-            "num_frames": int(embeddings.shape[-2]),
-            "hidden_size": int(embeddings.shape[-1]),
-            "frame_stride": result.frame_stride_s,
-            "window_s": result.window_s,
-            "chunking": result.chunking,
-            "backend": backend_info,
-            "time_axis_seconds": sparse_time_axis(result.time_axis_s),
-            "extras": {k: np.asarray(v).tolist() if np.asarray(v).size <= JSON_EXTRA_MAX_VALUES
-                       else {"shape": list(np.shape(v)), "npy": paths["extras"].get(k)}
-                       for k, v in result.extras.items()},
-            "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
-                                                               "mat_failed": paths["mat_error"]},
-            **({"alignment": {**aligned.describe(), "npy": paths.get("aligned")}} if aligned is not None else {}),
-            **(annotations or {}),
-            "versions": package_versions(),
-            "command_line": list(sys.argv if argv is None else argv),
-            "started_at": started_at,
-            "finished_at": now_iso(),
-        }
-        write_text_atomic(json_path, json.dumps(meta, indent=2) + "\n")
-        paths["json"] = str(json_path)
-    if stamp is None:
+    # Every new file is written whole under a temporary name first; then one rename each over the old
+    # file (nothing deleted first), the .npy last, the stamp after it: a kill at any point leaves the old
+    # outputs or the new ones, whole, and a stamp only when they are complete.
+    with StagedFiles() as staged:
         if "npy" in formats:
-            save_npy(npy_path, embeddings)
-        return paths
-    files = output_files(base, paths, also_written)
-    if "npy" not in formats:
-        write_stamp(base, stamp, files, key=stamp_key)
-        return paths
-    with atomic_path(npy_path) as tmp:
-        with tmp.open("wb") as fh:
-            np.save(fh, embeddings, allow_pickle=False)
-        npy_path.unlink(missing_ok=True)  # an older .npy of the same size must not pass for this one
-        write_stamp(base, stamp, [f for f in files if f != npy_path], key=stamp_key,
-                    sizes={npy_path: tmp.stat().st_size})
+            paths["npy"] = str(npy_path)
+            for key, value in result.extras.items():
+                extra = base.with_name(f"{base.name}_{key}.npy")
+                _save_npy_to(staged.path(extra, suffix=".npy"), extra_array(value))
+                paths["extras"][key] = str(extra)
+            if aligned is not None:
+                aligned_path = base.with_name(f"{base.name}_aligned.npy")
+                _save_npy_to(staged.path(aligned_path, suffix=".npy"), aligned.embeddings)
+                paths["aligned"] = str(aligned_path)
+        if "txt" in formats:
+            paths["txt"] = write_fragments(base, embeddings, staged=staged)
+        if "mat" in formats:
+            mat_path = base.with_name(base.name + ".mat")
+            marker = failure_marker_path(mat_path)
+            variables = mat_variables(result, model_name=model_name, backend_fields=backend_fields, aligned=aligned)
+            check_mat_version(mat_version)  # an unknown version is the caller's error, not recorded
+            error: str | None = None
+            try:
+                if mat_path.is_dir() and not mat_path.is_symlink():  # the rename at commit could not replace it
+                    raise IsADirectoryError(errno.EISDIR, "a folder of that name is in the way", str(mat_path))
+                write_mat(staged.path(mat_path, suffix=".mat"), variables, version=mat_version)
+            except Exception as exc:  # noqa: BLE001 - every write failure is recorded (.mat.failed)
+                error = one_line_reason(exc)
+                LOG.warning("could not write %s: %s", mat_path, error)
+            if error is None:
+                paths["mat"] = str(mat_path)
+                staged.remove_on_commit(marker)
+            else:
+                _discard_one(staged, mat_path)
+                staged.write_text(marker, error + "\n")
+                if mat_path.is_file() and not mat_path.is_symlink():
+                    staged.remove_on_commit(mat_path)  # the old .mat no longer describes the latest attempt
+            paths["mat_error"] = error
+        if "json" in formats:
+            json_path = base.with_name(base.name + ".json")
+            meta = {
+                "audio_path": str(Path(input_path).resolve()) if input_path != "<memory>" else input_path,
+                "model_name": model_name,
+                **{f"audio_{k}": v for k, v in audio_info.items()},
+                "sample_rate": result.sample_rate_hz,
+                "num_samples": result.n_samples,
+                "embedding_shape": list(embeddings.shape),
+                "num_frames": int(embeddings.shape[-2]),
+                "hidden_size": int(embeddings.shape[-1]),
+                "frame_stride": result.frame_stride_s,
+                "window_s": result.window_s,
+                "chunking": result.chunking,
+                "backend": backend_info,
+                "time_axis_seconds": sparse_time_axis(result.time_axis_s),
+                "extras": {k: np.asarray(v).tolist() if np.asarray(v).size <= JSON_EXTRA_MAX_VALUES
+                           else {"shape": list(np.shape(v)), "npy": paths["extras"].get(k)}
+                           for k, v in result.extras.items()},
+                "outputs": {k: paths[k] for k in ("npy", "mat")} | {"json": str(json_path.resolve()),
+                                                                   "mat_failed": paths["mat_error"]},
+                **({"alignment": {**aligned.describe(), "npy": paths.get("aligned")}} if aligned is not None else {}),
+                **(annotations or {}),
+                "versions": package_versions(),
+                "command_line": list(sys.argv if argv is None else argv),
+                "started_at": started_at,
+                "finished_at": now_iso(),
+            }
+            staged.write_text(json_path, json.dumps(meta, indent=2) + "\n")
+            paths["json"] = str(json_path)
+        if "npy" in formats:
+            _save_npy_to(staged.path(npy_path, suffix=".npy"), embeddings)
+        last = [npy_path]
+        if stamp is not None:
+            sizes = staged.sizes()
+            files = output_files(base, paths, also_written)
+            if paths.get("mat_error"):
+                files.append(failure_marker_path(base.with_name(base.name + ".mat")))
+            recorded = {f: sizes[f] if f in sizes else f.stat().st_size for f in dict.fromkeys(files)}
+            staged.write_text(stamp_path(base), _stamp_text(base, stamp, recorded, key=stamp_key))
+            last.append(stamp_path(base))
+        staged.commit(first=[stamp_path(base)] if stamp is not None else (), last=last)
+    if paths.get("txt") is not None:
+        _remove_stale_fragments(base, len(paths["txt"]))
     return paths
+
+
+def _save_npy_to(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def _discard_one(staged: StagedFiles, final: Path) -> None:
+    tmp = staged._staged.pop(final, None)  # noqa: SLF001 - this module's own helper
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
 
 
 def output_files(base: Path, paths: dict[str, Any], also_written: Iterable[str | Path] = ()) -> list[Path]:
@@ -271,22 +308,37 @@ def output_files(base: Path, paths: dict[str, Any], also_written: Iterable[str |
     return files + [Path(p) for p in also_written]
 
 
-def write_fragments(base: Path, embeddings: np.ndarray) -> list[str]:
-    """``<base>_frag<i>.txt`` for each row of float32 [T, D] (shortest text that reads back exactly)."""
+def write_fragments(base: Path, embeddings: np.ndarray, *, staged: StagedFiles | None = None) -> list[str]:
+    """``<base>_frag<i>.txt`` for each row of float32 [T, D] (shortest text that reads back exactly).
+
+    With ``staged`` the files are staged there (renamed on its commit; then call
+    :func:`_remove_stale_fragments`); otherwise each is written atomically and the fragments of an
+    earlier, longer run of the same file are removed at once.
+    """
     if embeddings.ndim != 2:
         raise ValueError(f"txt fragments need [T, D] embeddings, got shape {embeddings.shape}")
     written = []
     for i, row in enumerate(embeddings):
         path = base.with_name(f"{base.name}_frag{i}.txt")
-        write_text_atomic(path, ",".join(np.format_float_positional(v, unique=True, trim="-")
-                                         if abs(v) >= 1e-4 or v == 0 else np.format_float_scientific(v, unique=True)
-                                         for v in row) + "\n")
+        text = ",".join(np.format_float_positional(v, unique=True, trim="-")
+                        if abs(v) >= 1e-4 or v == 0 else np.format_float_scientific(v, unique=True)
+                        for v in row) + "\n"
+        if staged is not None:
+            staged.write_text(path, text)
+        else:
+            write_text_atomic(path, text)
         written.append(str(path))
-    i = len(written)  # fragments of an earlier, longer run of the same file would read as this run's
+    if staged is None:
+        _remove_stale_fragments(base, len(written))
+    return written
+
+
+def _remove_stale_fragments(base: Path, count: int) -> None:
+    """Fragments of an earlier, longer run of the same file would read as this run's: removed."""
+    i = count
     while (stale := base.with_name(f"{base.name}_frag{i}.txt")).exists():
         stale.unlink()
         i += 1
-    return written
 
 
 def completion_marker(base: Path, formats: Iterable[str]) -> list[Path]:
@@ -345,6 +397,12 @@ def stamp_path(base: Path) -> Path:
     return base.with_name(f".{base.name}.done")
 
 
+def _stamp_text(base: Path, stamp: dict[str, Any], sizes: dict[Path, int], *, key: str | None) -> str:
+    recorded = {os.path.relpath(path, base.parent): int(size) for path, size in sizes.items()}
+    record = {"stamp": dict(stamp), "key": key, "outputs": recorded, "written_at": now_iso()}
+    return json.dumps(record, sort_keys=True) + "\n"
+
+
 def write_stamp(base: Path, stamp: dict[str, Any], written: Iterable[str | Path], *, key: str | None = None,
                 sizes: dict[Path, int] | None = None) -> Path:
     """Record what made the outputs of ``base`` (``stamp``) and the size of each file ``written``
@@ -354,15 +412,9 @@ def write_stamp(base: Path, stamp: dict[str, Any], written: Iterable[str | Path]
     (:func:`read_stamp`).
     """
     base = Path(base)
-    recorded = {}
-    for p in written:
-        path = Path(p)
-        recorded[os.path.relpath(path, base.parent)] = path.stat().st_size
-    for path, size in (sizes or {}).items():
-        recorded[os.path.relpath(path, base.parent)] = int(size)
-    sizes = recorded
-    record = {"stamp": dict(stamp), "key": key, "outputs": sizes, "written_at": now_iso()}
-    return write_text_atomic(stamp_path(base), json.dumps(record, sort_keys=True) + "\n")
+    recorded = {Path(p): Path(p).stat().st_size for p in written}
+    recorded.update({Path(p): int(n) for p, n in (sizes or {}).items()})
+    return write_text_atomic(stamp_path(base), _stamp_text(base, stamp, recorded, key=key))
 
 
 def read_stamp(base: Path) -> dict[str, Any] | None:

@@ -26,8 +26,21 @@ from the database differs from the float32 the model gave by up to ~1e-3 relativ
 (half precision, 11-bit mantissa). The ``.npy``/``.mat``/tables keep float32; search and
 classifiers over a database see the float16 values (as they do in hoplite).
 
-**Resume.** ``is_complete(key)`` looks in the database: a file is done when its recording is there
-and every one of its windows has a vector in the index. The writer commits every
+**Resume.** ``is_complete(key)`` looks in the database: a file is done when its recording is there,
+every one of its windows has a vector in the index and, given a ``stamper``, the recording's stamp
+(column ``audio_embeddings_stamp`` of hoplite's ``recordings`` table, added with hoplite's own
+``add_extra_table_column``: the run's settings hash and the input's size, mtime and content hash,
+:mod:`audio_embeddings.corpus.stamps`) matches the input and settings now. The run's settings that
+make the vectors (model, weights digest, cutting and window options) are kept as metadata
+``audio_embeddings_settings``; a run with other settings, or over a recording whose input changed,
+is refused naming what changed (``overwrite`` redoes those files: their old windows and vectors are
+removed in the same transaction that adds the new ones). A write that fails is rolled back (a
+SQLite savepoint; the index is changed only after the SQL succeeded); a commit that fails (a full
+disk) leaves the files since the last commit out of the database, and every later write and
+``close`` fail with the same error (a full disk as :class:`~.atomic.NoSpaceError`), so the run's
+done count is what the database holds. One run at a time: given ``lock`` (the run lock,
+:func:`audio_embeddings.corpus.lock.acquire_run_lock`), the writer holds it on the database
+folder until it is closed. The writer commits every
 ``commit_files`` files or ``commit_s`` seconds (the index is written to a temporary file and renamed
 into place), so a killed run loses at most the files since the last commit; on open, a recording
 whose windows lack vectors (a kill between the SQLite commit and the index save) is removed and
@@ -44,11 +57,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..backends.base import Option
+from .atomic import free_bytes, is_no_space, NoSpaceError
 
 HOPLITE_SQLITE = "hoplite.sqlite"
 HOPLITE_INDEX = "usearch.index"
@@ -57,6 +71,12 @@ OPTIONS = (Option("--hoplite-db", "hoplite_db", "also write a perch-hoplite data
                   "birdnet, ...) into this folder; hoplite stores float16", metavar="DIR", affects="outputs",
                   matlab="HopliteDb"),)
 PROVENANCE_KEY = "audio_embeddings"
+#: Metadata key of the settings that made the database's vectors (JSON text, see :meth:`HopliteWriter.__init__`).
+SETTINGS_KEY = "audio_embeddings_settings"
+#: hoplite extra column of ``recordings`` holding each recording's stamp (JSON text).
+STAMP_COLUMN = "audio_embeddings_stamp"
+#: Run-lock label of a whole (unsharded) run (``Shard.label`` of shard 0 of 1).
+WHOLE_RUN_LABEL = "shard-0000-of-0001"
 FLOAT16_NOTE = ("perch-hoplite's usearch store keeps float16 vectors: values read back from the database "
                 "differ from the model's float32 by up to ~1e-3 relative")
 #: Zoo presets of perch-hoplite 1.0.2 (``zoo/model_configs.py``, ``get_preset_model_config``), by our model name:
@@ -233,23 +253,58 @@ def read_model_config(db: Any) -> dict[str, Any] | None:
         return None
 
 
-def _complete_filenames(db: Any, project: str | None) -> tuple[set[tuple[str, str]], list[int]]:
-    """((project, filename) of complete recordings, ids of incomplete ones)."""
+def _recordings_state(db: Any) -> tuple[dict[tuple[str | None, str], str | None], list[int], np.ndarray]:
+    """The database's recordings as the writer sees them.
+
+    Returns
+    -------
+    complete : dict
+        ``(project, filename)`` -> the recording's stamp (JSON text, or None) for every recording whose
+        windows all have a vector in the index.
+    incomplete : list of int
+        Ids of recordings with a window that lacks its vector (a kill between the SQLite commit and the
+        index save).
+    orphans : numpy.ndarray
+        int64 [K] ids of vectors in the index whose window is not in SQLite (left by the same kind of kill
+        after a file was redone).
+    """
     deployments = {d.id: d.project for d in db.get_all_deployments()}
-    recordings = {r.id: (deployments.get(r.deployment_id), r.filename) for r in db.get_all_recordings()}
+    recordings = {r.id: ((deployments.get(r.deployment_id), r.filename), getattr(r, STAMP_COLUMN, None))
+                  for r in db.get_all_recordings()}
     windows = db.get_all_windows()
     by_recording: dict[int, list[int]] = {}
     for w in windows:
         by_recording.setdefault(int(w.recording_id), []).append(int(w.id))
     incomplete: list[int] = []
+    ids = np.array([int(w.id) for w in windows], dtype=np.int64)
     if windows:
-        ids = np.array([int(w.id) for w in windows], dtype=np.int64)
         found = np.asarray(db.ui.contains(ids), dtype=bool).reshape(-1) if len(db.ui) else np.zeros(len(ids), bool)
         missing = {int(i) for i in ids[~found]}
         incomplete = [r for r, wids in by_recording.items() if any(w in missing for w in wids)]
-    done = {rec for rid, rec in recordings.items() if rid not in set(incomplete)
-            and (project is None or rec[0] == project)}
-    return done, incomplete
+    orphans = np.zeros(0, dtype=np.int64)
+    if len(db.ui) > len(ids) - len(incomplete):
+        orphans = np.setdiff1d(np.asarray(db.ui.keys, dtype=np.int64), ids)
+    bad = set(incomplete)
+    complete = {rec: stamp for rid, (rec, stamp) in recordings.items() if rid not in bad}
+    return complete, incomplete, orphans
+
+
+def _complete_filenames(db: Any, project: str | None) -> tuple[set[tuple[str, str]], list[int]]:
+    """((project, filename) of complete recordings, ids of incomplete ones)."""
+    complete, incomplete, _ = _recordings_state(db)
+    return {rec for rec in complete if project is None or rec[0] == project}, incomplete
+
+
+def _ui_remove(db: Any, ids: Sequence[int] | np.ndarray) -> None:
+    """Remove vectors from hoplite's usearch index (loaded into memory first, as hoplite does)."""
+    ids = np.asarray(list(ids), dtype=np.int64)
+    if not len(ids):
+        return
+    if not db._ui_loaded:
+        db.ui.load()
+        db._ui_loaded = True
+    db.ui.remove(ids)
+    db._ui_updated = True
 
 
 def _remove_recording(db: Any, recording_id: int) -> None:
@@ -263,7 +318,11 @@ def _remove_recording(db: Any, recording_id: int) -> None:
 
 
 def _atomic_commit(db: Any) -> None:
-    """SQLite first, then the index written to a temporary file and renamed over ``usearch.index``.
+    """The index written to a temporary file, then SQLite committed, then the index renamed over ``usearch.index``.
+
+    A failure before the SQLite commit (the index cannot be saved: a full disk) commits nothing; a
+    kill between the commit and the rename leaves windows without vectors, which the next writer
+    removes and embeds again.
 
     (hoplite's own ``commit`` saves the index in place, so a kill during the save would leave a
     torn index.) Falls back to hoplite's ``commit`` when its internals differ from 1.0.2's.
@@ -272,17 +331,72 @@ def _atomic_commit(db: Any) -> None:
     if not hasattr(db, "_ui_updated") or not hasattr(db, "ui"):
         db.commit()
         return
-    db.db.commit()
-    if db._ui_updated:
-        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+    if not db._ui_updated:
+        db.db.commit()
+        db.commit()  # closes hoplite's cursor; nothing left to save
+        return
+    tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+    try:  # the index first: when it cannot be saved (a full disk) nothing is committed
         db.ui.save(str(tmp))
+        db.db.commit()
         os.replace(tmp, index_path)
-        db._ui_updated = False
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never a temporary left behind
+        raise
+    db._ui_updated = False
     db.commit()  # closes hoplite's cursor; nothing left to save
+
+
+def _remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove ``.usearch.index.<pid>.tmp`` files of processes that are gone (a killed commit)."""
+    removed = []
+    for tmp in folder.glob(f".{HOPLITE_INDEX}.*.tmp"):
+        pid = tmp.name[len(HOPLITE_INDEX) + 2:-len(".tmp")]
+        alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+        if not alive:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _write_error(exc: BaseException, path: Path) -> BaseException:
+    """A failed database write as the run reports it: a full disk (SQLite's ``SQLITE_FULL``, ``ENOSPC``,
+    an index that could not be saved on a full device) becomes :class:`NoSpaceError` naming ``path``."""
+    import sqlite3
+
+    if isinstance(exc, NoSpaceError):
+        return exc
+    full = is_no_space(exc)
+    if isinstance(exc, sqlite3.Error):
+        full = full or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc).lower()
+    elif isinstance(exc, (OSError, RuntimeError)) and not full:
+        free = free_bytes(path) if path.exists() else None
+        index = path / HOPLITE_INDEX
+        needed = (index.stat().st_size if index.is_file() else 0) + 2 ** 20
+        full = free is not None and free < needed
+    if full:
+        err = NoSpaceError(path, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        err.__cause__ = exc
+        return err
+    return exc
 
 
 class HopliteWriter:
     """The corpus engine's writer for a hoplite database (``--hoplite-db DIR``).
+
+    Stamps come in one of two ways: give ``stamper`` (the writer checks and records them itself), or
+    wrap the writer in :class:`~audio_embeddings.corpus.writers.StampedWriter` (it has
+    ``supports_stamps``, ``stored_stamp`` and ``write(..., stamp=)``, as the tree outputs do).
 
     Parameters
     ----------
@@ -312,19 +426,71 @@ class HopliteWriter:
     provenance : dict, optional
         JSON-able facts stored under metadata ``audio_embeddings``.
     overwrite : bool
-        Redo files that are already in the database (their old windows are removed).
+        Redo files that are already in the database (their old windows are removed), and replace the
+        database's recorded ``settings``.
     commit_files, commit_s : int, float
         Commit after this many files or seconds.
+    settings : dict, optional
+        The run settings that make the vectors (flag -> value: model, ``--model weights``, cutting and
+        window options); kept as metadata ``audio_embeddings_settings``. A database made with other
+        settings is refused (:class:`HopliteError` naming each change) unless ``overwrite``.
+    stamper : Stamper, optional
+        :class:`audio_embeddings.corpus.stamps.Stamper` of the run, whose ``settings_hash`` should be
+        the hash of ``settings``: each recording gets the input's stamp, and a recording whose input
+        or settings changed is not done (it is listed in :attr:`stale`). Without it only file names
+        are checked (older databases, callers without stamps).
+    input_paths : mapping, optional
+        Engine key -> input file (what the stamps describe); default: ``audio_root / filename``.
+    lock : callable, optional
+        ``lock(db_dir, shard_label=...)`` -> a context manager holding the run lock of the database
+        folder (:func:`audio_embeddings.corpus.lock.acquire_run_lock`): taken before the database is
+        opened, released by :meth:`close`; a database in use by another run raises its exception
+        (``RunLocked``, one line naming the holder).
+
+    Attributes
+    ----------
+    stale : dict
+        Key -> why its recording in the database does not count (filled by :meth:`is_complete`).
     """
+
+    supports_stamps = True
 
     def __init__(self, db_dir: str | Path, *, model_config: Mapping[str, Any], window_s: float,
                  audio_root: str | Path | None = None, dataset_name: str | None = None, deployment: str | None = None,
                  filenames: Mapping[str, str] | None = None, shard_label: str | None = None,
                  min_audio_len_s: float = 1.0, file_glob: str = "**/*", provenance: Mapping[str, Any] | None = None,
-                 overwrite: bool = False, commit_files: int = 64, commit_s: float = 30.0):
+                 overwrite: bool = False, commit_files: int = 64, commit_s: float = 30.0,
+                 settings: Mapping[str, Any] | None = None, stamper: Any = None,
+                 input_paths: Mapping[str, str] | None = None, lock: Callable[..., Any] | None = None):
+        import contextlib
+
         impl = _hoplite()
+        self.db = None
         self.target = Path(db_dir)
         self.path = hoplite_part_path(self.target, shard_label) if shard_label else self.target
+        self._held = contextlib.ExitStack()
+        try:
+            if lock is not None:
+                self._held.enter_context(lock(self.target, shard_label=shard_label or WHOLE_RUN_LABEL))
+            self._open(impl, model_config=model_config, window_s=window_s, audio_root=audio_root,
+                       dataset_name=dataset_name, deployment=deployment, filenames=filenames,
+                       min_audio_len_s=min_audio_len_s, file_glob=file_glob, provenance=provenance,
+                       overwrite=overwrite, commit_files=commit_files, commit_s=commit_s, settings=settings,
+                       stamper=stamper, input_paths=input_paths)
+        except BaseException:
+            if self.db is not None:
+                self.db.db.close()
+                self.db = None
+            self._held.close()
+            raise
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _open(self, impl: Any, *, model_config: Mapping[str, Any], window_s: float, audio_root: Any,
+              dataset_name: str | None, deployment: str | None, filenames: Mapping[str, str] | None,
+              min_audio_len_s: float, file_glob: str, provenance: Mapping[str, Any] | None, overwrite: bool,
+              commit_files: int, commit_s: float, settings: Mapping[str, Any] | None, stamper: Any,
+              input_paths: Mapping[str, str] | None) -> None:
         self.model_config = _config_safe(_plain(dict(model_config)))
         self.embedding_dim = int(self.model_config["embedding_dim"])
         self.window_s = float(window_s)
@@ -337,6 +503,20 @@ class HopliteWriter:
         self.provenance = _config_safe(_plain(dict(provenance or {})))
         self.overwrite = bool(overwrite)
         self.commit_files, self.commit_s = int(commit_files), float(commit_s)
+        self.settings = None if settings is None else _settings_json(settings)
+        self.stamper = stamper
+        self.input_paths = {k: str(v) for k, v in (input_paths or {}).items()}
+        self.stale: dict[str, str] = {}
+        self._deployments: dict[tuple[str, str], int] = {}
+        self._pending: list[str] = []  # keys written since the last commit
+        self._last_commit = time.monotonic()
+        self._sources_written = False
+        self._done_keys: set[str] = set()  # keys this writer wrote and committed
+        self._done: dict[tuple[str | None, str], str | None] = {}  # (project, filename) -> stamp, found on open
+        self._complete: dict[str, bool] = {}
+        self._broken: BaseException | None = None
+        if self.path.is_dir():
+            _remove_stale_temporaries(self.path)
         exists = is_hoplite_db(self.path)
         usearch_cfg = None if exists and self._has_usearch_config() else \
             impl.get_default_usearch_config(self.embedding_dim)
@@ -345,15 +525,11 @@ class HopliteWriter:
             raise HopliteError(f"{self.path} holds {self.db.get_embedding_dim()}-d embeddings, this run makes "
                                f"{self.embedding_dim}-d ones; choose another --hoplite-db")
         self._check_model_config()
-        self._deployments: dict[tuple[str, str], int] = {}
-        self._pending = 0
-        self._last_commit = time.monotonic()
-        self._sources_written = False
-        self._done_keys: set[str] = set()
-        self._done: set[tuple[str | None, str]] = set()
+        self._check_settings()
+        if STAMP_COLUMN not in self.db.get_extra_table_columns().get("recordings", {}):
+            self.db.add_extra_table_column("recordings", STAMP_COLUMN, str)
+            _atomic_commit(self.db)
         self._repair_and_index()
-
-    # -- opening -----------------------------------------------------------------------------
 
     def _has_usearch_config(self) -> bool:
         import json
@@ -385,13 +561,32 @@ class HopliteWriter:
                 raise HopliteError(f"{self.path} was made with {k} = {old[k]!r}, this run has {new[k]!r}; "
                                    "choose another --hoplite-db (or --overwrite it as a new folder)")
 
+    def _check_settings(self) -> None:
+        """Refuse a database made with other settings (unless ``overwrite``); record this run's."""
+        if self.settings is None:
+            return
+        stored = read_settings(self.db)
+        if stored is not None and stored != self.settings and not self.overwrite:
+            changed = [(k, stored.get(k), self.settings.get(k)) for k in sorted(set(stored) | set(self.settings))
+                       if stored.get(k) != self.settings.get(k)]
+            detail = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
+            raise HopliteError(f"{self.path} holds windows made with other settings ({detail}); use --overwrite to "
+                               "redo them, or choose another --hoplite-db")
+        if stored != self.settings:
+            import json
+
+            self.db.insert_metadata(SETTINGS_KEY, _config_dict(
+                {"settings_json": json.dumps(self.settings, sort_keys=True)}))
+            _atomic_commit(self.db)
+
     def _repair_and_index(self) -> None:
-        done, incomplete = _complete_filenames(self.db, None)
+        done, incomplete, orphans = _recordings_state(self.db)
         for rid in incomplete:
             _remove_recording(self.db, rid)
-        if incomplete:
+        _ui_remove(self.db, orphans)
+        if incomplete or len(orphans):
             _atomic_commit(self.db)
-        self._done = set(done)
+        self._done = dict(done)
         for other in ([self.target] + hoplite_parts(self.target)) if self.path != self.target else []:
             if other.resolve() == self.path.resolve() or not is_hoplite_db(other):
                 continue
@@ -399,7 +594,8 @@ class HopliteWriter:
                 db = open_hoplite(other)
             except (HopliteError, OSError, RuntimeError, ValueError):
                 continue
-            self._done |= _complete_filenames(db, None)[0]
+            for rec, stamp in _recordings_state(db)[0].items():
+                self._done.setdefault(rec, stamp)
             db.db.close()
 
     # -- the writer protocol -----------------------------------------------------------------
@@ -418,12 +614,62 @@ class HopliteWriter:
     def _project(self) -> str:
         return self.dataset_name or (self.audio_root.resolve().name if self.audio_root else "") or "audio_embeddings"
 
-    def is_complete(self, key: str) -> bool:
-        """The file's recording (and all its windows' vectors) is in this database, the merged one or a part."""
-        if self.overwrite:
-            return key in self._done_keys
+    def _input_path(self, key: str, input_path: str | None = None) -> str:
+        """The input the stamps of ``key`` describe."""
+        if key in self.input_paths:
+            return self.input_paths[key]
+        if input_path:
+            return str(input_path)
         name = self.filenames.get(key, PurePosixPath(key).as_posix())
-        return key in self._done_keys or any(filename == name for _, filename in self._done)
+        return str(self.audio_root / name) if self.audio_root is not None else key
+
+    def stored_stamp(self, key: str) -> dict[str, Any] | None:
+        """The stamp recorded with ``key``'s recording (None: not in the database, or no stamp)."""
+        import json
+
+        name = self.filenames.get(key, PurePosixPath(key).as_posix())
+        text = next((stamp for (_, filename), stamp in self._done.items() if filename == name), None)
+        try:
+            value = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _recorded(self, key: str) -> bool:
+        name = self.filenames.get(key, PurePosixPath(key).as_posix())
+        return any(filename == name for _, filename in self._done)
+
+    def is_complete(self, key: str, stamp: Mapping[str, Any] | None = None) -> bool:
+        """The file's recording (and all its windows' vectors) is in this database, the merged one or a part,
+        and (with a ``stamper``) its stamp matches the input and settings now; or this writer committed it.
+
+        Given ``stamp`` (a :class:`~audio_embeddings.corpus.writers.StampedWriter` around this writer):
+        committed by this writer, or recorded with exactly that stamp.
+        """
+        if key in self._done_keys:
+            return True
+        if self.overwrite or key in self._pending:
+            return False
+        if stamp is not None:
+            return self._recorded(key) and self.stored_stamp(key) == _settings_json(stamp)
+        if key not in self._complete:
+            if not self._recorded(key):
+                self._complete[key] = False
+            elif self.stamper is None:
+                self._complete[key] = True
+            else:
+                stored = self.stored_stamp(key)
+                why = self.stamper.difference(stored, self._input_path(key))
+                self._complete[key] = why is None
+                if why is not None and stored is not None:
+                    self.stale[key] = why
+        return self._complete[key]
+
+    def first_stale(self, keys: Iterable[str]) -> tuple[str, str, int] | None:
+        """(key, reason, how many) of the first key whose recording exists but was made from another input
+        or with other settings (a phrase completing "the windows of KEY ...")."""
+        found = [k for k in keys if not self.is_complete(k) and k in self.stale]
+        return (found[0], self.stale[found[0]], len(found)) if found else None
 
     def _deployment_id(self, name: str, project: str) -> int:
         from ml_collections import config_dict
@@ -459,46 +705,168 @@ class HopliteWriter:
             self.db.insert_metadata(PROVENANCE_KEY, _config_dict(self.provenance))
         self._sources_written = True
 
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: Mapping[str, Any]) -> dict[str, Any]:
-        """Add one file: its recording and a window (with its vector) per embedding row."""
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: Mapping[str, Any],
+              stamp: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Add one file: its recording (with its stamp) and a window (with its vector) per embedding row.
+
+        The file's old recording, windows and vectors (a redone file) go in the same transaction; a
+        write that fails leaves the database as it was (a savepoint), so no recording is left without
+        its windows.
+
+        Raises
+        ------
+        HopliteError
+            The embeddings are not [T, D] with this database's D.
+        NoSpaceError
+            The disk is full (SQLite's, the index's or an earlier commit's failure).
+        """
+        import json
+
+        if self._broken is not None:
+            raise self._broken
         emb = np.asarray(result.embeddings, dtype=np.float32)
         if emb.ndim != 2 or (emb.size and emb.shape[1] != self.embedding_dim):
             raise HopliteError(f"a hoplite database takes [T, {self.embedding_dim}] window embeddings, "
                                f"got {list(emb.shape)}")
-        if not self._sources_written:
-            self._write_sources(input_path, key)
-        filename = self._filename(key, input_path)
-        project = self._project()
-        deployment_id = self._deployment_id(self.deployment or deployment_of(filename, project), project)
-        from ml_collections import config_dict
-
-        found = self.db.get_all_recordings(config_dict.create(eq=dict(filename=filename, deployment_id=deployment_id)))
-        for old in found:
-            _remove_recording(self.db, int(old.id))
-        recording_id = int(self.db.insert_recording(filename=filename, deployment_id=deployment_id))
+        if stamp is None and self.stamper is not None:
+            stamp = self.stamper.full(self._input_path(key, input_path), sha256=audio_info.get("input_sha256"))
         starts = np.asarray(result.time_axis_s, dtype=np.float64)
-        if len(starts):
-            windows = [{"recording_id": recording_id, "offsets": [float(s), float(s) + self.window_s]} for s in starts]
-            self.db.insert_windows_batch(windows, emb, handle_duplicates="allow")
-        self._done_keys.add(key)
-        self._pending += 1
-        if self._pending >= self.commit_files or time.monotonic() - self._last_commit >= self.commit_s:
+        try:
+            new_ids, old_ids = self._insert(key, input_path, starts, stamp=json.dumps(dict(stamp), sort_keys=True)
+                                            if stamp is not None else None)
+            _ui_remove(self.db, old_ids)  # the index changes only once the SQL is in
+            if len(new_ids):
+                if not self.db._ui_loaded:
+                    self.db.ui.load()
+                    self.db._ui_loaded = True
+                self.db.ui.add(np.asarray(new_ids, dtype=np.int64), emb.astype(self.db.get_embedding_dtype()))
+                self.db._ui_updated = True
+        except HopliteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said as the run says a failed write (a full disk: NoSpaceError)
+            raise _write_error(exc, self.path) from exc
+        self._complete.pop(key, None)
+        self.stale.pop(key, None)
+        self._pending.append(key)
+        if len(self._pending) >= self.commit_files or time.monotonic() - self._last_commit >= self.commit_s:
             self.commit()
         return {"hoplite_db": str(self.path), "store": str(self.path), "windows": int(len(starts))}
 
+    def _insert(self, key: str, input_path: str, starts: np.ndarray, *, stamp: str | None) -> tuple[list, list]:
+        """The SQL part of :meth:`write`, in a savepoint: (new window ids, old window ids to drop from the index)."""
+        from ml_collections import config_dict
+
+        con = self.db.db
+        if not con.in_transaction:
+            con.execute("BEGIN")
+        con.execute("SAVEPOINT audio_embeddings_file")
+        sources_here = not self._sources_written
+        try:
+            if sources_here:
+                self._write_sources(input_path, key)
+            filename = self._filename(key, input_path)
+            project = self._project()
+            deployment_id = self._deployment_id(self.deployment or deployment_of(filename, project), project)
+            old_ids: list[int] = []
+            for old in self.db.get_all_recordings(config_dict.create(eq=dict(filename=filename,
+                                                                             deployment_id=deployment_id))):
+                old_ids += [int(i) for i, in con.execute("SELECT id FROM windows WHERE recording_id = ?",
+                                                          (int(old.id),))]
+                con.execute("DELETE FROM windows WHERE recording_id = ?", (int(old.id),))
+                con.execute("DELETE FROM recordings WHERE id = ?", (int(old.id),))
+            extra = {STAMP_COLUMN: stamp} if stamp is not None else {}
+            recording_id = int(self.db.insert_recording(filename=filename, deployment_id=deployment_id, **extra))
+            new_ids: list[int] = []
+            if len(starts):
+                windows = [{"recording_id": recording_id, "offsets": [float(s), float(s) + self.window_s]}
+                           for s in starts]
+                new_ids = [int(i) for i in self.db.insert_windows_batch(windows, None, handle_duplicates="allow")]
+            con.execute("RELEASE SAVEPOINT audio_embeddings_file")
+        except BaseException:
+            con.execute("ROLLBACK TO SAVEPOINT audio_embeddings_file")
+            con.execute("RELEASE SAVEPOINT audio_embeddings_file")
+            self._deployments.clear()  # a deployment inserted in the savepoint is gone again
+            if sources_here:
+                self._sources_written = False
+            raise
+        return new_ids, old_ids
+
     def commit(self) -> None:
-        """Make what was written so far durable (SQLite, then the index, atomically)."""
-        _atomic_commit(self.db)
-        self._pending = 0
+        """Make what was written so far durable (SQLite, then the index, atomically).
+
+        Raises
+        ------
+        NoSpaceError
+            The disk is full: the files written since the last commit are not in the database, and
+            every later write and :meth:`close` raise the same error.
+        """
+        if self._broken is not None:
+            raise self._broken
+        try:
+            _atomic_commit(self.db)
+        except Exception as exc:  # noqa: BLE001 - the writer stops here: see the docstring
+            with _suppress():
+                self.db.db.rollback()
+            self._broken = _write_error(exc, self.path)
+            self._pending.clear()
+            raise self._broken from exc
+        self._done_keys.update(self._pending)
+        self._pending.clear()
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
-        """Commit and close the database."""
+        """Commit and close the database, then release the run lock.
+
+        Raises
+        ------
+        NoSpaceError or the commit's error
+            The last commit (or an earlier one) failed: the files since the last good commit are not
+            in the database.
+        """
         if getattr(self, "db", None) is None:
+            self._held.close()
             return
-        self.commit()
-        self.db.db.close()
-        self.db = None
+        try:
+            if self._broken is None:
+                self.commit()
+        finally:
+            with _suppress():
+                if self.db.db.in_transaction:
+                    self.db.db.rollback()
+            self.db.db.close()
+            self.db = None
+            self._held.close()
+        if self._broken is not None:
+            raise self._broken
+
+
+def _suppress():
+    import contextlib
+    import sqlite3
+
+    return contextlib.suppress(sqlite3.Error, OSError)
+
+
+def _settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as JSON gives it back (tuples as lists, other objects as text): what is stored and compared."""
+    import json
+
+    return json.loads(json.dumps(dict(settings), sort_keys=True, default=str))
+
+
+def read_settings(db: Any) -> dict[str, Any] | None:
+    """The settings recorded with a database's vectors (metadata ``audio_embeddings_settings``), or None."""
+    import json
+
+    try:
+        value = db.get_metadata(SETTINGS_KEY)
+    except KeyError:
+        return None
+    try:
+        settings = json.loads(_plain(value).get("settings_json", ""))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 def merge_hoplite(parts: Sequence[str | Path], target: str | Path, *, remove_parts: bool = False) -> dict[str, Any]:
@@ -570,7 +938,9 @@ def merge_hoplite(parts: Sequence[str | Path], target: str | Path, *, remove_par
             stale = out.get_all_recordings(config_dict.create(eq=dict(filename=rec.filename, deployment_id=dep_id)))
             for old in stale:
                 _remove_recording(out, int(old.id))
-            new_id = int(out.insert_recording(filename=rec.filename, deployment_id=dep_id, datetime=rec.datetime))
+            stamp = getattr(rec, STAMP_COLUMN, None)
+            new_id = int(out.insert_recording(filename=rec.filename, deployment_id=dep_id, datetime=rec.datetime,
+                                              **({STAMP_COLUMN: stamp} if stamp else {})))
             wins = sorted(by_recording.get(int(rec.id), []), key=lambda w: (w.offsets[0], w.id))
             if wins:
                 vectors = src.get_embeddings_batch(np.array([int(w.id) for w in wins], dtype=np.int64))
@@ -637,13 +1007,23 @@ def describe_windows(db: Any, ids: Iterable[int]) -> dict[int, tuple[str, float,
 
 __all__ = ["FLOAT16_NOTE", "HOPLITE_PRESETS", "HopliteError", "HopliteWriter", "backend_model_config",
            "deployment_of", "describe_windows", "hoplite_model_config", "hoplite_part_path", "hoplite_parts",
-           "is_hoplite_db", "iter_blocks", "iter_recordings", "merge_hoplite", "open_hoplite", "read_model_config"]
+           "is_hoplite_db", "iter_blocks", "iter_recordings", "merge_hoplite", "open_hoplite", "read_model_config",
+           "read_settings", "writer_for_backend"]
 
 
 def writer_for_backend(db_dir: str | Path, backend: Any, *, audio_root: str | Path,
                        filenames: Mapping[str, str] | None = None, shard_label: str | None = None,
-                       overwrite: bool = False, provenance: Mapping[str, Any] | None = None) -> "HopliteWriter":
+                       overwrite: bool = False, provenance: Mapping[str, Any] | None = None,
+                       settings: Mapping[str, Any] | None = None, stamper: Any = None,
+                       input_paths: Mapping[str, str] | None = None,
+                       lock: Callable[..., Any] | None = None) -> "HopliteWriter":
     """The :class:`HopliteWriter` of a run of a loaded window ``backend`` (``--hoplite-db DIR``).
+
+    ``settings``, ``stamper``, ``input_paths`` and ``lock``: see :class:`HopliteWriter` (a front end
+    gives all four, so that a changed input or setting is redone or refused and a second run on the
+    same database is refused: ``settings`` = the run's settings that make the vectors, including
+    ``"--model weights": weights_digest(backend)``; ``stamper = Stamper(settings_hash=settings_hash(settings))``;
+    ``lock = acquire_run_lock``).
 
     Raises
     ------
@@ -656,4 +1036,5 @@ def writer_for_backend(db_dir: str | Path, backend: Any, *, audio_root: str | Pa
     return HopliteWriter(db_dir, model_config=backend_model_config(backend), window_s=float(backend.window_s),
                          audio_root=audio_root, filenames=filenames, shard_label=shard_label,
                          min_audio_len_s=float(backend.min_samples) / float(backend.sample_rate_hz),
-                         overwrite=overwrite, provenance=provenance)
+                         overwrite=overwrite, provenance=provenance, settings=settings, stamper=stamper,
+                         input_paths=input_paths, lock=lock)

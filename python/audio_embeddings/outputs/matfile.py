@@ -463,3 +463,8 @@ def _write_v73_variable(f, name: str, value: np.ndarray | str | tuple) -> None:
     ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
     if int_decode is not None:
         ds.attrs["MATLAB_int_decode"] = np.int32(int_decode)
+
+
+#: Public names of the checks :func:`audio_embeddings.outputs.contract.write_outputs` shares.
+check_version = _check_version
+one_line_reason = _one_line_reason

@@ -23,6 +23,8 @@ USAGE = {
     "train": "train [-c|--config FILE] LABELLED OUTPUT_DIR",
     "batch": "batch [-F|--format csv|parquet] [-c|--config FILE] [--query FILE] COMMAND SOURCE_CSV",
     "search": "search [--top-k K] [--metric cosine|euclidean|mip] [--query-mean] QUERY CORPUS OUTPUT_DIR",
+    "detect": "detect [--min-conf C] [--sensitivity S] [--overlap S] [--species-list FILE] [--lat DEG --lon DEG "
+              "[--week W]] [--rtype table,audacity,kaleidoscope,csv,parquet,json,mat] INPUT OUTPUT_DIR",
 }
 DESCRIPTION = """\
 perch-runner on the audio_embeddings corpus engine: window embeddings (Perch 2.0 by default,
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{generate,classify,distance,train,batch,search}")
+                                metavar="{generate,classify,distance,train,batch,search,detect}")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, usage=f"{PROG} {USAGE[name]}")
@@ -162,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder of generate tables, an HDF5 store, a perch-hoplite database, or a folder of "
                         "recordings (embedded into OUTPUT_DIR/corpus_embeddings, resumably)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the results go")
+
+    p = add("detect", "BirdNET detections as BirdNET-Analyzer 2.4 writes them (0-1 confidences, species and "
+                      "location filters) -> OUTPUT_DIR/<stem>.BirdNET.selection.table.txt, ...")
+    _common(p, table=False)
+    from ..detections import detection_options
+
+    d = p.add_argument_group("detections (BirdNET-Analyzer's analyze options)")
+    for option in detection_options():
+        option.add_to(d)
+    p.add_argument("input", metavar="INPUT", help="audio file or folder (searched recursively)")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the result files go (mirroring INPUT)")
     return parser
 
 
@@ -172,6 +185,7 @@ def _error(message: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, return the exit status (argparse's own usage errors exit 2 from ``parse_args``)."""
+    from ..app.session import RunError
     from .classifier import ClassifierError
     from .commands import RunSettings, UsageError, run_batch, run_table_command
     from .training import run_train
@@ -210,6 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return run_train(args.labelled, args.output_dir, settings, name=args.name,
                              negative_label=args.negative_label)
+        if args.command == "detect":
+            from ..detections import DetectionError, settings_from
+            from .detect import run_detect
+
+            try:
+                return run_detect(args.input, args.output_dir, settings_from(vars(args)), rtypes=args.rtypes,
+                                  model=args.model, resampler=args.resampler, batch_size=args.batch_size,
+                                  overwrite=args.overwrite, quiet=args.quiet, argv=command_line)
+            except (DetectionError, FileNotFoundError) as exc:
+                return _error(exc)
         if args.command == "search":
             from .search import run_search
 
@@ -222,3 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                          start_row=args.start_row, end_row=args.end_row, report_dir=args.report_dir)
     except (UsageError, ConfigError, ClassifierError, TableError) as exc:
         return _error(exc)
+    except RunError as exc:  # the shared run's refusals and stops (130/143 on SIGINT/SIGTERM), as the scripts'
+        print("error: " + str(exc), file=sys.stderr)
+        return exc.status

@@ -20,9 +20,11 @@ embedded again. ``generate --hoplite-db DIR`` also writes a perch-hoplite databa
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -31,14 +33,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import audio
+from ..app.run import summary_line
+from ..app.session import EXIT_INPUT_FAILED as EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: F401 - the run's statuses
+from ..app.session import hold_run_lock, input_hash_limit, run_engine_session, stamped_writer
+from ..backends.base import weights_digest
+from ..corpus.discover import CorpusError, CorpusItem, discover
+from ..corpus.engine import RunOptions
+from ..corpus.progress import Progress
+from ..corpus.report import RunReport
+from ..corpus.shard import Shard
+from ..corpus.stamps import settings_hash, Stamper
+from ..corpus.threads import run_plan
+from ..corpus.writers import colliding_keys, output_base
+from ..outputs.contract import now_iso, package_versions
+from ..outputs.hoplite import HopliteError, writer_for_backend
 from ..outputs.tee import TeeWriter
+from ..pipeline import embed_audio
+from ..registry import load_backend
+from ..safe_load import DocumentError, read_bounded
 from .classifier import ClassifierError
-from .config import DEFAULT_MODEL, ClassifierSpec, RunnerConfig
-from .tables import COLUMN_DOCS, SUFFIXES, TableError, read_provenance, write_table
+from .config import ClassifierSpec, DEFAULT_MODEL, RunnerConfig
+from .sources import common_facts, kind_of, read_items, read_table_items, SourceError
+from .tables import (COLUMN_DOCS, format_of, read_embeddings, read_provenance, sidecar_path, SUFFIXES, TableError,
+                     write_table)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 #: Output table kind per command (also the middle of the file name: ``<stem>.<kind>.csv``).
 KINDS = {"generate": "embeddings", "classify": "classifications", "distance": "distances"}
 METRICS = ("cosine", "euclidean")
@@ -124,7 +143,6 @@ class Target:
 
 def versions() -> dict[str, str]:
     """Package versions that shape the numbers and the files."""
-    from ..outputs.contract import package_versions
 
     found = package_versions()
     for name in ("pyarrow", "PyYAML", "scikit-learn"):
@@ -142,7 +160,6 @@ def jsonable(value: Any) -> Any:
 
 def load_model(settings: RunSettings) -> Any:
     """The backend for the run (``hop_length_seconds`` as ``hop_s``); UsageError when it cannot load."""
-    from ..registry import load_backend
 
     spec = settings.model_spec
     try:
@@ -160,6 +177,7 @@ def model_facts(backend: Any, spec: str) -> dict[str, Any]:
         "model_spec": spec,
         "checkpoint": info.get("checkpoint") or getattr(backend, "source", None),
         "weights_sha256": info.get("weights_sha256"),
+        "weights": weights_digest(backend),
         "embedding_dim": int(backend.embedding_dim),
         "window_s": float(backend.window_s),
         "hop_s": float(backend.frame_stride_s),
@@ -206,7 +224,15 @@ def distances(embeddings: np.ndarray, query: np.ndarray, metric: str = "cosine")
 
 
 class TableWriter:
-    """The engine's writer: ``render(result)`` -> columns, written with provenance to the key's target."""
+    """The engine's writer: ``render(result)`` -> columns, written with provenance to the key's target.
+
+    Each table records the stamp of the input that made it (``stamp`` in its provenance: size,
+    modification time, content hash and the run's settings hash), so that a rerun through
+    :func:`~audio_embeddings.app.session.stamped_writer` redoes or refuses a table whose input was
+    replaced, as the scripts' outputs are.
+    """
+
+    supports_stamps = True
 
     def __init__(self, targets: Sequence[Target], render: Callable[[Any], dict[str, Any]],
                  provenance: dict[str, Any], *, layout: str = "ours"):
@@ -215,11 +241,18 @@ class TableWriter:
         self.provenance = provenance
         self.layout = layout
 
-    def is_complete(self, key: str) -> bool:
-        return self.targets[key].output.is_file()
+    def stored_stamp(self, key: str) -> dict[str, Any] | None:
+        """The stamp recorded in ``key``'s table, or None (no table, or one made before tables had stamps)."""
+        return table_stamp(self.targets[key].output)
 
-    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any]) -> dict[str, Any]:
-        from ..outputs.contract import now_iso
+    def is_complete(self, key: str, stamp: dict[str, Any] | None = None) -> bool:
+        """``key``'s table exists (and, given ``stamp``, was written with it)."""
+        if not self.targets[key].output.is_file():
+            return False
+        return stamp is None or self.stored_stamp(key) == stamp
+
+    def write(self, key: str, result: Any, *, input_path: str, audio_info: dict[str, Any],
+              stamp: dict[str, Any] | None = None) -> dict[str, Any]:
 
         target = self.targets[key]
         if np.asarray(result.embeddings).ndim != 2:
@@ -228,12 +261,32 @@ class TableWriter:
         n = len(next(iter(rendered.values()))) if rendered else 0
         columns = {"source": np.full(n, target.source_label, dtype=object), **rendered}
         provenance = {**self.provenance, "columns": {c: COLUMN_DOCS.get(c, "") for c in columns},
-                      "input": jsonable({"path": str(input_path), **audio_info}), "created_at": now_iso()}
+                      "input": jsonable({"path": str(input_path), **audio_info}), "created_at": now_iso(),
+                      **({"stamp": jsonable(stamp)} if stamp is not None else {})}
         write_table(target.output, columns, provenance, fmt=target.fmt, layout=self.layout)
         return {"store": str(target.output), "output": str(target.output)}
 
     def close(self) -> None:
         """Nothing is buffered."""
+
+
+def table_stamp(path: Path) -> dict[str, Any] | None:
+    """The input stamp a table records, or None (no table, an unreadable one, or one without a stamp)."""
+    if not path.is_file():
+        return None
+    try:
+        stamp = read_provenance(path).get("stamp")
+    except (OSError, TableError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def same_input(stamp: dict[str, Any] | None, source: str) -> bool:
+    """``source`` is still the input ``stamp`` was taken of (whatever settings the stamp was made with)."""
+
+    if not stamp:
+        return False
+    return Stamper(settings_hash=str(stamp.get("settings", ""))).difference(stamp, source) is None
 
 
 def _differences(old: Any, new: Any) -> str:
@@ -258,13 +311,14 @@ def check_existing(targets: Sequence[Target], settings: dict[str, Any]) -> None:
         except (OSError, TableError, ValueError) as exc:
             raise UsageError(f"{target.output} exists but is not a readable runner table ({exc}); "
                              "use --overwrite to replace it") from None
+        if recorded is None and format_of(target.output) == "csv" and not sidecar_path(target.output).is_file():
+            continue  # a table whose provenance was never written (a killed run): not done, redone
         if recorded != settings:
             raise UsageError(f"{target.output} was made with other settings ({_differences(recorded, settings)}); "
                              "use --overwrite to redo it, or choose another output")
 
 
 def _progress(n: int, settings: RunSettings, *, single: bool, desc: str) -> Any:
-    from ..corpus.progress import Progress
 
     return Progress(n, quiet=settings.quiet, verbose=settings.verbose or single,
                     file_lines=sys.stdout if single else None, desc=desc)
@@ -274,38 +328,30 @@ def _progress(n: int, settings: RunSettings, *, single: bool, desc: str) -> Any:
 
 def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings: RunSettings, report_dir: Path,
                single: bool, resume: bool, context: dict[str, Any], write_report: bool) -> Any:
-    """Run the corpus engine over ``targets`` with ``writer``; returns the filled-in RunReport.
+    """Run the corpus engine over ``targets`` with ``writer`` (:func:`~..app.session.run_engine_session`, as
+    every script does); returns the filled-in RunReport.
 
     ``write_report``: also write ``summary.json``/``failures.csv`` in ``report_dir`` (its
     ``.scratch`` holds streamed long recordings during the run).
-    """
-    from ..corpus.discover import CorpusItem
-    from ..corpus.engine import RunOptions, run_corpus
-    from ..corpus.lock import RunLocked, acquire_run_lock, run_scratch_dir
-    from ..corpus.report import RunReport
-    from ..corpus.shard import Shard
-    from ..app.run import summary_line
 
-    from ..corpus.threads import limit_model_threads, run_plan
+    Raises
+    ------
+    RunError
+        The run was stopped (130/143 for SIGINT/SIGTERM, 1 for a full disk).
+    """
 
     items = [CorpusItem(t.key, t.source) for t in targets]
     threads = run_plan(backend, corpus=not single, workers=settings.workers)
-    options = RunOptions(batch_size=settings.batch_size, workers=threads.workers, resume=resume)
+    options = RunOptions(batch_size=settings.batch_size, workers=threads.workers, resume=resume,
+                         hash_inputs_below_bytes=input_hash_limit(writer))
     report = RunReport(report_dir, shard=Shard(), context={**context, "command_line": settings.argv,
                                                            "threads": threads.describe(), "versions": versions()})
     progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
-    try:  # as every script: one run per output folder at a time, scratch files of its own
-        with acquire_run_lock(report_dir, shard_label="runner"), limit_model_threads(threads.model_threads):
-            run_corpus(backend, items, writer, report, options=options,
-                       scratch_dir=run_scratch_dir(report_dir, shard_label="runner"), progress=progress)
-    except RunLocked as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        progress.close()
-    if write_report:
-        summary = report.write()
-        if not settings.quiet:
-            print(summary_line(report, summary), file=sys.stderr)
+    summary = run_engine_session(backend, items, writer, report, options=options, model_threads=threads.model_threads,
+                                 progress=progress, scratch_root=report_dir, shard_label="runner",
+                                 write_summary=write_report)
+    if summary is not None and not settings.quiet:
+        print(summary_line(report, summary), file=sys.stderr)
     return report
 
 
@@ -314,7 +360,6 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
 
 def table_name(key: str, command: str, fmt: str) -> str:
     """``a/b/x.wav`` -> ``a/b/x.embeddings.csv`` (generate; classifications, distances)."""
-    from ..corpus.writers import output_base
 
     return f"{output_base(key)}.{KINDS[command]}{SUFFIXES[fmt]}"
 
@@ -327,8 +372,6 @@ def input_targets(inputs: str, output_dir: str | Path, command: str, fmt: str) -
     UsageError
         Nothing found, or two inputs that would write the same table.
     """
-    from ..corpus.discover import CorpusError, discover
-    from ..corpus.writers import colliding_keys
 
     try:
         corpus = discover([str(inputs)], exclude=[output_dir])
@@ -343,6 +386,29 @@ def input_targets(inputs: str, output_dir: str | Path, command: str, fmt: str) -
     return targets, corpus.kind == "files", corpus.root
 
 
+#: The largest list of inputs read (a batch CSV, a labelled CSV): a million rows of long paths.
+LIST_MAX_BYTES = 256 << 20
+
+
+def read_list_file(path: Path, *, what: str) -> str:
+    """The text of a list of inputs (UTF-8, a BOM dropped), bounded by :data:`LIST_MAX_BYTES`.
+
+    Raises
+    ------
+    UsageError
+        Unreadable, too large (without reading it all) or not UTF-8 text.
+    """
+
+    try:
+        return read_bounded(path, max_bytes=LIST_MAX_BYTES, what=what).decode("utf-8-sig")
+    except DocumentError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def read_batch_rows(source_csv: str | Path, *, start_row: int | None = None,
                     end_row: int | None = None) -> list[tuple[int, str, str]]:
     """``(row, source, output)`` of a batch CSV (columns ``source`` and ``output``; 0-based rows, end inclusive).
@@ -350,10 +416,7 @@ def read_batch_rows(source_csv: str | Path, *, start_row: int | None = None,
     Relative paths are taken from the CSV's folder.
     """
     path = Path(source_csv)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    text = read_list_file(path, what="batch CSV")
     reader = csv.DictReader(text.splitlines())
     fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
     missing = [c for c in ("source", "output") if c not in fields]
@@ -478,8 +541,6 @@ def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, 
     UsageError
         Not a window model, an unreadable query, or a query that is not one window long.
     """
-    from .. import audio
-    from ..pipeline import embed_audio
 
     digest = hashlib.sha256(Path(query).read_bytes()).hexdigest() if Path(query).is_file() else None
     if Path(query).suffix.lower() in (".csv", ".parquet"):
@@ -509,7 +570,6 @@ def embed_query(backend: Any, query: str | Path) -> tuple[np.ndarray, dict[str, 
 
 def query_from_table(path: str | Path) -> np.ndarray:
     """The one embedding of a one-row table (UsageError otherwise)."""
-    from .tables import read_embeddings
 
     try:
         _, emb, _ = read_embeddings(path)
@@ -532,8 +592,10 @@ def plan_table(command: str, backend: Any, settings: RunSettings, *, query: str 
         facts = model_facts(backend, settings.model_spec)
     facts = jsonable(facts)
     extra: dict[str, Any] = {}
-    # what changes the numbers: the weights (their hash where known, else the checkpoint), geometry, command
-    skip = {"model_spec", "hoplite_model_key"} | ({"checkpoint"} if facts.get("weights_sha256") else set())
+    # what changes the numbers: the weights (``weights``: one digest over every weight file read, as the scripts
+    # record it; their recorded hash; else the checkpoint), geometry, command
+    skip = {"model_spec", "hoplite_model_key"} | \
+        ({"checkpoint"} if facts.get("weights_sha256") or facts.get("weights") else set())
     fingerprint: dict[str, Any] = {"command": command, **{k: v for k, v in facts.items() if k not in skip}}
     if command == "generate":
         def render(result: Any) -> dict[str, Any]:
@@ -607,6 +669,8 @@ def generate_table_for(target: Target, settings: RunSettings) -> Path | None:
                 continue
             if prov.get("command") != "generate" or prov.get("model_spec") != settings.model_spec:
                 continue
+            if not same_input(prov.get("stamp"), target.source):
+                continue  # made from another version of the input (or before tables recorded it): embed again
             if hop is not None and prov.get("hop_s") != float(hop):
                 continue
             if hop is None and prov.get("hop_s") != prov.get("window_s"):
@@ -616,16 +680,19 @@ def generate_table_for(target: Target, settings: RunSettings) -> Path | None:
 
 
 def _write_from_items(command: str, items: Sequence[Any], targets: Sequence[Target], plan: TablePlan,
-                      settings: RunSettings) -> tuple[int, int]:
-    """Write tables from embeddings already made; returns (written, skipped)."""
+                      settings: RunSettings, *, stamps: Sequence[dict[str, Any] | None] | None = None) -> tuple[int, int]:
+    """Write tables from embeddings already made; returns (written, skipped).
+
+    ``stamps``: per item, the input stamp to record (that of the generate table it was read from).
+    """
     writer = TableWriter(targets, plan.render, plan.provenance, layout=settings.layout)
     written = skipped = 0
-    for item, target in zip(items, targets):
+    for i, (item, target) in enumerate(zip(items, targets)):
         if target.output.is_file() and not settings.overwrite:
             skipped += 1
             continue
         writer.write(target.key, item, input_path=getattr(item, "origin", "") or target.source,
-                     audio_info={"from": "existing embeddings"})
+                     audio_info={"from": "existing embeddings"}, stamp=stamps[i] if stamps else None)
         written += 1
         if settings.verbose and not settings.quiet:
             print(f"{target.source}: {item.embeddings.shape[0]} windows -> {target.output}", file=sys.stderr)
@@ -635,7 +702,6 @@ def _write_from_items(command: str, items: Sequence[Any], targets: Sequence[Targ
 def run_from_embeddings(command: str, inputs: str, output_dir: str | Path, settings: RunSettings, *,
                         query: str | None = None, metric: str = "cosine") -> int:
     """classify/distance over embeddings that exist (a table, a folder of them, a store, a hoplite database)."""
-    from .sources import SourceError, common_facts, read_items
 
     try:
         kind, items = read_items(inputs)
@@ -670,11 +736,12 @@ def run_from_embeddings(command: str, inputs: str, output_dir: str | Path, setti
 
 
 def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSettings, *, root: Path | None,
-                   provenance: dict[str, Any]) -> Any:
-    """The perch-hoplite database writer of ``generate --hoplite-db DIR``."""
-    import os
-
-    from ..outputs.hoplite import HopliteError, writer_for_backend
+                   provenance: dict[str, Any], settings_made: dict[str, Any], held: Any) -> Any:
+    """The perch-hoplite database writer of ``generate --hoplite-db DIR``, as the scripts make it: under the
+    database's run lock (taken into ``held``), recording ``settings_made`` and each recording's input stamp,
+    refusing (or with ``overwrite`` redoing) windows made from another input or with other settings.
+    """
+    hold_run_lock(held, settings.hoplite_db, shard_label=None)
 
     sources = [os.path.abspath(t.source) for t in targets]
     if root is None or any(t.key.startswith("row") for t in targets):
@@ -686,33 +753,54 @@ def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSetting
         except ValueError:
             filenames[t.key] = t.key
     try:
-        return writer_for_backend(settings.hoplite_db, backend, audio_root=root, filenames=filenames,
-                                  overwrite=settings.overwrite,
-                                  provenance={k: provenance.get(k) for k in ("model", "model_spec", "checkpoint",
-                                                                              "weights_sha256", "window_s", "hop_s",
-                                                                              "sample_rate_hz", "versions", "config")})
+        hop = writer_for_backend(settings.hoplite_db, backend, audio_root=root, filenames=filenames,
+                                 overwrite=settings.overwrite, settings=settings_made,
+                                 provenance={k: provenance.get(k) for k in (
+                                     "model", "model_spec", "checkpoint", "weights_sha256", "weights", "window_s",
+                                     "hop_s", "sample_rate_hz", "versions", "config")})
     except (HopliteError, ImportError, OSError) as exc:
         raise UsageError(f"--hoplite-db {settings.hoplite_db}: {exc}") from None
+
+    def refusal(key: str, why: str, n: int) -> str:
+        more = f" (and {n - 1} other file(s))" if n > 1 else ""
+        return (f"--hoplite-db {settings.hoplite_db}: the windows of {key} {why}{more}; use --overwrite to redo them, "
+                "or choose another --hoplite-db")
+
+    try:
+        return stamped_writer(hop, [CorpusItem(t.key, t.source) for t in targets], settings=settings_made,
+                              overwrite=settings.overwrite, refusal=refusal)
+    except BaseException:
+        hop.close()
+        raise
 
 
 def _backfill_hoplite(writer: Any, targets: Sequence[Target], settings: RunSettings) -> int:
     """Insert files whose generate table exists (same settings) but which the database lacks: no re-embedding."""
-    from .sources import read_table_items
 
     filled = 0
     for t in targets:
-        if writer.is_complete(t.key) or not t.output.is_file():
-            continue
+        if writer.is_complete(t.key) or not same_input(table_stamp(t.output), t.source):
+            continue  # in the database already, or no table of this version of the input
         items = read_table_items(t.output)
         if len(items) == 1:
             writer.write(t.key, items[0], input_path=t.source, audio_info={"from": str(t.output)})
             filled += 1
+    if filled:
+        writer.commit()  # written files count as done only once committed
     return filled
 
 
 def _table_run(command: str, targets: list[Target], settings: RunSettings, *, report_dir: Path, single: bool,
                write_report: bool, query: str | None = None, metric: str = "cosine", root: Path | None = None) -> int:
-    from .. import audio
+    """One table command over audio inputs, under the run lock of ``report_dir`` (as every script's run)."""
+    with contextlib.ExitStack() as held:
+        hold_run_lock(held, report_dir, shard_label="runner")
+        return _locked_table_run(command, targets, settings, report_dir=report_dir, single=single,
+                                 write_report=write_report, query=query, metric=metric, root=root, held=held)
+
+
+def _locked_table_run(command: str, targets: list[Target], settings: RunSettings, *, report_dir: Path, single: bool,
+                      write_report: bool, query: str | None, metric: str, root: Path | None, held: Any) -> int:
 
     reuse: list[tuple[Target, Path]] = []
     if command in ("classify", "distance") and not settings.overwrite:
@@ -736,7 +824,6 @@ def _table_run(command: str, targets: list[Target], settings: RunSettings, *, re
     backend = load_model(settings) if needs_model else None
     facts = None
     if backend is None:
-        from .sources import common_facts, read_table_items
 
         facts = common_facts([i for _, table in reuse[:1] for i in read_table_items(table)] or [], "existing tables") \
             if reuse else {"model": settings.model_spec, "model_spec": settings.model_spec}
@@ -746,24 +833,34 @@ def _table_run(command: str, targets: list[Target], settings: RunSettings, *, re
     plan = plan_table(command, backend, settings, query=query, metric=metric, facts=facts)
     if not settings.overwrite:
         check_existing(targets, plan.settings)
-    if reuse:
-        from .sources import read_table_items
+    table_writer = TableWriter(targets, plan.render, plan.provenance, layout=settings.layout)
 
-        items, item_targets = [], []
+    def refusal(key: str, why: str, n: int) -> str:
+        more = f" (and {n - 1} other table(s))" if n > 1 else ""
+        return (f"{table_writer.targets[key].output}: the table {why}{more}; use --overwrite to redo it, "
+                "or write elsewhere")
+
+    # every table records the input that made it; one whose input changed is refused, as the scripts' outputs are
+    writer: Any = stamped_writer(table_writer, [CorpusItem(t.key, t.source) for t in targets],
+                                 settings=plan.settings, overwrite=settings.overwrite, refusal=refusal)
+    if reuse:
+
+        items, item_targets, stamps = [], [], []
         for t, table in reuse:
             found = read_table_items(table)
             if len(found) == 1:
                 items.append(found[0])
                 item_targets.append(t)
+                stamps.append({**(table_stamp(table) or {}), "settings": settings_hash(plan.settings)})
             else:
                 to_embed.append(t)
-        written, _ = _write_from_items(command, items, item_targets, plan, settings)
+        written, _ = _write_from_items(command, items, item_targets, plan, settings, stamps=stamps)
         if not settings.quiet and written:
             print(f"{command}: {written} input(s) read from their generate tables (not embedded again)",
                   file=sys.stderr)
-    writer: Any = TableWriter(targets, plan.render, plan.provenance, layout=settings.layout)
     if command == "generate" and settings.hoplite_db:
-        hop = hoplite_writer(targets, backend, settings, root=root, provenance=plan.provenance)
+        hop = hoplite_writer(targets, backend, settings, root=root, provenance=plan.provenance, settings_made=plan.settings,
+                             held=held)
         if not settings.overwrite:
             _backfill_hoplite(hop, targets, settings)
         writer = TeeWriter(writer, hop)
@@ -786,7 +883,6 @@ def run_table_command(command: str, inputs: str, output_dir: str | Path, setting
     tables, an HDF5 store or a hoplite database. One input file writes only its table; a directory
     or manifest also writes ``summary.json`` and ``failures.csv`` in ``output_dir``.
     """
-    from .sources import kind_of
 
     if command in ("classify", "distance") and kind_of(inputs) is not None:
         return run_from_embeddings(command, inputs, output_dir, settings, query=query, metric=metric)

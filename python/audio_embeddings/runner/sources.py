@@ -145,7 +145,7 @@ def facts_of(provenance: dict[str, Any], embeddings: np.ndarray) -> dict[str, An
              "embedding_dim": int(embeddings.shape[1]) if embeddings.ndim == 2 else None,
              "window_s": provenance.get("window_s"), "hop_s": provenance.get("hop_s"),
              "sample_rate_hz": provenance.get("sample_rate_hz"), "weights_sha256": provenance.get("weights_sha256"),
-             "checkpoint": provenance.get("checkpoint")}
+             "weights": provenance.get("weights"), "checkpoint": provenance.get("checkpoint")}
     if facts["window_s"] is None and model:
         facts["window_s"] = PERCH_RUNNER_WINDOW_S.get(str(model).lower())
     if facts["hop_s"] is None:

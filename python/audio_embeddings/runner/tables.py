@@ -182,10 +182,11 @@ def write_table(path: str | Path, columns: dict[str, Any], provenance: dict[str,
         raise TableError(f"provenance keys must be plain words, got {bad}")
     provenance = {**provenance, "layout": layout}
     out = to_layout(columns, layout)
-    if fmt == "csv":
-        write_text_atomic(sidecar_path(path), json.dumps(provenance, indent=1, ensure_ascii=False, default=str) + "\n")
+    if fmt == "csv":  # the table, then its provenance: a kill between leaves the old record (or none), never a
+        # new record over old rows, so a rerun redoes the table
         with atomic_path(path, suffix=".csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
             _write_csv(fh, out)
+        write_text_atomic(sidecar_path(path), json.dumps(provenance, indent=1, ensure_ascii=False, default=str) + "\n")
     else:
         footer = {str(k): _json(v) for k, v in provenance.items()}
         if layout == "perch-runner":

@@ -7,6 +7,7 @@ model, provenance) and ``<name>.heldout.csv`` (the classify rows of every held-o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -17,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..app.session import hold_run_lock
 from .classifier import ClassifierError, TrainResult, train_linear_classifier
 from .commands import (EXIT_FAILED, EXIT_OK, TABLE_FORMAT, TABLE_FORMAT_VERSION, RunSettings, Target, UsageError,
-                       jsonable, run_engine, load_model, model_facts, versions, window_columns)
+                       jsonable, load_model, model_facts, read_list_file, run_engine, versions, window_columns)
 from .tables import COLUMN_DOCS, write_table
 
 DEFAULT_CLASSIFIER_NAME = "linear_classifier"
@@ -84,7 +86,7 @@ def read_labelled(labelled: str | Path, *, negative_label: str | None = None
                 clips[item.key] = LabelledClip(item.key, item.path, (item.key.split("/", 1)[0],))
     elif p.is_file() and p.suffix.lower() in (".csv", ".tsv"):
         delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-        rows = [r for r in csv.reader(p.read_text(encoding="utf-8-sig").splitlines(), delimiter=delimiter)
+        rows = [r for r in csv.reader(read_list_file(p, what="labelled CSV").splitlines(), delimiter=delimiter)
                 if r and any(c.strip() for c in r)]
         header = [c.strip().lower() for c in rows[0]] if rows else []
         if "path" in header and "label" in header:
@@ -144,8 +146,10 @@ def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSetting
     writer = CollectWriter()
     targets = [Target(c.key, c.path, out, "csv") for c in clips]
     context = {"command": "train", "model": backend.name, "backend": jsonable(backend.describe())}
-    report = run_engine(backend, targets, writer, settings=settings, report_dir=out, single=False, resume=False,
-                        context=context, write_report=False)
+    with contextlib.ExitStack() as held:  # one run per output folder at a time, as every run
+        hold_run_lock(held, out, shard_label="runner")
+        report = run_engine(backend, targets, writer, settings=settings, report_dir=out, single=False, resume=False,
+                            context=context, write_report=False)
     used = [c for c in clips if c.key in writer.results]
     if not used:
         print(f"error: no clip could be embedded ({report.files_failed} failed)", file=sys.stderr)
