@@ -602,9 +602,9 @@ class Model:
         a run stopped by Ctrl-C raises ``KeyboardInterrupt`` (SIGTERM: ``SystemExit(143)``) rather than
         returning the files done so far as if they were all.
         """
-        from .app.session import run_engine_session, RunError
+        from .app.config import RunConfig
+        from .app.session import engine_options, run_engine_session, RunError
         from .corpus.discover import discover
-        from .corpus.engine import RunOptions
         from .corpus.progress import Progress
         from .corpus.report import RunReport
         from .corpus.shard import Shard
@@ -614,8 +614,10 @@ class Model:
         corpus = discover(inputs, patterns=patterns)
         items = list(corpus.items)
         threads = run_plan(self.backend, corpus=corpus.is_tree, workers=int(workers))
-        options = RunOptions(chunk_s=self.chunk_s, context_s=self.context_s, batch_size=self.batch_size,
-                             workers=int(workers), channel=channel, resume=False)
+        config = RunConfig(inputs=tuple(inputs), output_dir="", model=self.name, chunk_seconds=self.chunk_s,
+                           context_seconds=self.context_s, batch_size=self.batch_size, workers=int(workers),
+                           channel=channel, overwrite=True, dtype=self.dtype, quiet=True, options=dict(self.options))
+        options = engine_options(config, workers=int(workers))
         context = {"model": self.name, "backend": self.backend.describe(),
                    "input": {"kind": corpus.kind, "root": str(corpus.root.resolve()), "files_in_corpus": len(items)},
                    "outputs": {"output_dir": None, "formats": []}, "threads": threads.describe(),

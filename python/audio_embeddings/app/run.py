@@ -31,7 +31,7 @@ import numpy as np
 from .. import audio
 from ..align import settings_from as align_settings_from
 from ..corpus.discover import CorpusError, discover
-from ..corpus.engine import check_run_config, ConfigMismatch, RUN_CONFIG, RunOptions
+from ..corpus.engine import check_run_config, ConfigMismatch, RUN_CONFIG
 from ..corpus.engine import signals_raise, StoppedBySignal
 from ..corpus.lock import RunLocked
 from ..corpus.progress import Progress
@@ -50,7 +50,7 @@ from ..outputs.tee import TeeWriter
 from ..registry import load_backend, option_table, presets
 from .config import RunConfig
 from .session import EXIT_USAGE  # noqa: F401 - re-exported: the front ends' usage status
-from .session import EXIT_INPUT_FAILED, EXIT_OK, hold_run_lock, input_hash_limit, run_engine_session, RunError, \
+from .session import engine_options, EXIT_INPUT_FAILED, EXIT_OK, hold_run_lock, run_engine_session, RunError, \
     stamped_writer
 
 LOG = logging.getLogger(__name__)
@@ -378,12 +378,7 @@ def engine_step(run: Run) -> None:
     args, backend, corpus = run.config, run.backend, run.corpus
     threads = run_plan(backend, corpus=corpus.is_tree, workers=args.workers, threads=args.threads)
     workers = threads.workers
-    options = RunOptions(chunk_s=args.chunk_seconds, context_s=args.context_seconds, batch_size=args.batch_size,
-                         workers=workers, channel=args.channel, stream_above_s=args.long_file_seconds,
-                         max_batch_seconds=args.max_batch_seconds, resume=not args.overwrite,
-                         compile=bool(args.option("compile")), file_timeout_s=args.file_timeout,
-                         hash_inputs_below_bytes=input_hash_limit(run.writer),
-                         allow_truncated=bool(args.option("allow_truncated")))
+    options = engine_options(args, workers=workers, writer=run.writer)
     single_file = corpus.kind == "files"
     run.report = RunReport(args.output_dir, shard=run.shard, context={
         "model": run.model_name, "backend": backend.describe(),

@@ -25,6 +25,7 @@ from ..corpus.lock import acquire_run_lock, clean_stale_scratch, run_scratch_dir
 from ..corpus.stamps import settings_hash, Stamper
 from ..corpus.threads import limit_model_threads
 from ..corpus.writers import StampedWriter
+from .config import RunConfig
 
 EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
@@ -106,6 +107,31 @@ def input_hash_limit(writer: Any) -> int:
         if isinstance(w, StampedWriter):
             return w.stamper.decoder_hash_below
     return 0
+
+
+def engine_options(config: RunConfig, *, workers: int, writer: Any = None) -> RunOptions:
+    """The engine's options of a run (the one place a :class:`RunOptions` is made from settings).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's settings (``chunk_seconds`` None: the engine's default chunk length).
+    workers : int
+        Decoding processes (the thread plan's).
+    writer : engine writer, optional
+        The run's writer: a stamped one has the decoders hash the inputs they read.
+
+    Returns
+    -------
+    RunOptions
+    """
+    chunk = {} if config.chunk_seconds is None else {"chunk_s": config.chunk_seconds}
+    return RunOptions(**chunk, context_s=config.context_seconds, batch_size=config.batch_size, workers=int(workers),
+                      channel=config.channel, stream_above_s=config.long_file_seconds,
+                      max_batch_seconds=config.max_batch_seconds, resume=not config.overwrite,
+                      compile=bool(config.option("compile")), file_timeout_s=config.file_timeout,
+                      hash_inputs_below_bytes=input_hash_limit(writer),
+                      allow_truncated=bool(config.option("allow_truncated")))
 
 
 def run_engine_session(backend: Any, items: Sequence[Any], writer: Any, report: Any, *, options: RunOptions,

@@ -36,10 +36,10 @@ import numpy as np
 from .. import audio
 from ..app.run import summary_line
 from ..app.session import EXIT_INPUT_FAILED as EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: F401 - the run's statuses
-from ..app.session import hold_run_lock, input_hash_limit, run_engine_session, stamped_writer
+from ..app.config import RunConfig
+from ..app.session import engine_options, hold_run_lock, run_engine_session, stamped_writer
 from ..backends.base import weights_digest
 from ..corpus.discover import CorpusError, CorpusItem, discover
-from ..corpus.engine import RunOptions
 from ..corpus.progress import Progress
 from ..corpus.report import RunReport
 from ..corpus.shard import Shard
@@ -342,8 +342,10 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
 
     items = [CorpusItem(t.key, t.source) for t in targets]
     threads = run_plan(backend, corpus=not single, workers=settings.workers)
-    options = RunOptions(batch_size=settings.batch_size, workers=threads.workers, resume=resume,
-                         hash_inputs_below_bytes=input_hash_limit(writer))
+    config = RunConfig(output_dir=str(report_dir), model=settings.model_spec, device=settings.device,
+                       batch_size=settings.batch_size, workers=settings.workers, overwrite=not resume,
+                       quiet=settings.quiet, verbose=settings.verbose, argv=settings.argv)
+    options = engine_options(config, workers=threads.workers, writer=writer)
     report = RunReport(report_dir, shard=Shard(), context={**context, "command_line": settings.argv,
                                                            "threads": threads.describe(), "versions": versions()})
     progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
