@@ -220,6 +220,7 @@ def test_generate_hoplite_db_takes_the_new_input_on_overwrite_and_one_run_at_a_t
     """Issue 27 cases 3 and 9 through perch-runner: stamps and the run lock of the database."""
     pytest.importorskip("perch_hoplite")
     from audio_embeddings.corpus.lock import acquire_run_lock
+    from audio_embeddings.corpus.shard import Shard
     from audio_embeddings.outputs import hoplite as H
     from audio_embeddings.runner.sources import read_items
 
@@ -240,7 +241,7 @@ def test_generate_hoplite_db_takes_the_new_input_on_overwrite_and_one_run_at_a_t
     assert kind and len(crow) == 1, [i.source for i in items]
     np.testing.assert_allclose(crow[0].embeddings, want, atol=5e-3)  # hoplite keeps float16
 
-    with acquire_run_lock(db, shard_label=None):  # another run holds the database
+    with acquire_run_lock(db, shard_label=Shard().label):  # another run holds the database
         capsys.readouterr()
         assert run("generate", *BIRDNET, "--hoplite-db", db, corpus, tmp_path / "other") == 2
         assert str(db) in capsys.readouterr().err

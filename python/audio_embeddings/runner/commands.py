@@ -58,6 +58,9 @@ from .sources import common_facts, kind_of, read_items, read_table_items, Source
 from .tables import (COLUMN_DOCS, format_of, read_embeddings, read_provenance, sidecar_path, SUFFIXES, TableError,
                      write_table)
 
+#: The lock label of a perch-runner run: a whole (unsharded) run's, so that it and a script's run on the
+#: same folder or database exclude each other.
+WHOLE_RUN = Shard().label
 #: Output table kind per command (also the middle of the file name: ``<stem>.<kind>.csv``).
 KINDS = {"generate": "embeddings", "classify": "classifications", "distance": "distances"}
 METRICS = ("cosine", "euclidean")
@@ -350,7 +353,7 @@ def run_engine(backend: Any, targets: Sequence[Target], writer: Any, *, settings
                                                            "threads": threads.describe(), "versions": versions()})
     progress = _progress(len(items), settings, single=single, desc=f"{context.get('command', 'run')} {backend.name}")
     summary = run_engine_session(backend, items, writer, report, options=options, model_threads=threads.model_threads,
-                                 progress=progress, scratch_root=report_dir, shard_label="runner",
+                                 progress=progress, scratch_root=report_dir, shard_label=WHOLE_RUN,
                                  write_summary=write_report)
     if summary is not None and not settings.quiet:
         print(summary_line(report, summary), file=sys.stderr)
@@ -743,7 +746,7 @@ def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSetting
     database's run lock (taken into ``held``), recording ``settings_made`` and each recording's input stamp,
     refusing (or with ``overwrite`` redoing) windows made from another input or with other settings.
     """
-    hold_run_lock(held, settings.hoplite_db, shard_label=None)
+    hold_run_lock(held, settings.hoplite_db, shard_label=WHOLE_RUN)
 
     sources = [os.path.abspath(t.source) for t in targets]
     if root is None or any(t.key.startswith("row") for t in targets):
@@ -796,7 +799,7 @@ def _table_run(command: str, targets: list[Target], settings: RunSettings, *, re
                write_report: bool, query: str | None = None, metric: str = "cosine", root: Path | None = None) -> int:
     """One table command over audio inputs, under the run lock of ``report_dir`` (as every script's run)."""
     with contextlib.ExitStack() as held:
-        hold_run_lock(held, report_dir, shard_label="runner")
+        hold_run_lock(held, report_dir, shard_label=WHOLE_RUN)
         return _locked_table_run(command, targets, settings, report_dir=report_dir, single=single,
                                  write_report=write_report, query=query, metric=metric, root=root, held=held)
 

@@ -21,7 +21,8 @@ import numpy as np
 from ..app.session import hold_run_lock
 from .classifier import ClassifierError, TrainResult, train_linear_classifier
 from .commands import (EXIT_FAILED, EXIT_OK, TABLE_FORMAT, TABLE_FORMAT_VERSION, RunSettings, Target, UsageError,
-                       jsonable, load_model, model_facts, read_list_file, run_engine, versions, window_columns)
+                       jsonable, load_model, model_facts, read_list_file, run_engine, versions, WHOLE_RUN,
+                       window_columns)
 from .tables import COLUMN_DOCS, write_table
 
 DEFAULT_CLASSIFIER_NAME = "linear_classifier"
@@ -147,7 +148,7 @@ def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSetting
     targets = [Target(c.key, c.path, out, "csv") for c in clips]
     context = {"command": "train", "model": backend.name, "backend": jsonable(backend.describe())}
     with contextlib.ExitStack() as held:  # one run per output folder at a time, as every run
-        hold_run_lock(held, out, shard_label="runner")
+        hold_run_lock(held, out, shard_label=WHOLE_RUN)
         report = run_engine(backend, targets, writer, settings=settings, report_dir=out, single=False, resume=False,
                             context=context, write_report=False)
     used = [c for c in clips if c.key in writer.results]
