@@ -268,7 +268,7 @@ def test_only_stale_temporaries_are_removed(tmp_path):
     import os
     import time
 
-    from audio_embeddings.outputs.atomic import atomic_path, clean_stale_temporaries
+    from audio_embeddings.atomic import atomic_path, clean_stale_temporaries
 
     old, fresh = tmp_path / "a" / ".x.npy.abcd1234.tmp", tmp_path / ".y.json.zzzz9999.tmp"
     old.parent.mkdir()
@@ -318,7 +318,7 @@ def test_merge_follows_the_newest_sharding(tmp_path):
 
 
 def test_an_output_folder_is_checked_without_being_created(tmp_path):
-    from audio_embeddings.outputs.atomic import NotWritableError, check_writable
+    from audio_embeddings.atomic import NotWritableError, check_writable
 
     assert check_writable(tmp_path / "new" / "out", create=False) == tmp_path / "new" / "out"
     assert not (tmp_path / "new").exists()

@@ -459,7 +459,7 @@ def test_atomic_writes_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
     import os
     import stat
 
-    from audio_embeddings.outputs.atomic import write_text_atomic
+    from audio_embeddings.atomic import write_text_atomic
 
     old = os.umask(0o022)
     try:

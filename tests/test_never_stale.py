@@ -156,8 +156,8 @@ def test_case6_killed_overwrite_leaves_old_or_new_whole(tmp_path, monkeypatch, k
     complete only for a whole old or new set, and a rerun's write completes the new one."""
     import scipy.io
 
-    from audio_embeddings.outputs import atomic
-    from audio_embeddings.outputs.atomic import clean_stale_temporaries
+    from audio_embeddings import atomic
+    from audio_embeddings.atomic import clean_stale_temporaries
     from audio_embeddings.outputs.contract import read_stamp
 
     old, new = _result(1), _result(2)

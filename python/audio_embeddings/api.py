@@ -248,7 +248,7 @@ class EmbeddingResult:
         compressed : bool
             ``numpy.savez_compressed`` instead of ``numpy.savez``.
         """
-        from .outputs.atomic import atomic_path
+        from .atomic import atomic_path
 
         arrays: dict[str, Any] = {
             "embeddings": np.asarray(self.embeddings, dtype=np.float32),

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any, Iterator, MutableMapping
 
-from .backends.base import Option
+from .declarations import Option
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")

@@ -448,7 +448,7 @@ def fetch_url(url: str, target: str | Path, *, flag: str, timeout_s: float = PRO
     host = _where(url)
     if not host_reachable(url, timeout_s=timeout_s):
         raise offline_error(name, flag=flag, reason=f"{host} is unreachable", local_hint=url)
-    from .outputs.atomic import atomic_path
+    from .atomic import atomic_path
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -51,7 +51,7 @@ def _figure(width_in: float, height_in: float, dpi: int) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
-    from .outputs.atomic import atomic_path
+    from .atomic import atomic_path
 
     target = png_path(path)
     with atomic_path(target, suffix=".png") as tmp:

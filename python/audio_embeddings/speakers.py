@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .corpus.stamps import stamp_difference
-from .outputs.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .outputs.matfile import write_mat
 
 UTTERANCE_DIR = "utterances"

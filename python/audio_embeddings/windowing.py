@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .audio import RESAMPLERS, resample
-from .backends.base import Option
+from .declarations import Option
 
 PARTIAL_MODES = ("pad", "reflect", "drop", "center")
 END_CONVENTIONS = ("clip", "window")

@@ -43,7 +43,7 @@ from ..corpus.threads import default_workers, run_plan  # noqa: F401 - default_w
 from ..corpus.writers import colliding_keys, renamed_keys, TreeWriter
 from ..hub import install_hint
 from ..options import declared_stage_options
-from ..outputs.atomic import check_writable, clean_stale_temporaries
+from ..atomic import check_writable, clean_stale_temporaries
 from ..outputs.contract import now_iso, package_versions, stamp_path
 from ..outputs.hoplite import hoplite_parts, HopliteError, merge_hoplite, writer_for_backend
 from ..outputs.tee import TeeWriter

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from ..outputs.atomic import TEMPORARY_NAME, write_text_atomic
+from ..atomic import TEMPORARY_NAME, write_text_atomic
 from ..device import compile_backend
 from .background import BackgroundWriter, LoadStream, Written
 from .batching import BatchScheduler, DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, FileJob, prepare_job, streamed_job

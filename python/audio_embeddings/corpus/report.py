@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..outputs.atomic import NoSpaceError, is_no_space, write_text_atomic
+from ..atomic import NoSpaceError, is_no_space, write_text_atomic
 from ..outputs.contract import now_iso
 from .shard import Shard
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..outputs.atomic import ensure_free_space, write_text_atomic
+from ..atomic import ensure_free_space, write_text_atomic
 from ..outputs.contract import output_files, outputs_whole, read_stamp, stamp_path, write_outputs
 
 #: Top-level names of a run's own files in the output folder (``summary.json``, ``summary.<shard>.json``,

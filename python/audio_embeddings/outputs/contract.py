@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic import StagedFiles, atomic_path, write_text_atomic
+from ..atomic import StagedFiles, atomic_path, write_text_atomic
 from .matfile import check_version as check_mat_version
 from .matfile import one_line_reason
 from .matfile import failure_marker_path, write_mat

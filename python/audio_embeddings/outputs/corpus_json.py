@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 #: The seed's default file name.
 DEFAULT_NAME = "semantic_audio_embeddings.json"

@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..backends.base import Option
-from .atomic import free_bytes, is_no_space, NoSpaceError
+from ..atomic import free_bytes, is_no_space, NoSpaceError
 
 HOPLITE_SQLITE = "hoplite.sqlite"
 HOPLITE_INDEX = "usearch.index"

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, write_text_atomic
 
 __all__ = [
     "V73_THRESHOLD_BYTES",

@@ -263,7 +263,7 @@ class LinearClassifier:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON model file atomically."""
-        from ..outputs.atomic import write_text_atomic
+        from ..atomic import write_text_atomic
 
         return write_text_atomic(path, self.to_json())
 

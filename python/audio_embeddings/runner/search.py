@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import audio
 from ..corpus.discover import walk_directory
-from ..outputs.atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, write_text_atomic
 from ..outputs.hoplite import HOPLITE_INDEX, describe_windows, iter_blocks, open_hoplite, read_model_config
 from ..outputs.matfile import write_mat
 from ..pipeline import embed_audio

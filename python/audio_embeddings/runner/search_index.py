@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..outputs.atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, write_text_atomic
 from ..outputs.hoplite import HOPLITE_INDEX, describe_windows
 from .search_corpus import CorpusSource, SearchError, check_metric
 

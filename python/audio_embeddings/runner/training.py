@@ -134,7 +134,7 @@ def run_train(labelled: str | Path, output_dir: str | Path, settings: RunSetting
     ``classifiers[].model``), ``<name>.metadata.json`` (metrics, data, model, provenance) and
     ``<name>.heldout.csv`` (the classify rows of every held-out window, with its clip and true labels).
     """
-    from ..outputs.atomic import write_text_atomic
+    from ..atomic import write_text_atomic
     from ..outputs.contract import now_iso
 
     if not name or "/" in name or name.startswith("."):
