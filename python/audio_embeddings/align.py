@@ -70,6 +70,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .backends.base import Option, positive_float
+from .events import read_bold_json, read_events, slice_time_offset_s
 
 __all__ = [
     "METHODS",
@@ -90,6 +91,8 @@ METHODS = ("lanczos", "mean", "nearest")
 HRFS = ("spm", "glover", "none")
 #: Length of the sampled haemodynamic responses, in seconds (SPM's default).
 HRF_LENGTH_S = 32.0
+#: Default HRF oversampling: rows are convolved on a grid this much finer than the output (nilearn's default).
+HRF_OVERSAMPLING_DEFAULT = 50
 #: Lanczos rows whose weights sum to less than this fraction of their absolute sum fall back to the nearest row.
 _MIN_WEIGHT_FRACTION = 0.1
 #: HRF kernels at most this long are convolved directly, longer ones through the FFT.
@@ -146,6 +149,24 @@ class AlignSettings:
         Delays in output rows, each >= 0; ``(0,)`` (also what None becomes) stacks nothing.
     lanczos_lobes : int
         The Lanczos ``a`` (>= 1).
+    n_volumes : int or None
+        Scanner volumes of the run (rows of the full grid, before ``dummy_scans`` are dropped);
+        None: ``ceil(duration_s * R)``, the grid points inside the stimulus.
+    dummy_scans : int
+        Volumes at the start of the grid left out of the outputs (their rows are still computed,
+        so the HRF and the delays see the stimulus played during them).
+    slice_time_s : float
+        Time within each volume the rows stand for, seconds (fMRIPrep's slice-timing reference
+        ``tzero``, :func:`~audio_embeddings.events.slice_time_offset_s`): row ``k`` at
+        ``start_s + slice_time_s + k / R``.
+    hrf_oversampling : int
+        With an HRF: the rows are aligned to ``R * hrf_oversampling``, convolved there with the
+        HRF sampled as finely, and every ``hrf_oversampling``-th row kept (nilearn's order of
+        operations, default 50 as nilearn's; 1: convolve on the output grid).
+    events : Events or None
+        Align to these events instead of a regular grid (one row per event; see
+        :func:`align_embeddings`); ``target_rate_hz`` is then None and ``hrf``/``delays``/
+        ``n_volumes``/``dummy_scans`` stay at their defaults.
 
     Raises
     ------
@@ -153,19 +174,38 @@ class AlignSettings:
         A setting out of range; the message names it.
     """
 
-    target_rate_hz: float
+    target_rate_hz: float | None
     start_s: float = 0.0
     duration_s: float | None = None
     method: str = "lanczos"
     hrf: str = "none"
     delays: tuple[int, ...] | None = (0,)
     lanczos_lobes: int = 3
+    n_volumes: int | None = None
+    dummy_scans: int = 0
+    slice_time_s: float = 0.0
+    hrf_oversampling: int = HRF_OVERSAMPLING_DEFAULT
+    events: Any = None
 
     def __post_init__(self) -> None:
-        rate = _finite("target_rate_hz", self.target_rate_hz)
-        if rate <= 0:
-            raise ValueError(f"target_rate_hz must be > 0, got {self.target_rate_hz!r}")
-        object.__setattr__(self, "target_rate_hz", rate)
+        if self.events is not None:
+            if self.target_rate_hz is not None:
+                raise ValueError("align either to events or to a rate (target_rate_hz / TR), not both")
+        else:
+            rate = _finite("target_rate_hz", self.target_rate_hz)
+            if rate <= 0:
+                raise ValueError(f"target_rate_hz must be > 0, got {self.target_rate_hz!r}")
+            object.__setattr__(self, "target_rate_hz", rate)
+        for name, minimum in (("n_volumes", 1), ("dummy_scans", 0), ("hrf_oversampling", 1)):
+            value = getattr(self, name)
+            if value is None and name == "n_volumes":
+                continue
+            if isinstance(value, bool) or not float(value).is_integer() or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.n_volumes is not None and self.dummy_scans >= self.n_volumes:
+            raise ValueError(f"dummy_scans ({self.dummy_scans}) must be fewer than n_volumes ({self.n_volumes})")
+        object.__setattr__(self, "slice_time_s", _finite("slice_time_s", self.slice_time_s))
         object.__setattr__(self, "start_s", _finite("start_s", self.start_s))
         if self.duration_s is not None:
             duration = _finite("duration_s", self.duration_s)
@@ -182,11 +222,15 @@ class AlignSettings:
         if isinstance(lobes, bool) or not float(lobes).is_integer() or lobes < 1:
             raise ValueError(f"lanczos_lobes must be an integer >= 1, got {lobes!r}")
         object.__setattr__(self, "lanczos_lobes", int(lobes))
+        if self.events is not None and (self.hrf != "none" or self.delays != (0,) or self.n_volumes is not None
+                                        or self.dummy_scans or self.slice_time_s):
+            raise ValueError("with events (one row per event) there is no regular grid: no HRF, delays, "
+                             "volume count, dummy scans or slice timing")
 
     @property
-    def tr_s(self) -> float:
-        """Seconds between output rows, ``1 / target_rate_hz``."""
-        return 1.0 / self.target_rate_hz
+    def tr_s(self) -> float | None:
+        """Seconds between output rows, ``1 / target_rate_hz`` (None with events)."""
+        return None if self.target_rate_hz is None else 1.0 / self.target_rate_hz
 
     def describe(self) -> dict[str, Any]:
         """JSON-able settings (the ``.json``'s ``alignment`` section)."""
@@ -199,6 +243,11 @@ class AlignSettings:
             "hrf": self.hrf,
             "delays": list(self.delays),
             "lanczos_lobes": self.lanczos_lobes,
+            "n_volumes": self.n_volumes,
+            "dummy_scans": self.dummy_scans,
+            "slice_time_s": self.slice_time_s,
+            "hrf_oversampling": self.hrf_oversampling,
+            **({"events": self.events.describe()} if self.events is not None else {}),
         }
 
     def apply(self, embeddings: Any, time_axis_s: np.ndarray | None = None, *, window_s: float | None = None,
@@ -221,7 +270,9 @@ class AlignSettings:
                                 start_s=self.start_s,
                                 duration_s=self.duration_s if self.duration_s is not None else duration_s,
                                 method=self.method, hrf=self.hrf, delays=self.delays,
-                                lanczos_lobes=self.lanczos_lobes)
+                                lanczos_lobes=self.lanczos_lobes, n_volumes=self.n_volumes,
+                                dummy_scans=self.dummy_scans, slice_time_s=self.slice_time_s,
+                                hrf_oversampling=self.hrf_oversampling, events=self.events)
 
 
 @dataclass(frozen=True)
@@ -241,6 +292,10 @@ class Aligned:
         ``1 / median(diff(row centres))``.
     cutoff_hz : float or None
         Lanczos cutoff ``min(source, target) / 2``; None for the other methods.
+    durations_s : numpy.ndarray or None
+        float64 [T'] the events' durations (with events; ``time_axis_s`` holds their onsets).
+    labels : tuple of str or None
+        [T'] the events' labels (with events).
     """
 
     embeddings: np.ndarray
@@ -248,6 +303,8 @@ class Aligned:
     settings: AlignSettings
     source_rate_hz: float
     cutoff_hz: float | None
+    durations_s: np.ndarray | None = None
+    labels: tuple[str, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         """The settings plus what came out (``shape``, ``n_rows``, rates), JSON-able."""
@@ -260,10 +317,14 @@ class Aligned:
         return {
             "embeddings_aligned": np.asarray(self.embeddings, dtype=np.float32),
             "time_axis_aligned": np.asarray(self.time_axis_s, dtype=np.float64).reshape(-1, 1),
-            "target_rate": float(self.settings.target_rate_hz),
+            "target_rate": float(self.settings.target_rate_hz if self.settings.target_rate_hz is not None
+                                 else np.nan),
             "align_method": str(self.settings.method),
             "hrf": str(self.settings.hrf),
             "delays": np.asarray(self.settings.delays, dtype=np.float64).reshape(1, -1),
+            **({"event_onset": np.asarray(self.time_axis_s, dtype=np.float64).reshape(-1, 1),
+                "event_duration": np.asarray(self.durations_s, dtype=np.float64).reshape(-1, 1),
+                "event_label": list(self.labels or ())} if self.durations_s is not None else {}),
         }
 
 
@@ -341,6 +402,19 @@ def _mean_weights(centres: np.ndarray, t: np.ndarray, t_next: np.ndarray) -> Any
     return _matrix(*_with_fallback(rows, cols, w, counts == 0, centres, t), (t.shape[0], centres.shape[0]))
 
 
+def _event_weights(centres: np.ndarray, onsets: np.ndarray, durations: np.ndarray) -> Any:
+    """Mean of the centres in ``[onset, onset + duration)``; the nearest centre to the onset (duration 0) or
+    to the midpoint (no centre inside) otherwise. [n_events, T] sparse."""
+    lo = np.searchsorted(centres, onsets, side="left")
+    counts = np.maximum(np.searchsorted(centres, onsets + durations, side="left") - lo, 0)
+    counts[durations <= 0] = 0
+    rows, cols = _ragged(lo, counts)
+    w = 1.0 / np.maximum(counts, 1)[rows]
+    bad = counts == 0
+    anchor = np.where(durations > 0, onsets + durations / 2.0, onsets)
+    return _matrix(*_with_fallback(rows, cols, w, bad, centres, anchor), (onsets.shape[0], centres.shape[0]))
+
+
 def _nearest_weights(centres: np.ndarray, t: np.ndarray) -> Any:
     n = t.shape[0]
     return _matrix(np.arange(n), _nearest(centres, t), np.ones(n), (n, centres.shape[0]))
@@ -359,27 +433,39 @@ def _gamma_pdf(t: np.ndarray, shape: float, scale: float = 1.0) -> np.ndarray:
     return out
 
 
-def hrf_kernel(name: str, rate_hz: float, *, length_s: float = HRF_LENGTH_S) -> np.ndarray:
-    """A canonical haemodynamic response sampled at ``rate_hz``, normalised to sum to 1.
+#: The gamma-difference parameters of each HRF: (delay, undershoot, dispersion, undershoot dispersion, ratio),
+#: nilearn's ``spm_hrf``/``glover_hrf`` (``nilearn.glm.first_level.hemodynamic_models``).
+_HRF_PARAMETERS = {"spm": (6.0, 16.0, 1.0, 1.0, 0.167), "glover": (6.0, 12.0, 0.9, 0.9, 0.48)}
+
+
+def hrf_kernel(name: str, rate_hz: float, *, length_s: float = HRF_LENGTH_S, oversampling: int = 1) -> np.ndarray:
+    """A canonical haemodynamic response sampled at ``rate_hz * oversampling``, normalised to sum to 1.
+
+    The same numbers as nilearn's ``spm_hrf(t_r, oversampling, time_length)`` and
+    ``glover_hrf(...)`` with ``t_r = 1 / rate_hz`` (tests/test_events_runs.py checks them against
+    nilearn itself to 1e-6), so a design built here and one built with nilearn use one kernel:
+    a difference of two gamma densities, ``g(t; delay/disp, disp) - ratio * g(t; under/udisp, udisp)``,
+    each shifted by one sample ``dt = 1 / (rate_hz * oversampling)``, at
+    ``t = linspace(0, length_s, round(length_s / dt))`` (nilearn's grid: its spacing is
+    ``length_s / (M - 1)``, slightly more than ``dt``).
 
     Parameters
     ----------
     name : {"spm", "glover", "none"}
-        ``spm``: SPM's canonical double gamma, ``gamma(t; 6, 1) - gamma(t; 16, 1) / 6``
-        (gamma densities of shape 6 and 16, scale 1 s: response peak near 5 s, undershoot
-        near 15 s, undershoot ratio 1/6; ``spm_hrf``'s defaults, point-sampled).
-        ``glover``: Glover (1999), ``(t/d1)^a1 exp(-(t-d1)/b1) - c (t/d2)^a2 exp(-(t-d2)/b2)``
-        with ``a1 = 6, a2 = 12, b1 = b2 = 0.9 s, d_i = a_i b_i`` (5.4 s and 10.8 s),
-        ``c = 0.35``. ``none``: ``[1.0]``.
+        ``spm``: delay 6 s, undershoot 16 s, dispersions 1, ratio 0.167 (SPM's canonical HRF:
+        peak near 5 s, undershoot near 15 s). ``glover``: delay 6 s, undershoot 12 s,
+        dispersions 0.9, ratio 0.48 (nilearn's Glover 1999 fit). ``none``: ``[1.0]``.
     rate_hz : float
-        Samples per second (> 0).
+        Samples per second of the grid (1 / TR), > 0.
     length_s : float, keyword-only
-        Samples at ``t = m / rate_hz`` for ``m = 0 .. floor(length_s * rate_hz)``.
+        Kernel length in seconds (32).
+    oversampling : int, keyword-only
+        Samples per grid period (nilearn's ``oversampling``; 1: one per row).
 
     Returns
     -------
     numpy.ndarray
-        float64 [M], ``M = floor(length_s * rate_hz) + 1`` (1 for ``none``).
+        float64 [M], ``M = round(length_s * rate_hz * oversampling)`` (1 for ``none``).
 
     Raises
     ------
@@ -392,15 +478,14 @@ def hrf_kernel(name: str, rate_hz: float, *, length_s: float = HRF_LENGTH_S) -> 
     rate = _finite("rate_hz", rate_hz)
     if rate <= 0:
         raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+    if isinstance(oversampling, bool) or int(oversampling) != oversampling or oversampling < 1:
+        raise ValueError(f"oversampling must be an integer >= 1, got {oversampling!r}")
     if name == "none":
         return np.ones(1)
-    t = np.arange(math.floor(round(float(length_s) * rate, 9)) + 1, dtype=np.float64) / rate
-    if name == "spm":
-        h = _gamma_pdf(t, 6.0) - _gamma_pdf(t, 16.0) / 6.0
-    else:
-        a1, a2, b1, b2, c = 6.0, 12.0, 0.9, 0.9, 0.35
-        d1, d2 = a1 * b1, a2 * b2
-        h = (t / d1) ** a1 * np.exp(-(t - d1) / b1) - c * (t / d2) ** a2 * np.exp(-(t - d2) / b2)
+    dt = 1.0 / (rate * int(oversampling))
+    t = np.linspace(0.0, float(length_s), int(np.rint(float(length_s) / dt)))
+    delay, under, disp, udisp, ratio = _HRF_PARAMETERS[name]
+    h = _gamma_pdf(t - dt, delay / disp, disp) - ratio * _gamma_pdf(t - dt, under / udisp, udisp)
     total = h.sum()
     if not total > 0:
         raise ValueError(f"the {name} HRF cannot be sampled at {rate:g} Hz (TR {1 / rate:g} s): "
@@ -458,7 +543,9 @@ def delay_stack(x: np.ndarray, delays: Sequence[int]) -> np.ndarray:
 def align_embeddings(embeddings: Any, time_axis_s: np.ndarray | None = None, *, window_s: float | None = None,
                      target_rate_hz: float, start_s: float = 0.0, duration_s: float | None = None,
                      method: str = "lanczos", hrf: str = "none", delays: Sequence[int] | None = None,
-                     lanczos_lobes: int = 3) -> Aligned:
+                     lanczos_lobes: int = 3, n_volumes: int | None = None, dummy_scans: int = 0,
+                     slice_time_s: float = 0.0, hrf_oversampling: int = HRF_OVERSAMPLING_DEFAULT,
+                     events: Any = None) -> Aligned:
     """Put embedding rows on the grid ``start_s + k / target_rate_hz`` (see the module docstring).
 
         >>> result = model.embed_file("stim_600s.wav")                     # doctest: +SKIP
@@ -494,6 +581,21 @@ def align_embeddings(embeddings: Any, time_axis_s: np.ndarray | None = None, *, 
         Delays in output rows; None (or ``(0,)``) stacks nothing.
     lanczos_lobes : int, keyword-only
         The Lanczos ``a`` (3).
+    n_volumes : int, keyword-only
+        Rows of the full scanner grid (default ``ceil(duration_s * R)``).
+    dummy_scans : int, keyword-only
+        Leading volumes computed (the HRF and delays see them) but left out: ``T' = n_volumes - dummy_scans``,
+        row 0 at ``start_s + slice_time_s + dummy_scans / R``.
+    slice_time_s : float, keyword-only
+        Added to every grid time (fMRIPrep's slice-timing reference, seconds into each volume).
+    hrf_oversampling : int, keyword-only
+        With an HRF, align to ``R * hrf_oversampling``, convolve there, keep every
+        ``hrf_oversampling``-th row (nilearn's ``compute_regressor`` order; 1: convolve at ``R``).
+    events : Events, keyword-only
+        One output row per event (``target_rate_hz`` None): the mean of the rows whose centres fall in
+        ``[onset, onset + duration)``; for a zero-duration event, or one too short to hold a
+        centre, the row whose centre is nearest the onset (zero duration) or the event's
+        midpoint. ``time_axis_s`` holds the onsets, ``durations_s`` and ``labels`` the rest.
 
     Returns
     -------
@@ -539,32 +641,52 @@ def align_embeddings(embeddings: Any, time_axis_s: np.ndarray | None = None, *, 
     if duration_s is None:
         duration_s = float(onsets[-1] + window)
     settings = AlignSettings(target_rate_hz=target_rate_hz, start_s=start_s, duration_s=duration_s, method=method,
-                             hrf=hrf, delays=delays, lanczos_lobes=lanczos_lobes)
+                             hrf=hrf, delays=delays, lanczos_lobes=lanczos_lobes, n_volumes=n_volumes,
+                             dummy_scans=dummy_scans, slice_time_s=slice_time_s, hrf_oversampling=hrf_oversampling,
+                             events=events)
+    out_dtype = np.float64 if emb.dtype == np.float64 else np.float32
+    layers = emb[None] if emb.ndim == 2 else emb
+    if settings.events is not None:
+        ev = settings.events
+        ev_onsets = np.asarray(ev.onsets_s, dtype=np.float64)
+        ev_durations = np.asarray(ev.durations_s, dtype=np.float64)
+        matrix = _event_weights(centres, ev_onsets, ev_durations).astype(out_dtype)
+        out = [_apply(matrix, layer, out_dtype) for layer in layers]
+        return Aligned(embeddings=np.stack(out) if emb.ndim == 3 else out[0], time_axis_s=ev_onsets,
+                       settings=settings, source_rate_hz=source_rate, cutoff_hz=None, durations_s=ev_durations,
+                       labels=tuple(ev.labels))
     rate = settings.target_rate_hz
-    t = _grid(settings.start_s, settings.duration_s, rate)
+    n_full = settings.n_volumes if settings.n_volumes is not None else grid_size(settings.duration_s, rate)
+    if settings.dummy_scans >= n_full:
+        raise ValueError(f"dummy_scans ({settings.dummy_scans}) leave no volume of the {n_full} in the grid")
+    over = settings.hrf_oversampling if settings.hrf != "none" else 1
+    fine_rate = rate * over
+    t0 = settings.start_s + settings.slice_time_s
+    t = t0 + np.arange(n_full * over, dtype=np.float64) / fine_rate
     cutoff = None
     if settings.method == "lanczos":
-        cutoff = min(source_rate, rate) / 2.0
+        cutoff = min(source_rate, fine_rate) / 2.0
         matrix = _lanczos_weights(centres, t, cutoff_hz=cutoff, lobes=settings.lanczos_lobes)
     elif settings.method == "mean":
-        t_next = settings.start_s + np.arange(1, t.shape[0] + 1, dtype=np.float64) / rate
+        t_next = t0 + np.arange(1, t.shape[0] + 1, dtype=np.float64) / fine_rate
         matrix = _mean_weights(centres, t, t_next)
     else:
         matrix = _nearest_weights(centres, t)
-    kernel = hrf_kernel(settings.hrf, rate) if settings.hrf != "none" else None
-    out_dtype = np.float64 if emb.dtype == np.float64 else np.float32
-    layers = emb[None] if emb.ndim == 2 else emb
+    kernel = hrf_kernel(settings.hrf, rate, oversampling=over) if settings.hrf != "none" else None
     matrix = matrix.astype(out_dtype)
     out = []
     for layer in layers:
         y = _apply(matrix, layer, out_dtype)
         if kernel is not None:
-            y = _causal_convolve(y, kernel)
+            y = _causal_convolve(y, kernel)[::over]
         out.append(y)
     result = np.stack(out) if emb.ndim == 3 else out[0]
     if settings.delays != (0,):
         result = delay_stack(result, settings.delays)
-    return Aligned(embeddings=result, time_axis_s=t, settings=settings, source_rate_hz=source_rate,
+    k = settings.dummy_scans
+    if k:
+        result = np.ascontiguousarray(result[..., k:, :])
+    return Aligned(embeddings=result, time_axis_s=t[::over][k:], settings=settings, source_rate_hz=source_rate,
                    cutoff_hz=cutoff)
 
 
@@ -631,8 +753,52 @@ DELAYS = Option("--delays", "delays", "stack copies delayed by these numbers of 
                 "(e.g. 1,2,3,4; zero-filled at the start)", type=delays_spec, metavar="D1,D2,...",
                 affects="outputs", matlab="Delays")
 
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"a whole number, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"a whole number >= 0, not {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fraction in [0, 1], not {text!r}")
+    return value
+
+
+EVENTS = Option("--events", "events_file",
+                "one aligned row per event instead of a grid: a BIDS events.tsv (onset, duration, trial_type), a "
+                "CSV/TSV of onsets (and durations), or a Praat TextGrid (word intervals); each row is the mean of "
+                "the rows whose centres fall in the event (the row at the onset for zero durations)",
+                metavar="FILE", affects="outputs", matlab="Events")
+EVENTS_TIER = Option("--events-tier", "events_tier", "with a TextGrid --events: the tier (default words/word, "
+                     "else the first)", metavar="NAME", affects="outputs", matlab="EventsTier")
+N_VOLUMES = Option("--n-volumes", "n_volumes", "scanner volumes of the run (default ceil(D/TR), the grid points "
+                   "inside the stimulus); dummy scans included", type=_count, metavar="N", affects="outputs",
+                   matlab="NVolumes")
+BOLD_JSON = Option("--bold-json", "bold_json", "a BIDS *_bold.json: its RepetitionTime gives the TR, its "
+                   "SliceTiming the time each volume stands for (with --slice-time-ref)", metavar="JSON",
+                   affects="outputs", matlab="BoldJson")
+SLICE_TIME_REF = Option("--slice-time-ref", "slice_time_ref", "with a --bold-json that has SliceTiming: the "
+                        "reference slice as fMRIPrep's --slice-time-ref, a fraction of the slice acquisition range "
+                        "(default 0.5; 0 the first slice)", type=_fraction, metavar="F", affects="outputs",
+                        matlab="SliceTimeRef")
+DUMMY_SCANS = Option("--dummy-scans", "dummy_scans", "leave out the first K volumes (computed, so the HRF and "
+                     "delays see the stimulus during them, then dropped)", type=_count, metavar="K",
+                     affects="outputs", matlab="DummyScans")
+HRF_OVERSAMPLING = Option("--hrf-oversampling", "hrf_oversampling", "convolve with the HRF on a grid this many "
+                          "times finer than the TR, then keep the volumes (default 50, nilearn's)", type=_count,
+                          metavar="N", affects="outputs", matlab="HRFOversampling")
+
 #: The alignment options, each declared once (flags, MATLAB names, parsed-argument names).
-OPTIONS: tuple[Option, ...] = (TARGET_RATE, TR, ALIGN_START, ALIGN_DURATION, ALIGN_METHOD, HRF, DELAYS)
+OPTIONS: tuple[Option, ...] = (TARGET_RATE, TR, ALIGN_START, ALIGN_DURATION, ALIGN_METHOD, HRF, DELAYS, EVENTS,
+                               EVENTS_TIER, N_VOLUMES, BOLD_JSON, SLICE_TIME_REF, DUMMY_SCANS, HRF_OVERSAMPLING)
 
 
 def settings_from(values: Mapping[str, Any]) -> AlignSettings | None:
@@ -667,16 +833,43 @@ def settings_from(values: Mapping[str, Any]) -> AlignSettings | None:
     if rate is not None and tr is not None:
         raise ValueError(f"give either {TARGET_RATE.flag} ({TARGET_RATE.matlab_name}) or {TR.flag} "
                          f"({TR.matlab_name}), not both")
+    if EVENTS_TIER.dest in given and EVENTS.dest not in given:
+        raise ValueError(f"{EVENTS_TIER.flag} ({EVENTS_TIER.matlab_name}) needs {EVENTS.flag}")
+    if EVENTS.dest in given:
+        grid = [f"{o.flag} ({o.matlab_name})" for o in (TARGET_RATE, TR, N_VOLUMES, BOLD_JSON, SLICE_TIME_REF,
+                                                         DUMMY_SCANS, HRF, DELAYS, HRF_OVERSAMPLING)
+                if o.dest in given]
+        if grid:
+            raise ValueError(f"{EVENTS.flag} ({EVENTS.matlab_name}) gives one row per event; it takes no grid "
+                             f"option ({', '.join(grid)})")
+        return AlignSettings(target_rate_hz=None, start_s=given.get(ALIGN_START.dest, 0.0),
+                             duration_s=given.get(ALIGN_DURATION.dest),
+                             events=read_events(given[EVENTS.dest], tier=given.get(EVENTS_TIER.dest)))
+    slice_time = 0.0
+    if BOLD_JSON.dest in given:
+        sidecar = read_bold_json(given[BOLD_JSON.dest])
+        if rate is not None or (tr is not None and abs(float(tr) - sidecar.repetition_time_s) > 1e-9):
+            raise ValueError(f"{BOLD_JSON.flag} {given[BOLD_JSON.dest]} gives RepetitionTime "
+                             f"{sidecar.repetition_time_s:g} s; leave out {TR.flag}/{TARGET_RATE.flag} or make "
+                             "them agree")
+        tr = sidecar.repetition_time_s
+        if sidecar.slice_timing_s is not None:
+            slice_time = slice_time_offset_s(sidecar.slice_timing_s, given.get(SLICE_TIME_REF.dest, 0.5))
+    elif SLICE_TIME_REF.dest in given:
+        raise ValueError(f"{SLICE_TIME_REF.flag} ({SLICE_TIME_REF.matlab_name}) needs {BOLD_JSON.flag} "
+                         "(its SliceTiming)")
     if rate is None and tr is None:
         others = [f"{o.flag} ({o.matlab_name})" for o in OPTIONS if o.dest in given]
         if others:
-            raise ValueError(f"{', '.join(others)} need(s) {TARGET_RATE.flag} or {TR.flag} "
-                             "(the time grid to align to)")
+            raise ValueError(f"{', '.join(others)} need(s) {TARGET_RATE.flag}, {TR.flag}, {BOLD_JSON.flag} or "
+                             f"{EVENTS.flag} (the time grid to align to)")
         return None
     return AlignSettings(target_rate_hz=rate if rate is not None else 1.0 / float(tr),
                          start_s=given.get(ALIGN_START.dest, 0.0), duration_s=given.get(ALIGN_DURATION.dest),
                          method=given.get(ALIGN_METHOD.dest, "lanczos"), hrf=given.get(HRF.dest, "none"),
-                         delays=given.get(DELAYS.dest, (0,)))
+                         delays=given.get(DELAYS.dest, (0,)), n_volumes=given.get(N_VOLUMES.dest),
+                         dummy_scans=given.get(DUMMY_SCANS.dest, 0), slice_time_s=slice_time,
+                         hrf_oversampling=given.get(HRF_OVERSAMPLING.dest, HRF_OVERSAMPLING_DEFAULT))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,7 +987,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(vars(args))
         if settings is None:
-            raise ValueError(f"give {TR.flag} S or {TARGET_RATE.flag} R (the time grid to align to)")
+            raise ValueError(f"give {TR.flag} S, {TARGET_RATE.flag} R, {BOLD_JSON.flag} JSON or {EVENTS.flag} FILE "
+                             "(the time grid to align to)")
         src = Path(args.input)
         if not src.is_file():
             raise ValueError(f"no such file: {src}")
@@ -815,9 +1009,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, TypeError, KeyError) as exc:
         print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
         return 2
-    print(f"{out}: embeddings_aligned {list(aligned.embeddings.shape)} at {settings.target_rate_hz:g} Hz "
+    print(f"{out}: embeddings_aligned {list(aligned.embeddings.shape)} at {_grid_words(settings)} "
           f"({settings.method}, hrf {settings.hrf}, delays {','.join(map(str, settings.delays))})")
     return 0
+
+
+def _grid_words(settings: AlignSettings) -> str:
+    if settings.events is not None:
+        return f"{len(settings.events)} events of {settings.events.source}"
+    return f"{settings.target_rate_hz:g} Hz"
 
 
 def _main_npy(src: Path, args: Any, settings: AlignSettings) -> int:
@@ -830,5 +1030,5 @@ def _main_npy(src: Path, args: Any, settings: AlignSettings) -> int:
     out = Path(args.output) if args.output else src.with_name(src.stem + "_aligned.npy")
     save_npy(out.with_name(out.stem + "_time_axis.npy"), aligned.time_axis_s)
     save_npy(out, aligned.embeddings)
-    print(f"{out}: {list(aligned.embeddings.shape)} at {settings.target_rate_hz:g} Hz")
+    print(f"{out}: {list(aligned.embeddings.shape)} at {_grid_words(settings)}")
     return 0

@@ -77,10 +77,11 @@ def _shard_arg(text: str) -> str:
 
 def _formats(text: str) -> tuple[str, ...]:
     items = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [t for t in items if t not in FORMATS]
+    bad = [t for t in items if t not in (*FORMATS, "ark")]  # ark: B4's Kaldi ark/scp (its hook takes it out)
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (comma-separated), got {text!r}")
-    if not set(items) & {"npy", "json", "mat"}:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (and ark for B4) (comma-separated), "
+                                         f"got {text!r}")
+    if not set(items) & {"npy", "json", "mat", "ark"}:
         raise argparse.ArgumentTypeError("txt fragments come with npy, json or mat (which mark a file complete)")
     return items
 

@@ -18,13 +18,14 @@ import numpy as np
 import soundfile as sf
 
 from . import audio
-from .outputs.atomic import atomic_path
+from .atomic import atomic_path
 from .outputs.contract import package_versions
 from .outputs.corpus_json import DEFAULT_NAME, write_corpus_json
 from .app.run import EXIT_INPUT_FAILED, LOG, Run, RunError, RunHooks, load_model, stored_rows
 from .pipeline import embed_audio
 from .plots import plot_similarity
 from .speakers import FINAL_DIR, SpeakerWriter, cosine, finalize, utterance_vector
+from . import speaker_commands
 
 
 class CorpusJson(RunHooks):
@@ -66,13 +67,23 @@ class SpeakerHooks(RunHooks):
                        help="per-utterance and per-speaker files (default: OUTPUT_DIR/final_embeddings)")
         k.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
                        help="only print the cosine similarity of two recordings' embeddings")
+        speaker_commands.add_arguments(parser)
 
     def final_dir(self, run) -> Path:
         final = run.config.option("final_output_dir")
         return Path(final) if final else run.output_dir / FINAL_DIR
 
     def instead(self, run):
-        return self.compare(run) if run.config.option("compare") else None
+        if run.config.option("compare"):
+            return self.compare(run)
+        if run.config.option("score"):
+            return speaker_commands.score_run(run)
+        if speaker_commands.wants_list_run(run):  # a Kaldi data directory, or --vad
+            return speaker_commands.list_run(run, self.final_dir(run))
+        return None
+
+    def formats(self, run, formats):
+        return tuple(f for f in formats if f != "ark") or ("npy",)  # ark: written from the final files
 
     def writer(self, run):
         return SpeakerWriter(run.config.output_dir)
@@ -92,6 +103,8 @@ class SpeakerHooks(RunHooks):
             return
         run.say(f"{summary['total_utterances']} utterances, {summary['total_speakers']} speakers, "
                 f"{summary['embedding_dimension']}-d -> {self.final_dir(run)}")
+        if "ark" in (run.config.formats or ()):
+            speaker_commands.write_final_ark(self.final_dir(run))
         if run.config.option("plot"):
             self.plot(self.final_dir(run))
 
@@ -115,7 +128,11 @@ class SpeakerHooks(RunHooks):
                 vectors.append(utterance_vector(embed_audio(backend, loaded)))
             except (audio.AudioError, ValueError) as exc:
                 raise RunError(exc if str(path) in str(exc) else f"{path}: {exc}", EXIT_INPUT_FAILED) from None
-        print(f"cosine similarity: {cosine(*vectors):.6f}")
+        score = cosine(*vectors)
+        print(f"cosine similarity: {score:.6f}")
+        threshold = speaker_commands.decision_threshold(run)
+        if threshold is not None:
+            print(f"{'same speaker' if score >= threshold else 'different speakers'} (threshold {threshold:.6f})")
         return 0
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs.atomic import (
+from ..atomic import (
     RESERVE_BYTES,
     NoSpaceError,
     ensure_free_space,
@@ -262,7 +262,8 @@ class StoreWriter:
                 out = aligned.embeddings.astype(np.float32, copy=False)
                 ds = f.create_dataset(f"aligned/{key}", data=out)
                 s = aligned.settings
-                ds.attrs.update({"target_rate_hz": s.target_rate_hz, "start_s": s.start_s,
+                ds.attrs.update({"target_rate_hz": np.nan if s.target_rate_hz is None else s.target_rate_hz,
+                                 "start_s": s.start_s,
                                  "duration_s": s.duration_s, "method": s.method, "hrf": s.hrf,
                                  "delays": np.asarray(s.delays, dtype=np.int64)})
                 f.create_dataset(f"time_axis_aligned/{key}",
@@ -333,7 +334,7 @@ class StoreWriter:
 def _remove_stale_merges(store: Path, *, older_than_s: float) -> None:
     """Remove the ``.FILE.h5.*.tmp`` a killed merge left next to the store (the output folder's own
     clean-up never sees a store kept elsewhere)."""
-    from ..outputs.atomic import TEMPORARY_NAME
+    from ..atomic import TEMPORARY_NAME
 
     cutoff = time.time() - float(older_than_s)
     try:
@@ -373,7 +374,7 @@ def merge_store(store_path: str | Path, *, prune: bool = True, stale_after_s: fl
     """
     import h5py
 
-    from ..outputs.atomic import atomic_path
+    from ..atomic import atomic_path
 
     store = Path(store_path)
     _remove_stale_merges(store, older_than_s=stale_after_s)

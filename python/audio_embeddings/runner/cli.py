@@ -25,6 +25,7 @@ USAGE = {
     "search": "search [--top-k K] [--metric cosine|euclidean|mip] [--query-mean] QUERY CORPUS OUTPUT_DIR",
     "detect": "detect [--min-conf C] [--sensitivity S] [--overlap S] [--species-list FILE] [--lat DEG --lon DEG "
               "[--week W]] [--rtype table,audacity,kaleidoscope,csv,parquet,json,mat] INPUT OUTPUT_DIR",
+    "export": "export [--layout wide|ours|perch-runner] [-F csv|parquet] SOURCE OUTPUT",
 }
 DESCRIPTION = """\
 perch-runner on the audio_embeddings corpus engine: window embeddings (Perch 2.0 by default,
@@ -51,8 +52,8 @@ _row = whole_number(minimum=0, what="a 0-based row number")
 
 def _layout(text: str) -> str:
     value = text.strip().lower()
-    if value not in ("ours", "perch-runner"):
-        raise argparse.ArgumentTypeError(f"choose ours or perch-runner, got {text!r}")
+    if value not in ("ours", "perch-runner", "wide"):
+        raise argparse.ArgumentTypeError(f"choose ours, perch-runner or wide, got {text!r}")
     return value
 
 
@@ -60,9 +61,10 @@ def _common(p: argparse.ArgumentParser, *, table: bool) -> None:
     if table:
         p.add_argument("-F", "--format", dest="fmt", type=_fmt, default=None, metavar="csv|parquet",
                        help="table format (default: csv; base64 float32 embeddings; provenance in <table>.csv.json)")
-        p.add_argument("--layout", type=_layout, default="ours", metavar="ours|perch-runner",
-                       help="column names: ours (source,start,end,source_separation_channel,...) or perch-runner's "
-                            "(source,channel,offset,embeddings; its Parquet footer keys)")
+        p.add_argument("--layout", type=_layout, default="ours", metavar="ours|perch-runner|wide",
+                       help="column names: ours (source,start,end,source_separation_channel,...), perch-runner's "
+                            "(source,channel,offset,embeddings; its Parquet footer keys), or wide (ours with one "
+                            "float column per dimension, f0000...: pandas.read_csv, R's read.csv, spreadsheets)")
     p.add_argument("-c", "--config", default=None, metavar="FILE",
                    help="YAML config: hop_length_seconds, model, classifiers [{name, tags, model}], training")
     g = p.add_argument_group("options")
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{generate,classify,distance,train,batch,search,detect}")
+                                metavar="{generate,classify,distance,train,batch,search,detect,export}")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, usage=f"{PROG} {USAGE[name]}")
@@ -175,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
         option.add_to(d)
     p.add_argument("input", metavar="INPUT", help="audio file or folder (searched recursively)")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the result files go (mirroring INPUT)")
+
+    p = sub.add_parser("export", help="embeddings of a store, a hoplite database or tables -> one table of any "
+                       "layout (streamed)", usage=f"{PROG} {USAGE['export']}")
+    p.add_argument("--layout", type=_layout, default="wide", metavar="wide|ours|perch-runner",
+                   help="wide (default: f0000... float columns), ours (base64 float32 in CSV) or perch-runner's")
+    p.add_argument("-F", "--format", dest="fmt", type=_fmt, default=None, metavar="csv|parquet",
+                   help="default: OUTPUT's suffix")
+    p.add_argument("source", metavar="SOURCE", help="an HDF5 store, a perch-hoplite database, a table or a folder")
+    p.add_argument("output", metavar="OUTPUT", help="the table to write (.csv or .parquet)")
     return parser
 
 
@@ -194,6 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sanitize_mkl_threads()
     args = build_parser().parse_args(argv)
+    if args.command == "export":  # no model, no config
+        from .export import export
+        from .sources import SourceError
+
+        try:
+            result = export(args.source, args.output, layout=args.layout, fmt=args.fmt)
+        except (SourceError, TableError) as exc:
+            return _error(exc)
+        print(f"{result['rows']} windows -> {result['output']}", file=sys.stderr)
+        return 0
     if not args.verbose:
         quiet_framework_logs()
     if args.quiet or not sys.stderr.isatty():

@@ -45,13 +45,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..outputs.atomic import atomic_path
+from ..atomic import atomic_path
 
 FORMATS = ("csv", "parquet")
 SUFFIXES = {"csv": ".csv", "parquet": ".parquet"}
 EMBEDDING = "embedding"
 SOURCE = "source"
-LAYOUTS = ("ours", "perch-runner")
+LAYOUTS = ("ours", "perch-runner", "wide")
 WINDOW_COLUMNS = (SOURCE, "start", "end", "source_separation_channel")
 EMBEDDING_COLUMNS = (*WINDOW_COLUMNS, EMBEDDING)
 CLASSIFY_COLUMNS = (*WINDOW_COLUMNS, "classifier", "label", "score")
@@ -129,6 +129,13 @@ def to_layout(columns: dict[str, Any], layout: str) -> dict[str, Any]:
     """Our columns under ``layout``'s names (``perch-runner``: ``source, channel, offset, ...``, no ``end``)."""
     if layout == "ours":
         return dict(columns)
+    if layout == "wide":  # one float32 column per dimension, f0000... (perch-runner's `columns` naming)
+        out = {k: v for k, v in columns.items() if k != EMBEDDING}
+        if EMBEDDING in columns:
+            matrix = np.asarray(columns[EMBEDDING], dtype=np.float32)
+            width = max(4, len(str(matrix.shape[1] - 1)))
+            out.update({f"f{i:0{width}d}": matrix[:, i] for i in range(matrix.shape[1])})
+        return out
     if layout != "perch-runner":
         raise TableError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     order = [SOURCE, "source_separation_channel", "start"] + [c for c in columns if c not in WINDOW_COLUMNS]
@@ -171,7 +178,7 @@ def write_table(path: str | Path, columns: dict[str, Any], provenance: dict[str,
         ``perch-runner``: its column names (``source, channel, offset, embeddings``, no ``end``) and,
         in Parquet, its footer keys besides ours.
     """
-    from ..outputs.atomic import write_text_atomic
+    from ..atomic import write_text_atomic
 
     fmt = fmt or format_of(path)
     if fmt not in FORMATS:
@@ -199,7 +206,7 @@ def write_table(path: str | Path, columns: dict[str, Any], provenance: dict[str,
 def _csv_cells(name: str, values: Any) -> Iterable[str]:
     if name in (EMBEDDING, "embeddings"):
         return (encode_embedding(v) for v in np.asarray(values, dtype=np.float32))
-    if name in FLOAT32:
+    if name in FLOAT32 or _FEATURE.match(name):
         return (str(v) for v in np.asarray(values, dtype=np.float32))  # numpy: shortest float32 text
     if name in FLOAT64 or name == "offset":
         return (repr(float(v)) for v in np.asarray(values, dtype=np.float64))
@@ -222,7 +229,7 @@ def _arrow_column(name: str, values: Any) -> Any:
         return pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1), type=pa.float32()), array.shape[1])
     if name == "embeddings":  # perch-runner: base64 text
         return pa.array([encode_embedding(v) for v in np.asarray(values, dtype=np.float32)], type=pa.string())
-    if name in FLOAT32:
+    if name in FLOAT32 or _FEATURE.match(name):
         return pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
     if name in FLOAT64 or name == "offset":
         return pa.array(np.asarray(values, dtype=np.float64), type=pa.float64())
@@ -457,7 +464,7 @@ def read_embeddings(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray
     elif features:
         features.sort(key=lambda c: int(c[1:]))
         embeddings = np.stack([np.asarray(columns.pop(c), dtype=np.float32) for c in features], axis=1)
-        provenance["layout"] = "perch-runner-columns"
+        provenance["layout"] = "wide" if provenance.get("layout") == "wide" else "perch-runner-columns"
     else:
         raise TableError(f"{path}: no {EMBEDDING!r} column, nor perch-runner's 'embeddings' or f0000... columns "
                          f"(columns: {', '.join(columns)})")
