@@ -69,7 +69,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .backends.base import Option, positive_float
+from .declarations import nonnegative_int, Option, positive_float
 from .events import read_bold_json, read_events, slice_time_offset_s
 
 __all__ = [
@@ -755,16 +755,6 @@ DELAYS = Option("--delays", "delays", "stack copies delayed by these numbers of 
 
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"a whole number, not {text!r}") from None
-    if value < 0:
-        raise ValueError(f"a whole number >= 0, not {text!r}")
-    return value
-
-
 def _fraction(text: str) -> float:
     value = finite_float(text)
     if not 0.0 <= value <= 1.0:
@@ -780,7 +770,7 @@ EVENTS = Option("--events", "events_file",
 EVENTS_TIER = Option("--events-tier", "events_tier", "with a TextGrid --events: the tier (default words/word, "
                      "else the first)", metavar="NAME", affects="outputs", matlab="EventsTier")
 N_VOLUMES = Option("--n-volumes", "n_volumes", "scanner volumes of the run (default ceil(D/TR), the grid points "
-                   "inside the stimulus); dummy scans included", type=_count, metavar="N", affects="outputs",
+                   "inside the stimulus); dummy scans included", type=nonnegative_int, metavar="N", affects="outputs",
                    matlab="NVolumes")
 BOLD_JSON = Option("--bold-json", "bold_json", "a BIDS *_bold.json: its RepetitionTime gives the TR, its "
                    "SliceTiming the time each volume stands for (with --slice-time-ref)", metavar="JSON",
@@ -790,10 +780,10 @@ SLICE_TIME_REF = Option("--slice-time-ref", "slice_time_ref", "with a --bold-jso
                         "(default 0.5; 0 the first slice)", type=_fraction, metavar="F", affects="outputs",
                         matlab="SliceTimeRef")
 DUMMY_SCANS = Option("--dummy-scans", "dummy_scans", "leave out the first K volumes (computed, so the HRF and "
-                     "delays see the stimulus during them, then dropped)", type=_count, metavar="K",
+                     "delays see the stimulus during them, then dropped)", type=nonnegative_int, metavar="K",
                      affects="outputs", matlab="DummyScans")
 HRF_OVERSAMPLING = Option("--hrf-oversampling", "hrf_oversampling", "convolve with the HRF on a grid this many "
-                          "times finer than the TR, then keep the volumes (default 50, nilearn's)", type=_count,
+                          "times finer than the TR, then keep the volumes (default 50, nilearn's)", type=nonnegative_int,
                           metavar="N", affects="outputs", matlab="HRFOversampling")
 
 #: The alignment options, each declared once (flags, MATLAB names, parsed-argument names).
