@@ -106,3 +106,45 @@ def test_a_folder_another_run_holds_is_refused(front_end):
     assert status == 2 and "in use by another run" in message and f"pid {os.getpid()}" in message, message
     assert not list(front_end.out.glob("rec*")), "a refused run wrote outputs"
     assert front_end.run()[0] == 0  # once the other run has ended
+
+
+def _signal_self(sig):
+    import signal as _signal
+    import time
+
+    os.kill(os.getpid(), sig)
+    time.sleep(5)  # the handler raises before this ends
+    raise AssertionError(f"{_signal.Signals(sig).name} did not stop the run")
+
+
+@pytest.mark.parametrize("phase", ["loading the model", "after the summary"])
+@pytest.mark.parametrize("front_end", ["embed.py", "perch-runner"], indirect=True)
+def test_a_signal_in_any_phase_exits_143_with_one_line(front_end, monkeypatch, phase):
+    """Issue 27: SIGTERM outside the engine's loop (while the model loads, or once the summary is written)
+    exits 143 with one line, leaving no lock behind, and the rerun finishes."""
+    import signal
+
+    from audio_embeddings.app import run as app_run
+    from audio_embeddings.runner import commands
+
+    if phase == "loading the model":
+        target, name = (app_run, "load_backend") if front_end.kind == "embed.py" else (commands, "load_backend")
+        monkeypatch.setattr(target, name, lambda *a, **k: _signal_self(signal.SIGTERM))
+    else:
+        def after_summary(original):
+            def wrapped(*args, **kwargs):
+                value = original(*args, **kwargs)
+                _signal_self(signal.SIGTERM)
+                return value
+            return wrapped
+
+        if front_end.kind == "embed.py":
+            monkeypatch.setattr(app_run, "report_step", after_summary(app_run.report_step))
+        else:
+            monkeypatch.setattr(commands, "run_engine_session", after_summary(commands.run_engine_session))
+    status, message = front_end.run()
+    lines = [line for line in message.splitlines() if line.startswith("error:")]
+    assert status == 143 and len(lines) == 1 and "SIGTERM" in lines[0], message
+    assert not list(front_end.out.rglob("*.lock")), "a stopped run left its lock"
+    monkeypatch.undo()
+    assert front_end.run()[0] == 0

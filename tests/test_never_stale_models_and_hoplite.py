@@ -290,3 +290,24 @@ def test_case10_disk_full_stops_after_three_and_the_done_count_is_what_the_datab
     rerun = json.loads((out / "summary.json").read_text())
     assert rerun["files_skipped"] == summary["files_done"] and rerun["files_done"] == 8 - summary["files_done"]
     assert len(vectors(db)) == 8
+
+
+def test_adding_a_hoplite_db_to_a_finished_folder_redoes_nothing_there_and_fills_the_database(corpus, tmp_path,
+                                                                                              capsys):
+    """--hoplite-db writes elsewhere, guarded by the database's own settings and stamps: it is not in the
+    output folder's fingerprint, so a finished folder is not refused (nor redone) when one is added."""
+    out, db = tmp_path / "out", tmp_path / "db"
+    assert embed(corpus, *BIRDNET, "--output-dir", out, "--quiet") == 0
+    made = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+    capsys.readouterr()
+    assert embed(corpus, *BIRDNET, "--output-dir", out, "--hoplite-db", db) == 0, capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")} == made
+    assert sorted(vectors(db)) == ["crow.wav", "owl.wav", "wren.wav"]
+
+
+def test_a_hoplite_db_that_is_a_file_is_one_line_naming_the_flag(corpus, tmp_path, capsys):
+    bad = tmp_path / "db"
+    bad.write_text("not a folder")
+    assert embed(corpus, *BIRDNET, "--output-dir", tmp_path / "out", "--hoplite-db", bad) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"--hoplite-db {bad}" in err[0], err

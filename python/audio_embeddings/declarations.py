@@ -42,9 +42,10 @@ class Option:
         Value a switch sets.
     choices : tuple, optional
     metavar : str, optional
-    affects : {"numbers", "outputs"}
-        Whether the option changes the embeddings themselves or only what is written.
-        Both go into the resume fingerprint.
+    affects : {"numbers", "outputs", "elsewhere"}
+        Whether the option changes the embeddings themselves, only what is written into the output
+        folder (both go into its resume fingerprint), or only what is written elsewhere (a database
+        with its own settings and stamps, such as ``--hoplite-db``: not in the folder's fingerprint).
     matlab : str, optional
         MATLAB name-value name (default: the flag in CamelCase, ``--hop-seconds`` -> ``HopSeconds``).
     """
@@ -57,7 +58,7 @@ class Option:
     const: Any = True
     choices: tuple | None = None
     metavar: str | None = None
-    affects: Literal["numbers", "outputs"] = "numbers"
+    affects: Literal["numbers", "outputs", "elsewhere"] = "numbers"
     matlab: str | None = None
 
     @property

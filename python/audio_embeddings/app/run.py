@@ -141,7 +141,9 @@ def fingerprint(run: Run) -> dict[str, Any]:
     Everything that changes the numbers or what is written: the model and its weights (``--model
     weights``: :func:`~audio_embeddings.backends.base.weights_digest`, one SHA-256 over every weight
     file it read, so other weights copied into the same folder are noticed), the engine's cutting
-    options, ``--formats``, and every declared option of the backend and of the shared stages.
+    options, ``--formats``, and every declared option of the backend and of the shared stages that
+    changes the numbers or this folder's outputs (not ``--hoplite-db``: the database is guarded by
+    its own settings and stamps, so adding one to a finished folder redoes nothing there).
     """
     from ..backends.base import weights_digest
 
@@ -153,6 +155,8 @@ def fingerprint(run: Run) -> dict[str, Any]:
         "--mat-version": args.mat_version if "mat" in run.formats else None,  # v5 and v7.3 files differ
     }
     for option in (*type(run.backend).options, *declared_stage_options()):
+        if option.affects == "elsewhere":  # e.g. --hoplite-db: the database keeps its own settings and stamps
+            continue
         value = args.option(option.dest)
         settings[option.flag] = list(value) if isinstance(value, tuple) else value
     return settings
@@ -174,7 +178,8 @@ def discover_inputs(run: Run) -> None:
     try:
         run.shard = resolve_shard(args.shard)
         run.corpus = discover(inputs, audio_dir=args.audio_dir, part=args.part, patterns=args.pattern,
-                              max_files=args.max_files, exclude=[args.output_dir])
+                              max_files=args.max_files, exclude=[args.output_dir],
+                              allow_pipes=bool(args.option("allow_pipes")))  # Kaldi wav.scp commands (B4's flag)
     except (CorpusError, ValueError, OSError) as exc:
         raise RunError(exc) from None
     corpus = run.corpus
@@ -258,7 +263,10 @@ def choose_writer(run: Run) -> None:
         numbers = {"--model", "--model weights", "--chunk-seconds", "--context-seconds", "--channel", "--dtype"} | {
             o.flag for o in (*type(run.backend).options, *declared_stage_options()) if o.affects == "numbers"}
         db_settings = {k: v for k, v in fingerprint(run).items() if k in numbers}
-        hold_run_lock(run.held, db, shard_label=run.shard.label)
+        try:
+            hold_run_lock(run.held, db, shard_label=run.shard.label)
+        except RunError as exc:
+            raise RunError(f"--hoplite-db {db}: {exc}") from None
         try:
             hoplite = writer_for_backend(db, run.backend, audio_root=run.corpus.root,
                                          shard_label=None if run.shard.is_whole else run.shard.label,
@@ -683,8 +691,12 @@ def execute(config: RunConfig, *, defaults: Any, backend: Any = None) -> Run:
         The run cannot go on (one line for the user, and its exit status).
     """
     state = Run(config=config, defaults=defaults, hooks=tuple(defaults.hooks), backend=backend)
-    with state.held:
-        state.status = _run_steps(state)
+    try:  # SIGINT/SIGTERM in any phase (loading, checking, after the summary): 130/143 and one line; the engine
+        # and the merges say more precisely what they were doing while they run
+        with signals_raise("preparing or finishing the run"), state.held:
+            state.status = _run_steps(state)
+    except StoppedBySignal as exc:
+        raise RunError(exc, exc.exit_status) from None
     return state
 
 

@@ -45,7 +45,7 @@ from ..device import compile_backend
 from .background import BackgroundWriter, LoadStream, Written
 from .batching import BatchScheduler, DEFAULT_CHUNK_S, DEFAULT_CONTEXT_S, FileJob, prepare_job, streamed_job
 from .discover import CorpusItem
-from .loader import DEFAULT_FILE_TIMEOUT_S, Loaded, LoadTask, retain_freed_memory
+from .loader import DEFAULT_FILE_TIMEOUT_S, item_task_fields, Loaded, LoadTask, retain_freed_memory
 from .lock import LOCK_PREFIX, LOCK_SUFFIX, SCRATCH
 from .progress import GpuMonitor, Progress
 from .report import RunReport
@@ -405,7 +405,8 @@ def run_corpus(backend: Any, items: Sequence[CorpusItem], writer: Any, report: R
     rate = backend.sample_rate_hz
     stream_above = int(options.stream_above_s * rate) if options.stream_above_s else None
     tasks = (LoadTask(i.key, i.path, rate, options.channel, int(backend.min_samples), stream_above, str(scratch),
-                      backend.resampler, options.hash_inputs_below_bytes, options.allow_truncated) for i in todo)
+                      backend.resampler, options.hash_inputs_below_bytes, options.allow_truncated,
+                      **item_task_fields(i)) for i in todo)  # a segment or a command: the loader cuts/runs it
     scheduler = BatchScheduler(backend, batch_size=options.batch_size, max_batch_seconds=options.max_batch_seconds)
     limit = options.max_files_in_flight or max(2 * scheduler.batch_size, 16)
     monitor = GpuMonitor(backend.device).start()

@@ -68,7 +68,7 @@ HOPLITE_SQLITE = "hoplite.sqlite"
 HOPLITE_INDEX = "usearch.index"
 #: The output option of every script (window models): declared once, here.
 OPTIONS = (Option("--hoplite-db", "hoplite_db", "also write a perch-hoplite database (window models: perch_v2, "
-                  "birdnet, ...) into this folder; hoplite stores float16", metavar="DIR", affects="outputs",
+                  "birdnet, ...) into this folder; hoplite stores float16", metavar="DIR", affects="elsewhere",
                   matlab="HopliteDb"),)
 PROVENANCE_KEY = "audio_embeddings"
 #: Metadata key of the settings that made the database's vectors (JSON text, see :meth:`HopliteWriter.__init__`).

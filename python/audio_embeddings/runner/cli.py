@@ -8,6 +8,7 @@ model or classifier error; errors are one line, ``error: ...``, on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Sequence
@@ -26,6 +27,8 @@ USAGE = {
     "detect": "detect [--min-conf C] [--sensitivity S] [--overlap S] [--species-list FILE] [--lat DEG --lon DEG "
               "[--week W]] [--rtype table,audacity,kaleidoscope,csv,parquet,json,mat] INPUT OUTPUT_DIR",
     "export": "export [--layout wide|ours|perch-runner] [-F csv|parquet] SOURCE OUTPUT",
+    "review": "review [--top N] [--label NAME] [--audio-root DIR] [--context-s S] [--model M] "
+              "[--projection auto|pca|umap|none] RESULTS OUTPUT_DIR",
 }
 DESCRIPTION = """\
 perch-runner on the audio_embeddings corpus engine: window embeddings (Perch 2.0 by default,
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{generate,classify,distance,train,batch,search,detect,export}")
+                                metavar="{generate,classify,distance,train,batch,search,detect,export,review}")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, usage=f"{PROG} {USAGE[name]}")
@@ -186,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: OUTPUT's suffix")
     p.add_argument("source", metavar="SOURCE", help="an HDF5 store, a perch-hoplite database, a table or a folder")
     p.add_argument("output", metavar="OUTPUT", help="the table to write (.csv or .parquet)")
+
+    p = sub.add_parser("review", help="a static page to listen to and label the hits of search, classify or "
+                       "detect results; exports labels.csv for train", usage=f"{PROG} {USAGE['review']}")
+    p.add_argument("--top", type=_positive_int, default=100, help="hits on the page, best first (default: 100)")
+    p.add_argument("--label", default=None, help="classify/detections: only this label; search: the label of "
+                   "positives (default: the query's stem)")
+    p.add_argument("--audio-root", default=None, metavar="DIR", help="where relative sources are looked for first")
+    p.add_argument("--context-s", type=float, default=1.0, help="seconds of audio around the window (default: 1)")
+    p.add_argument("--model", default=None, help="embedding model of the projection (default: the results')")
+    p.add_argument("--projection", default="auto", choices=("auto", "pca", "umap", "none"),
+                   help="auto: UMAP when umap-learn is installed, else PCA")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--quiet", action="store_true", help="print errors only")
+    p.add_argument("results", metavar="RESULTS", help="search_results.csv, classify tables, BirdNET detection "
+                   "files, or a folder of them")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where review.html, clips/ and images/ go")
     return parser
 
 
@@ -197,6 +216,7 @@ def _error(message: object) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, return the exit status (argparse's own usage errors exit 2 from ``parse_args``)."""
     from ..app.session import RunError
+    from ..corpus.engine import signals_raise, StoppedBySignal
     from .classifier import ClassifierError
     from .commands import RunSettings, UsageError, run_batch, run_table_command
     from .training import run_train
@@ -215,58 +235,74 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(exc)
         print(f"{result['rows']} windows -> {result['output']}", file=sys.stderr)
         return 0
+    if args.command == "review":  # no config; a model only for the projection
+        from .review import ReviewError, run_review
+
+        quiet_framework_logs()
+        try:
+            run_review(args.results, args.output_dir, top=args.top, label=args.label, audio_root=args.audio_root,
+                       context_s=args.context_s, model=args.model, projection=args.projection, device=args.device,
+                       quiet=args.quiet)
+        except (ReviewError, OSError) as exc:
+            return _error(exc)
+        return 0
     if not args.verbose:
         quiet_framework_logs()
     if args.quiet or not sys.stderr.isatty():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     command_line = [PROG, *(sys.argv[1:] if argv is None else list(argv))]
-    try:
-        config = load_config(args.config)
-        if getattr(args, "recognizers", None):
-            from dataclasses import replace
-            from pathlib import Path
+    with contextlib.ExitStack() as stopping:  # SIGINT/SIGTERM in any phase: 130/143 and one line, as the scripts
+        stopping.enter_context(signals_raise("running perch-runner"))
+        try:
+            config = load_config(args.config)
+            if getattr(args, "recognizers", None):
+                from dataclasses import replace
+                from pathlib import Path
 
-            from .config import recognizer_specs
+                from .config import recognizer_specs
 
-            config = replace(config, classifiers=config.classifiers + tuple(recognizer_specs(args.recognizers,
-                                                                                                 Path.cwd())))
-        window_options = {k: getattr(args, k, None) for k in ("min_seconds", "partial_window", "resampler")}
-        settings = RunSettings(fmt=getattr(args, "fmt", None), config=config, model=args.model, device=args.device,
-                               batch_size=args.batch_size, workers=args.workers, overwrite=args.overwrite,
-                               quiet=args.quiet, verbose=args.verbose, argv=command_line,
-                               layout=getattr(args, "layout", "ours"), hoplite_db=getattr(args, "hoplite_db", None),
-                               embeddings_dir=getattr(args, "embeddings_dir", None),
-                               backend_options={k: v for k, v in window_options.items() if v is not None})
-        if args.command in ("generate", "classify"):
-            return run_table_command(args.command, args.input, args.output_dir, settings)
-        if args.command == "distance":
-            return run_table_command("distance", args.input, args.output_dir, settings, query=args.query,
-                                     metric=args.metric)
-        if args.command == "train":
-            return run_train(args.labelled, args.output_dir, settings, name=args.name,
-                             negative_label=args.negative_label)
-        if args.command == "detect":
-            from ..detections import DetectionError, settings_from
-            from .detect import run_detect
+                config = replace(config, classifiers=config.classifiers + tuple(recognizer_specs(args.recognizers,
+                                                                                                     Path.cwd())))
+            window_options = {k: getattr(args, k, None) for k in ("min_seconds", "partial_window", "resampler")}
+            settings = RunSettings(fmt=getattr(args, "fmt", None), config=config, model=args.model, device=args.device,
+                                   batch_size=args.batch_size, workers=args.workers, overwrite=args.overwrite,
+                                   quiet=args.quiet, verbose=args.verbose, argv=command_line,
+                                   layout=getattr(args, "layout", "ours"), hoplite_db=getattr(args, "hoplite_db", None),
+                                   embeddings_dir=getattr(args, "embeddings_dir", None),
+                                   backend_options={k: v for k, v in window_options.items() if v is not None})
+            if args.command in ("generate", "classify"):
+                return run_table_command(args.command, args.input, args.output_dir, settings)
+            if args.command == "distance":
+                return run_table_command("distance", args.input, args.output_dir, settings, query=args.query,
+                                         metric=args.metric)
+            if args.command == "train":
+                return run_train(args.labelled, args.output_dir, settings, name=args.name,
+                                 negative_label=args.negative_label)
+            if args.command == "detect":
+                from ..detections import DetectionError, settings_from
+                from .detect import run_detect
 
-            try:
-                return run_detect(args.input, args.output_dir, settings_from(vars(args)), rtypes=args.rtypes,
-                                  model=args.model, resampler=args.resampler, batch_size=args.batch_size,
-                                  overwrite=args.overwrite, quiet=args.quiet, argv=command_line)
-            except (DetectionError, FileNotFoundError) as exc:
-                return _error(exc)
-        if args.command == "search":
-            from .search import run_search
+                try:
+                    return run_detect(args.input, args.output_dir, settings_from(vars(args)), rtypes=args.rtypes,
+                                      model=args.model, resampler=args.resampler, batch_size=args.batch_size,
+                                      overwrite=args.overwrite, quiet=args.quiet, argv=command_line)
+                except (DetectionError, FileNotFoundError) as exc:
+                    return _error(exc)
+            if args.command == "search":
+                from .search import run_search
 
-            return run_search(args.query, args.corpus, args.output_dir, settings, top_k=args.top_k,
-                              metric=args.metric, query_mean=args.query_mean, index=args.index,
-                              index_path=args.index_path)
-        if args.batch_command == "distance" and not args.query:
-            return _error("batch distance needs --query FILE (one window long)")
-        return run_batch(args.batch_command, args.source_csv, settings, query=args.query, metric=args.metric,
-                         start_row=args.start_row, end_row=args.end_row, report_dir=args.report_dir)
-    except (UsageError, ConfigError, ClassifierError, TableError) as exc:
-        return _error(exc)
-    except RunError as exc:  # the shared run's refusals and stops (130/143 on SIGINT/SIGTERM), as the scripts'
-        print("error: " + str(exc), file=sys.stderr)
-        return exc.status
+                return run_search(args.query, args.corpus, args.output_dir, settings, top_k=args.top_k,
+                                  metric=args.metric, query_mean=args.query_mean, index=args.index,
+                                  index_path=args.index_path)
+            if args.batch_command == "distance" and not args.query:
+                return _error("batch distance needs --query FILE (one window long)")
+            return run_batch(args.batch_command, args.source_csv, settings, query=args.query, metric=args.metric,
+                             start_row=args.start_row, end_row=args.end_row, report_dir=args.report_dir)
+        except (UsageError, ConfigError, ClassifierError, TableError) as exc:
+            return _error(exc)
+        except RunError as exc:  # the shared run's refusals and stops (130/143 on SIGINT/SIGTERM), as the scripts'
+            print("error: " + str(exc), file=sys.stderr)
+            return exc.status
+        except StoppedBySignal as exc:
+            print("error: " + str(exc), file=sys.stderr)
+            return exc.exit_status

@@ -37,7 +37,7 @@ from .. import audio
 from ..app.run import summary_line
 from ..app.session import EXIT_INPUT_FAILED as EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: F401 - the run's statuses
 from ..app.config import RunConfig
-from ..app.session import engine_options, hold_run_lock, run_engine_session, stamped_writer
+from ..app.session import engine_options, hold_run_lock, run_engine_session, RunError, stamped_writer
 from ..backends.base import weights_digest
 from ..corpus.discover import CorpusError, CorpusItem, discover
 from ..corpus.progress import Progress
@@ -746,7 +746,10 @@ def hoplite_writer(targets: Sequence[Target], backend: Any, settings: RunSetting
     database's run lock (taken into ``held``), recording ``settings_made`` and each recording's input stamp,
     refusing (or with ``overwrite`` redoing) windows made from another input or with other settings.
     """
-    hold_run_lock(held, settings.hoplite_db, shard_label=WHOLE_RUN)
+    try:
+        hold_run_lock(held, settings.hoplite_db, shard_label=WHOLE_RUN)
+    except RunError as exc:
+        raise UsageError(f"--hoplite-db {settings.hoplite_db}: {exc}") from None
 
     sources = [os.path.abspath(t.source) for t in targets]
     if root is None or any(t.key.startswith("row") for t in targets):
