@@ -31,11 +31,20 @@ function [emb, info] = B1_model_perch(audioFile, varargin)
 %   1:4), 'AlignStart', 'AlignDuration'; the result is in INFO: embeddings_aligned (T'-by-D*n),
 %   time_axis_aligned (T'-by-1, s), target_rate (Hz), align_method, hrf, delays.
 %
+%   BirdNET detections as BirdNET-Analyzer 2.4 writes them ('Model', 'birdnet'): 'Detections', true,
+%   with 'MinConf' (0.25), 'Sensitivity' (1), 'Overlap' (s), 'SpeciesList' (file), 'Lat', 'Lon',
+%   'Week' (1-48), 'LocationFilterThreshold', 'TopN', 'Rtype' ('table,csv,...'; 'mat' is always added).
+%   INFO.detections is then a struct of N-by-1 columns -- start_s, end_s, scientific_name (cell),
+%   common_name (cell), confidence, file (cell); struct2table(info.detections) in MATLAB -- and
+%   INFO.detection_files the result files (<basename>.BirdNET.selection.table.txt ...).
+%
 %   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
 %
 %   Example:
 %     [emb, info] = B1_model_perch('dawn_chorus.wav', 'Model', 'perch_v2_cpu');
 %     imagesc(info.time_axis, 1:size(emb, 2), emb')
+%     [~, info] = B1_model_perch('dawn_chorus.wav', 'Model', 'birdnet', 'Detections', true, 'MinConf', 0.5);
+%     info.detections.common_name
 %
 %   See also B2_model_wav2vec2, audioEmbeddings.
 
@@ -57,13 +66,51 @@ given = setdiff(fieldnames(opts), p.UsingDefaults);
 
 py = ae_python(opts.Python);
 [inputs, many] = ae_inputs(opts.audioFile);
-args = ae_cli_args(opts, given, p.Unmatched);
+[unmatched, detections] = withDetectionMat(p.Unmatched);
+args = ae_cli_args(opts, given, unmatched);
 if many   % one Python call for all of them: emb and info.results are cell arrays, one per file
     [emb, info] = ae_run_many(py, 'B1_model_perch.py', inputs, [{'--formats', 'npy,mat,json,txt'}, args]);
+    if detections
+        for k = 1:numel(info.results)
+            if ~isempty(info.results{k})
+                info.results{k} = readDetections(info.results{k});
+            end
+        end
+    end
     return
 end
 [emb, info] = ae_run_and_read(py, 'B1_model_perch.py', [{inputs}, args]);
 [outDir, base] = fileparts(info.mat_file);
 info.frag_files = arrayfun(@(k) fullfile(outDir, sprintf('%s_frag%d.txt', base, k)), (0:size(emb, 1) - 1)', ...
                            'UniformOutput', false);
+if detections
+    info = readDetections(info);
+end
+end
+
+function [unmatched, wanted] = withDetectionMat(unmatched)
+% 'Detections', true: the .mat result type is added to 'Rtype' (default 'table'), for INFO.detections.
+names = fieldnames(unmatched);
+d = names(strcmpi(names, 'Detections'));
+wanted = ~isempty(d) && ~isempty(unmatched.(d{1})) && ...
+         ((islogical(unmatched.(d{1})) || isnumeric(unmatched.(d{1}))) && all(unmatched.(d{1})(:) ~= 0) || ...
+          any(strcmpi(ae_text(unmatched.(d{1})), {'true', 'on', 'yes', '1'})));
+if ~wanted
+    return
+end
+r = names(strcmpi(names, 'Rtype'));
+if isempty(r)
+    unmatched.Rtype = 'table,mat';
+elseif isempty(regexp(ae_text(unmatched.(r{1})), '(^|[,;\s])mat([,;\s]|$)', 'once'))
+    unmatched.(r{1}) = [strtrim(ae_text(unmatched.(r{1}))) ',mat'];
+end
+end
+
+function info = readDetections(info)
+[outDir, base] = fileparts(info.mat_file);
+file = fullfile(outDir, [base '.BirdNET.results.mat']);
+s = load(file);
+info.detections = s.detections;
+found = dir(fullfile(outDir, [base '.BirdNET.*']));
+info.detection_files = cellfun(@(n) fullfile(outDir, n), {found.name}', 'UniformOutput', false);
 end

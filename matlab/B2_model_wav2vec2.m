@@ -33,6 +33,10 @@ function [emb, info] = B2_model_wav2vec2(audioFile, varargin)
 %   ('lanczos' | 'mean' | 'nearest'), 'HRF' ('spm' | 'glover' | 'none'), 'Delays' (rows, e.g.
 %   1:4), 'AlignStart', 'AlignDuration'; the result is in INFO: embeddings_aligned (T'-by-D*n),
 %   time_axis_aligned (T'-by-1, s), target_rate (Hz), align_method, hrf, delays.
+%   'Bundle', 'features.mat' (with a grid; 'PCA', 'PCAFrom', 'ZScore', 'BidsOut': docs/encoding.md)
+%   writes the feature-space bundle of all the files (each file one run, each layer of 'Layers',
+%   'all' one band) and returns it in INFO.bundle: bands (a struct of n_samples-by-n_features
+%   matrices), band_names, run_ids (1-based), run_names, time_axis_s, delays.
 %
 %   A failed Python run raises error('audioEmbeddings:python', ...) with Python's message.
 %

@@ -30,6 +30,10 @@ function [emb, t, info] = audioEmbeddings(audioIn, fs, varargin)
 %   'nearest'), 'HRF' ('spm' | 'glover' | 'none'), 'Delays' (rows, e.g. 1:4), 'AlignStart',
 %   'AlignDuration'; the aligned result is in INFO: embeddings_aligned (T'-by-D*n),
 %   time_axis_aligned (T'-by-1, s), target_rate (Hz), align_method, hrf, delays.
+%   With a grid, 'Bundle', 'features.mat' writes the feature-space bundle for encoding models
+%   ('PCA', K; 'PCAFrom', FILE; 'ZScore', 'run'; 'BidsOut', DIR: see docs/encoding.md) and INFO.bundle
+%   holds it: bands (a struct, one n_samples-by-n_features matrix per layer or model), band_names,
+%   run_ids, run_names, time_axis_s, delays. The B-wrappers return it in INFO.bundle too.
 %
 %   The audio goes to Python through a temporary .mat file; it and the outputs are deleted
 %   afterwards, also when an error occurs. A failed Python run raises
@@ -86,6 +90,10 @@ else
     t = zeros(0, 1);
 end
 info = rmfield(info, 'embeddings');
+bundle = ae_read_bundle(args);   % 'Bundle', FILE.mat (one run): the feature-space bundle
+if ~isempty(bundle)
+    info.bundle = bundle;
+end
 end
 
 function audio = checkAudio(audio)

@@ -144,6 +144,13 @@ def runs(tmp_path_factory, tiny_model):
     jobs["octave_many"] = (_octave_call("test_many_files", model, p["many"], p["many_result"]),
                            {"AUDIO_EMBEDDINGS_PYTHON": str(counting), "AE_TEST_CALL_LOG": str(p["many"] / "other.log")})
 
+    p["bundle_in"], p["bundle_out"] = base / "bundle in", base / "bundle out"
+    p["bundle_in"].mkdir()
+    for i, part in enumerate((x[:len(x) // 2], x[len(x) // 2:], x[:len(x) // 3])):
+        sf.write(p["bundle_in"] / f"run{i + 1}.wav", part, rate)
+    p["bundle_result"] = base / "octave_bundle_results.mat"
+    jobs["octave_bundle"] = (_octave_call("test_bundle", model, p["bundle_in"], p["bundle_out"], p["bundle_result"],
+                                          CLIP), {})
     p["whisper"] = tiny_hf.build("whisper", base / "whisper model")
     p["options_result"] = base / "octave_options_results.mat"
     jobs["octave_options"] = (_octave_call("test_model_options", p["whisper"], model, p["options_result"], CLIP),
@@ -183,6 +190,20 @@ def test_options_declared_only_in_python_reach_the_wrappers(runs):
     out = runs["paths"]["options_result"].parent / "b2 aligned"
     np.testing.assert_array_equal(got["emb_aligned"], np.load(out / "aligned_aligned.npy"))
     assert got["emb_whisper"].shape[1] == 32  # the tiny Whisper's d_model
+
+
+def test_bundle_comes_back_as_a_struct_of_bands(runs):
+    """'Bundle', 'PCA', 'ZScore' on B2 over a folder and on audioEmbeddings: INFO.bundle is the bundle file."""
+    from audio_embeddings.features import FeatureBundle
+
+    _assert_ok(runs, "octave_bundle")
+    got = scipy.io.loadmat(runs["paths"]["bundle_result"], squeeze_me=True)
+    bundle = FeatureBundle.load(runs["paths"]["bundle_out"] / "features.mat")
+    assert [str(n) for n in got["band_names"]] == list(bundle.bands)
+    np.testing.assert_array_equal(got["run_ids"], bundle.run_ids + 1)
+    np.testing.assert_array_equal(got["band0"], bundle.bands["layer0"])
+    assert bundle.run_names == ("run1.wav", "run2.wav", "run3.wav") and bundle.info["pca"] == 2
+    assert str(got["one_name"]) == "tiny_model"  # one band named after the model folder ("tiny model")
 
 
 def test_many_files_come_from_one_python_call_and_bad_files_are_reported(runs):

@@ -85,6 +85,47 @@ def test_a_kaldi_data_dir_runs_through_b4_and_its_scp_holds_the_npy_vectors(fami
     np.testing.assert_allclose(scp[f"{spk_id}-u2"], utterance_vector(embed_audio(backend, part)), atol=1e-5)
 
 
+def test_a_kaldi_data_dir_run_is_the_shared_run_locked_summarised_and_resumed(data_dir, tmp_path, capsys):
+    from audio_embeddings.corpus.lock import acquire_run_lock
+    from audio_embeddings.corpus.shard import Shard
+
+    out = tmp_path / "out"
+    args = ("--model", "ge2e", "--output-dir", out, "--device", "cpu")
+    with acquire_run_lock(out, shard_label=Shard().label):  # another run holds the output folder
+        assert b4(data_dir, *args) == 2
+    assert "run" in capsys.readouterr().err
+    assert not (out / "utterances").exists() and not (out / "summary.json").exists()
+
+    assert b4(data_dir, *args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["files_total"], summary["files_done"], summary["files_skipped"], summary["files_failed"]) \
+        == (6, 6, 0, 0)
+    assert summary["status"] == "complete" and summary["input"]["kind"] == "kaldi"
+    assert (out / "failures.csv").read_text().splitlines() == ["path,reason"]
+    assert (out / "final_embeddings" / "segments").read_text().count("\n") == 6
+
+    assert b4(data_dir, *args) == 0  # the rerun: every utterance already done
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["files_done"], summary["files_skipped"]) == (0, 6)
+
+    # a changed segments line: the shared rule for changed inputs (refused, naming the change; --overwrite redoes)
+    own = tmp_path / "kaldi"
+    own.mkdir()
+    for name in ("wav.scp", "utt2spk", "segments"):
+        (own / name).write_text((data_dir / name).read_text())
+    out2 = tmp_path / "out2"
+    assert b4(own, "--model", "ge2e", "--output-dir", out2, "--device", "cpu") == 0
+    lines = (own / "segments").read_text().splitlines()
+    utt, reco, start, end = lines[0].split()
+    lines[0] = f"{utt} {reco} {float(start) + 0.25:.3f} {end}"
+    (own / "segments").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert b4(own, "--model", "ge2e", "--output-dir", out2, "--device", "cpu") == 2
+    assert f"{utt}.utt were made from another segment of the input" in capsys.readouterr().err
+    assert b4(own, "--model", "ge2e", "--output-dir", out2, "--device", "cpu", "--overwrite") == 0
+    assert f"{utt} {reco} {float(start) + 0.25:.3f}" in (out2 / "final_embeddings" / "segments").read_text()
+
+
 def test_pipes_are_refused_unless_allowed_and_run_without_a_shell(tmp_path, capsys):
     clip = DEMO_CLIPS[0].resolve()
     (tmp_path / "wav.scp").write_text(f"a cat {clip} |\nb {clip}\n")
@@ -98,6 +139,13 @@ def test_pipes_are_refused_unless_allowed_and_run_without_a_shell(tmp_path, caps
     np.testing.assert_array_equal(piped, direct)
     assert b4(tmp_path, "--model", "ge2e", "--output-dir", tmp_path / "o") == 2
     assert "--allow-pipes" in capsys.readouterr().err
+    # allowed: the shared run decodes the command's output (the same vector as the file's)
+    assert b4(tmp_path, "--model", "ge2e", "--output-dir", tmp_path / "o", "--device", "cpu", "--allow-pipes") == 0
+    with np.load(tmp_path / "o" / "utterances" / tmp_path.name / "a" / "a.npz") as a, \
+            np.load(tmp_path / "o" / "utterances" / tmp_path.name / "b" / "b.npz") as b:
+        np.testing.assert_array_equal(a["embedding"], b["embedding"])
+    assert b4(tmp_path, "--model", "ge2e", "--output-dir", tmp_path / "o", "--device", "cpu", "--allow-pipes") == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["files_skipped"] == 2  # resumed
 
 
 @pytest.mark.slow
@@ -108,8 +156,10 @@ def test_shards_write_one_ark_each_and_the_last_merges_one_scp(data_dir, ge2e_ru
     for i in range(2):
         assert b4(data_dir, "--model", "ge2e", "--output-dir", out, "--device", "cpu", "--formats", "ark",
                   "--shard", f"{i}/2") == 0
-    parts = sorted(p.name for p in (out / "parts").glob("*.ark"))
-    assert parts == ["embeddings.shard-0000-of-0002.ark", "embeddings.shard-0001-of-0002.ark"]
+    # each shard reports through the shared run; the last one merges the summaries and writes the final files
+    assert sorted(p.name for p in out.glob("summary.*.json")) == ["summary.shard-0000-of-0002.json",
+                                                                  "summary.shard-0001-of-0002.json"]
+    assert json.loads((out / "summary.json").read_text())["files_done"] == 6
     merged = kaldiio.load_scp(str(out / "final_embeddings" / "embeddings.scp"))
     assert len(merged) == 6
     one = kaldiio.load_scp(str(ge2e_run / "final_embeddings" / "embeddings.scp"))
@@ -219,3 +269,62 @@ def test_vad_segments_fall_in_the_silences_one_embedding_each(duration_s, tmp_pa
         assert any(float(r[2]) < e and float(r[3]) > s for r in rows)
     scp = kaldiio.load_scp(str(final / "embeddings.scp"))
     assert sorted(scp) == sorted(r[0] for r in rows)
+    # the shared guarantees: the run's summary, and the output folder's lock
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["vad"]["method"] == "silero" and summary["files_done"] == len(rows) and summary["files_failed"] == 0
+    from audio_embeddings.corpus.lock import acquire_run_lock
+    from audio_embeddings.corpus.shard import Shard
+
+    with acquire_run_lock(out, shard_label=Shard().label):
+        assert b4(rec.parent.parent.parent, "--model", "ge2e", "--output-dir", out, "--device", "cpu",
+                  "--vad", "silero") == 2
+
+
+def test_vad_trims_utterances_to_one_segment_through_the_shared_run_and_resumes(tmp_path, capsys):
+    """An utterance up to --max-segment-s becomes one segment under its own id, from its first speech to its
+    last; the pre-pass is a Kaldi data dir the shared run takes as input; a rerun redoes neither the VAD nor
+    the embeddings, and other VAD settings redo the VAD."""
+    from audio_embeddings.speaker_lists import _read_records
+
+    x = audio.load(DEMO_CLIPS[0], sample_rate_hz=16000).samples
+    lead, tail = 1.5, 2.0
+    padded = np.concatenate([np.zeros(int(lead * 16000), np.float32), x, np.zeros(int(tail * 16000), np.float32)])
+    rec = tmp_path / "in" / "ds" / "spk" / "a.wav"
+    rec.parent.mkdir(parents=True)
+    sf.write(rec, padded, 16000)
+    sf.write(rec.with_name("b.wav"), padded[::-1].copy(), 16000)
+    out = tmp_path / "out"
+    args = (tmp_path / "in", "--model", "ge2e", "--output-dir", out, "--device", "cpu", "--vad", "silero")
+    assert b4(*args) == 0
+    prepared = out / "vad_segments" / "in"
+    rows = {u: (r, float(s), float(e)) for u, r, s, e in
+            (line.split() for line in (prepared / "segments").read_text().splitlines())}
+    assert sorted(rows) == ["ds_spk_a", "ds_spk_b"]  # one segment each, under the utterance's own id
+    _, s, e = rows["ds_spk_a"]
+    # the silences around are cut off (the clip's own quiet ends may be too)
+    assert lead - 0.1 <= s and e <= lead + len(x) / 16000 + 0.1 and e - s > 0.7 * len(x) / 16000
+    assert (prepared / "utt2spk").read_text().splitlines() == ["ds_spk_a ds_spk", "ds_spk_b ds_spk"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input"]["kind"] == "kaldi" and summary["files_done"] == 2
+    # the embedding is the cut: the trimmed span embedded on its own
+    from audio_embeddings.pipeline import embed_audio
+    from audio_embeddings.registry import load_backend
+    from audio_embeddings.speakers import utterance_vector
+
+    backend = load_backend("ge2e", device="cpu")
+    stored_audio = audio.load(rec, sample_rate_hz=16000).samples  # as written (16-bit)
+    part = stored_audio[int(round(float(f"{s:.3f}") * 16000)):int(round(float(f"{e:.3f}") * 16000))]
+    with np.load(out / "utterances" / "in" / "ds_spk" / "ds_spk_a.npz") as stored:
+        np.testing.assert_allclose(stored["embedding"],
+                                   utterance_vector(embed_audio(backend, audio.Audio(part, 16000, 16000, 1, None, "a"))),
+                                   atol=1e-5)
+    records = prepared / "records.whole.jsonl"
+    n_records = len(records.read_text().splitlines())
+    capsys.readouterr()
+    assert b4(*args) == 0
+    assert len(records.read_text().splitlines()) == n_records  # the VAD did not run again
+    assert "all already done" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["files_skipped"] == 2
+    assert b4(*args, "--min-speech-s", "0.5") == 0  # other settings: the VAD runs again (same spans here)
+    assert len(records.read_text().splitlines()) == n_records + 2
+    assert _read_records(prepared)["ds_spk_a"]["stamp"] != json.loads(records.read_text().splitlines()[0])["stamp"]

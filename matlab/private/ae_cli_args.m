@@ -51,7 +51,8 @@ end
 
 function value = localPath(value)
 % A local model folder or file becomes absolute, as Python's working folder may differ.
-if exist(value, 'dir') == 7 || exist(value, 'file') == 2
+% exist(..., 'file') is 2 for functions on the path too ('run'): the file must be there itself
+if exist(value, 'dir') == 7 || (exist(value, 'file') == 2 && ~isempty(dir(value)))
     value = ae_abspath(value);
 end
 end

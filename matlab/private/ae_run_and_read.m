@@ -18,4 +18,8 @@ if isempty(written.mat_files) || isempty(written.mat_files{1})
 end
 [folder, base] = fileparts(written.mat_files{1});
 [emb, info] = ae_read_result(folder, base);
+bundle = ae_read_bundle(args);   % 'Bundle', FILE.mat: the feature-space bundle as a struct of bands
+if ~isempty(bundle)
+    info.bundle = bundle;
+end
 end

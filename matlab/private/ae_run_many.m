@@ -30,4 +30,8 @@ end
 info = struct('files', {written.files}, 'results', {results}, 'failures', written.failures, ...
               'output_dir', written.output_dir, 'summary_file', fullfile(written.output_dir, 'summary.json'));
 ae_warn_failures(info.failures, n);
+bundle = ae_read_bundle(args);   % 'Bundle', FILE.mat: every file one run, as a struct of bands
+if ~isempty(bundle)
+    info.bundle = bundle;
+end
 end

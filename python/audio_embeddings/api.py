@@ -563,6 +563,18 @@ class Model:
         ValueError
             Two inputs would write the same outputs, or ``output_dir`` holds results made with
             other settings (use ``overwrite=True`` or another folder).
+
+        Notes
+        -----
+        Feature spaces for encoding models (the scripts' ``--bundle``/``--pca``/``--zscore``,
+        docs/encoding.md) come from the results, each file one run in corpus order::
+
+            from audio_embeddings.align import AlignSettings
+            from audio_embeddings.features import build_bundle
+            results = model.embed_files("stimuli/")
+            bundle = build_bundle(list(results.values()), settings=AlignSettings(target_rate_hz=1 / 2.0),
+                                  run_names=list(results), pca=16, zscore="run")
+            bundle.save("features.mat")
         """
         if isinstance(paths_or_folder, (str, os.PathLike)):
             inputs = [os.fspath(paths_or_folder)]

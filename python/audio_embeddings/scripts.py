@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from .cli import ScriptDefaults, main
-from .hooks import CorpusJson, SeedSpellings, SpeakerHooks
+from .hooks import BirdnetDetections, CorpusJson, FeatureSpaceHooks, SeedSpellings, SpeakerHooks
+
+#: Every script's ``--bundle``/``--pca``/``--pca-from``/``--zscore``/``--bids-out`` (after its own hooks).
+FEATURES = FeatureSpaceHooks()
+#: Every script's ``--detections`` (BirdNET models; refused with others, so the shared flag is never ignored).
+DETECTIONS = BirdnetDetections()
 
 PERCH = ScriptDefaults(
     prog="B1_model_perch.py",
@@ -33,7 +38,7 @@ PERCH = ScriptDefaults(
     output_subdir="perch",
     basename=None,
     formats="npy,mat,json,txt",
-    hooks=(SeedSpellings(),),
+    hooks=(SeedSpellings(), DETECTIONS, FEATURES),
     help_models=("perch_v2", "birdnet"),
 )
 
@@ -43,6 +48,7 @@ WAV2VEC2 = ScriptDefaults(
     model="facebook/wav2vec2-large-xlsr-53",
     output_subdir="wav2vec2",
     basename="wav2vec2_embeddings",
+    hooks=(DETECTIONS, FEATURES),
 )
 
 METIS = ScriptDefaults(
@@ -54,7 +60,7 @@ METIS = ScriptDefaults(
     backend="metis",
     chunk_s=30.0,
     context_s=5.0,
-    hooks=(CorpusJson("semantic_audio_embeddings.json"),),
+    hooks=(CorpusJson("semantic_audio_embeddings.json"), DETECTIONS, FEATURES),
 )
 
 SPEAKER = ScriptDefaults(
@@ -63,7 +69,7 @@ SPEAKER = ScriptDefaults(
     model="eres2netv2",
     output_subdir="speaker",
     basename=None,
-    hooks=(SpeakerHooks(),),
+    hooks=(SpeakerHooks(), DETECTIONS, FEATURES),
     help_models=("eres2netv2", "campplus", "ge2e"),
 )
 
@@ -73,6 +79,7 @@ EMBED = ScriptDefaults(
     model="ge2e",
     output_subdir="ge2e",
     basename=None,
+    hooks=(DETECTIONS, FEATURES),
     help_models=(),  # any model: --help shows the shared options; --model NAME --help adds that model's
 )
 

@@ -1,7 +1,13 @@
 """B4's speech-team commands, called by :class:`audio_embeddings.hooks.SpeakerHooks`.
 
-* a Kaldi data directory as INPUT, or ``--vad silero`` on any input: the utterance-list run of
-  :mod:`audio_embeddings.speaker_lists` (``--allow-pipes`` for ``wav.scp`` commands);
+* a Kaldi data directory as INPUT runs as any corpus (the shared run: the discovery makes one item
+  per utterance, cut to its segment; ``--allow-pipes`` for ``wav.scp`` commands); afterwards
+  :func:`write_kaldi_outputs` writes ``segments``, ``segments.csv`` and (``--formats ark``) the
+  ark/scp files from the stored vectors;
+* ``--vad silero`` on any input: a pre-pass writes a Kaldi data directory of speech segments
+  (:func:`vad_input`, :func:`~audio_embeddings.speaker_lists.vad_prepass`) that the shared run takes
+  as its input, as a user's data directory; afterwards :func:`record_vad` adds the VAD settings to
+  the summaries;
 * ``--score TRIALS``: cosine scores of a trial list, EER and minDCF (:mod:`audio_embeddings.scoring`),
   optional ``--score-norm asnorm --cohort SOURCE --top-n N``;
 * ``--compare A B --threshold T`` (or ``--metrics FILE``, its ``eer_threshold``): the decision.
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +26,12 @@ from typing import Any
 import numpy as np
 
 from . import kaldi, scoring
-from .app.run import EXIT_INPUT_FAILED, LOG, RunError, load_model
-from .corpus.shard import Shard, resolve_shard
+from .app.run import EXIT_INPUT_FAILED, LOG, RunError
+from .corpus.lock import acquire_run_lock, RunLocked
+from .corpus.shard import resolve_shard
 from .outputs.atomic import write_text_atomic
-from .outputs.contract import package_versions
-from .speaker_lists import PARTS_DIR, embed_utterances, finalize_lists, utterances_from
+from .speaker_lists import kaldi_final_files, utterances_from, vad_prepass
 from .vad import METHODS, VadError, VadSettings
-
-#: How long the last shard's process waits for the others' part files before leaving the merge to a rerun.
-MERGE_WAIT_S = 0.0
 
 
 def _nonneg(text: str) -> float:
@@ -85,17 +87,44 @@ def vad_settings(run: Any) -> VadSettings | None:
         raise RunError(exc) from None
 
 
-def wants_list_run(run: Any) -> bool:
-    """INPUT is a Kaldi data directory, or ``--vad`` is on."""
+def kaldi_input(run: Any) -> Path | None:
+    """The Kaldi data directory the run takes as input (the ``--vad`` pre-pass's, or the user's), or None."""
+    prepared = getattr(run, "vad_data_dir", None)
+    if prepared is not None:
+        return Path(prepared)
     inputs = list(run.config.inputs) or ([run.config.audio_dir] if run.config.audio_dir else [])
-    return (len(inputs) == 1 and kaldi.is_data_dir(inputs[0])) or run.config.option("vad", "none") != "none"
+    return Path(inputs[0]) if len(inputs) == 1 and kaldi.is_data_dir(inputs[0]) else None
 
 
-def list_run(run: Any, final_dir: Path) -> int:
-    """The utterance-list run (Kaldi data dir or ``--vad``); the process whose shard ends last merges."""
+def write_kaldi_outputs(run: Any, final_dir: Path, summary: dict[str, Any]) -> None:
+    """After a Kaldi data-directory run (the process that merged): ``segments``, ``segments.csv`` and, with
+    ``--formats ark``, ``embeddings.ark/.scp`` and ``spk_embeddings.ark/.scp`` in ``final_dir``, from the
+    stored vectors (:func:`~audio_embeddings.speaker_lists.kaldi_final_files`); the final ``summary.json``
+    gains ``segments``."""
+    try:
+        n = kaldi_final_files(run.config.output_dir, final_dir, data_dir=kaldi_input(run),
+                              allow_pipes=bool(run.config.option("allow_pipes")),
+                              ark="ark" in (run.config.formats or ()))
+    except (kaldi.KaldiError, ValueError, OSError) as exc:
+        raise RunError(exc, EXIT_INPUT_FAILED) from None
+    write_text_atomic(final_dir / "summary.json", json.dumps({**summary, "segments": n}, indent=2, default=str) + "\n")
+
+
+def wants_vad_run(run: Any) -> bool:
+    """``--vad`` is on."""
+    return run.config.option("vad", "none") != "none"
+
+
+def vad_input(run: Any, inputs: list[str]) -> list[str]:
+    """``--vad``: run the pre-pass (:func:`~audio_embeddings.speaker_lists.vad_prepass`) over ``inputs`` and
+    return its data directory as the run's one input (``run.vad_data_dir`` names it for the final files).
+
+    The pre-pass runs under the output folder's run lock of this shard (another run writing the
+    folder is refused before anything is written), released before the shared run takes it again.
+    ``--max-files`` applies to the input's utterances here, not again to their segments.
+    """
     cfg = run.config
     vad = vad_settings(run)
-    inputs = list(cfg.inputs) or ([cfg.audio_dir] if cfg.audio_dir else [])
     try:
         shard = resolve_shard(cfg.shard)
         dataset, utterances = utterances_from(
@@ -103,40 +132,49 @@ def list_run(run: Any, final_dir: Path) -> int:
             patterns=cfg.pattern, max_files=cfg.max_files, exclude=[cfg.output_dir])
     except (kaldi.KaldiError, ValueError, OSError) as exc:
         raise RunError(exc) from None
-    mine = shard.select(utterances)
-    label = "whole" if shard.is_whole else shard.label
+    if not utterances:
+        raise RunError(f"no utterances in {', '.join(inputs)}")
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    from .app.run import device_for_rank, model_name_of  # the run's own choices of device and name
-    from .corpus.shard import distributed_env
+    counts: dict[str, int] = {}
 
-    backend = run.backend or load_model(cfg, run.defaults, device=device_for_rank(cfg.device, distributed_env(os.environ)))
-    name = model_name_of(cfg, backend)
-    run.say(f"{len(mine)} of {len(utterances)} utterance(s) ({label}) -> {cfg.output_dir}"
-            + (f", VAD {vad.method}" if vad else ""))
+    def seen(utt_id: str, what: str) -> None:
+        kind = what if what in ("trimmed", "segmented", "no speech") else "unreadable"
+        counts[kind] = counts.get(kind, 0) + 1
+
     started = time.time()
-    result = embed_utterances(backend, mine, output_dir=cfg.output_dir, dataset=dataset, model_name=name,
-                              shard_label=label, vad=vad, channel=cfg.channel, resume=not cfg.overwrite,
-                              batch_size=cfg.batch_size or 4)
-    for _, reason in result.failed:
-        LOG.error(f"error: {reason}")
-    run.say(f"{len(result.done)} embedded, {len(result.skipped)} already done, {len(result.failed)} failed "
-            f"in {time.time() - started:.1f} s")
-    labels = ["whole"] if shard.is_whole else [Shard(i, shard.count).label for i in range(shard.count)]
-    parts = Path(cfg.output_dir) / PARTS_DIR
-    deadline = time.time() + MERGE_WAIT_S
-    while not all((parts / f"embeddings.{x}.scp").is_file() for x in labels):
-        if time.time() >= deadline:
-            run.say("other shards are still running: the last one to finish writes the final files")
-            return EXIT_INPUT_FAILED if result.failed else 0
-        time.sleep(1.0)
     try:
-        summary = finalize_lists(cfg.output_dir, final_dir, shard_labels=labels, ark="ark" in (cfg.formats or ()),
-                                 provenance={"model": name, "backend": backend.describe(), "versions": package_versions(),
-                                             "vad": vad.describe() if vad else None, "input": inputs})
-    except (FileNotFoundError, kaldi.KaldiError, ValueError) as exc:
+        with acquire_run_lock(cfg.output_dir, shard_label=shard.label):
+            folder = vad_prepass(utterances, output_dir=cfg.output_dir, dataset=dataset, vad=vad, channel=cfg.channel,
+                                 mine=None if shard.is_whole else shard.select(utterances),
+                                 shard_label="whole" if shard.is_whole else shard.label, on_utterance=seen)
+    except RunLocked as exc:
         raise RunError(exc) from None
-    run.say(f"{summary['total_utterances']} vectors, {summary['total_speakers']} speakers -> {final_dir}")
-    return EXIT_INPUT_FAILED if result.failed else 0
+    except (VadError, OSError) as exc:
+        raise RunError(exc) from None
+    summary = json.loads((folder / "vad.json").read_text(encoding="utf-8"))
+    run.say(f"VAD {vad.method}: {len(utterances)} utterance(s) -> {summary['segments']} segment(s) in {folder} "
+            f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items())) or 'all already done'}; "
+            f"{time.time() - started:.1f} s)")
+    if summary["no_speech"]:
+        LOG.warning(f"warning: {summary['no_speech']} utterance(s) with no speech found are left out "
+                    f"(listed in {folder / 'no_speech.txt'})")
+    run.vad_data_dir = folder
+    cfg.max_files = None  # applied to the utterances above; the segments are all kept
+    return [str(folder)]
+
+
+def record_vad(run: Any, final_dir: Path) -> None:
+    """After a ``--vad`` run: its settings as ``vad`` in the run's ``summary.json`` and the final one."""
+    vad = vad_settings(run)
+    if vad is None:
+        return
+    for path in (run.output_dir / "summary.json", final_dir / "summary.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data["vad"] = {**vad.describe(), "data_dir": str(kaldi_input(run))}
+        write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def score_run(run: Any) -> int:
@@ -196,5 +234,5 @@ def write_final_ark(final_dir: Path) -> None:
                             sorted(zip(ids, rows), key=lambda kv: kv[0]))
 
 
-__all__ = ["add_arguments", "decision_threshold", "list_run", "score_run", "vad_settings", "wants_list_run",
-           "write_final_ark"]
+__all__ = ["add_arguments", "decision_threshold", "kaldi_input", "record_vad", "score_run", "vad_input", "vad_settings",
+           "wants_vad_run", "write_final_ark", "write_kaldi_outputs"]

@@ -43,7 +43,8 @@ class VadSettings:
     merge_gap_s : float
         Silences shorter than this do not end a region.
     max_segment_s : float
-        Longer regions are split; recordings longer than this are segmented rather than trimmed.
+        Longer regions are split; recordings longer than this are segmented rather than trimmed
+        (trimmed: one span from the first speech start to the last speech end).
     pad_s : float
         Silence kept on each side of a region (Silero's ``speech_pad_ms``).
     """
@@ -117,10 +118,4 @@ def speech_regions(samples: np.ndarray, *, sample_rate_hz: int, settings: VadSet
     return np.clip(regions, 0.0, x.shape[0] / VAD_RATE_HZ)
 
 
-def keep_speech(samples: np.ndarray, regions: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
-    """The samples of ``regions`` (``[K, 2]`` seconds) joined in order: a recording trimmed to its speech."""
-    parts = [samples[int(round(s * sample_rate_hz)):int(round(e * sample_rate_hz))] for s, e in regions]
-    return np.concatenate(parts) if parts else samples[:0]
-
-
-__all__ = ["METHODS", "VAD_RATE_HZ", "VadError", "VadSettings", "keep_speech", "load_detector", "speech_regions"]
+__all__ = ["METHODS", "VAD_RATE_HZ", "VadError", "VadSettings", "load_detector", "speech_regions"]

@@ -158,6 +158,8 @@ def fingerprint(run: Run) -> dict[str, Any]:
         if option.affects == "elsewhere":  # e.g. --hoplite-db: the database keeps its own settings and stamps
             continue
         value = args.option(option.dest)
+        if value is None:  # not given: left out, so that options added in a later version leave it unchanged
+            continue
         settings[option.flag] = list(value) if isinstance(value, tuple) else value
     return settings
 

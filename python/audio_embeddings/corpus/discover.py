@@ -51,10 +51,36 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class CorpusItem:
-    """One file: ``key`` (relative, ``/``-separated) and ``path`` (as given or found)."""
+    """One input: ``key`` (relative, ``/``-separated) and ``path`` (as given or found).
+
+    Attributes
+    ----------
+    key : str
+    path : str
+        The audio file, or with ``command`` the command whose standard output is the audio.
+    start_s, end_s : float or None
+        Only this part of the recording, in seconds (a Kaldi ``segments`` line); ``start_s`` None:
+        the whole recording; ``end_s`` None: to its end.
+    command : bool
+        ``path`` is a command (a Kaldi ``wav.scp`` entry ``... |``, run only with ``allow_pipes``).
+    """
 
     key: str
     path: str
+    start_s: float | None = None
+    end_s: float | None = None
+    command: bool = False
+
+    @property
+    def stamp_fields(self) -> dict | None:
+        """What, besides the file, identifies this input in its outputs' stamps (the segment and/or the
+        command), or None for a whole file (:mod:`~audio_embeddings.corpus.stamps`)."""
+        fields: dict = {}
+        if self.start_s is not None:
+            fields["segment"] = [float(self.start_s), None if self.end_s is None else float(self.end_s)]
+        if self.command:
+            fields["command"] = self.path
+        return fields or None
 
 
 @dataclass(frozen=True)
@@ -75,8 +101,9 @@ class Corpus:
         Sorted by key.
     root : Path
         Directory the keys are relative to.
-    kind : {"files", "directory", "manifest"}
-        ``directory`` and ``manifest`` runs resume and mirror the tree in their outputs.
+    kind : {"files", "directory", "manifest", "kaldi"}
+        ``directory``, ``manifest`` and ``kaldi`` (a Kaldi data directory) runs resume and mirror the
+        tree in their outputs.
     failed : tuple of CorpusFailure
         Folders (and links) that could not be searched, with the reason: the run reports them as
         failed inputs.
@@ -89,7 +116,189 @@ class Corpus:
 
     @property
     def is_tree(self) -> bool:
-        return self.kind in ("directory", "manifest")
+        return self.kind in ("directory", "manifest", "kaldi")
+
+
+# --- Kaldi data directories ---------------------------------------------------------------------
+
+
+class KaldiError(CorpusError):
+    """A Kaldi data directory, ``wav.scp`` command or ``ark``/``scp`` that cannot be used (one line)."""
+
+
+@dataclass(frozen=True)
+class KaldiUtterance:
+    """One utterance of a data directory.
+
+    Attributes
+    ----------
+    utt_id : str
+        Utterance id (the ``segments`` id, else the ``wav.scp`` id).
+    recording_id : str
+        The ``wav.scp`` id it is cut from.
+    source : str
+        The recording's path, or its command without the final ``|``.
+    is_command : bool
+        ``source`` is a command whose standard output is the audio.
+    speaker : str
+        From ``utt2spk``/``spk2utt``; the utterance id itself when neither lists it.
+    start_s, end_s : float or None
+        The cut in seconds (``segments``); None for the whole recording, ``end_s`` None: to its end.
+    """
+
+    utt_id: str
+    recording_id: str
+    source: str
+    is_command: bool
+    speaker: str
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class KaldiDataDir:
+    """A parsed data directory: ``path``, its utterances sorted by id, and whether it had ``segments``."""
+
+    path: Path
+    utterances: tuple[KaldiUtterance, ...]
+    has_segments: bool
+
+
+#: The suffix of the keys of Kaldi utterances (``dataset/speaker/utt.utt``), so ids keep their dots.
+KALDI_KEY_SUFFIX = ".utt"
+
+
+def is_data_dir(path: str | os.PathLike) -> bool:
+    """``path`` is a folder holding a ``wav.scp`` (a Kaldi data directory)."""
+    p = Path(path)
+    return p.is_dir() and (p / "wav.scp").is_file()
+
+
+def read_table(path: str | os.PathLike, *, min_fields: int = 2) -> list[tuple[int, str, str]]:
+    """``(line number, first field, rest of the line)`` of a Kaldi text table (blank lines skipped).
+
+    Raises
+    ------
+    KaldiError
+        Unreadable, not UTF-8, a line with fewer than ``min_fields`` fields, or a key listed twice.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KaldiError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise KaldiError(f"{p}: not UTF-8 text") from None
+    rows, seen = [], {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        if len(line.split()) < min_fields:
+            raise KaldiError(f"{p} line {n}: expected at least {min_fields} fields, got {line!r}")
+        if parts[0] in seen:
+            raise KaldiError(f"{p} line {n}: {parts[0]} is listed twice (first on line {seen[parts[0]]})")
+        seen[parts[0]] = n
+        rows.append((n, parts[0], parts[1].strip()))
+    return rows
+
+
+def read_data_dir(path: str | os.PathLike, *, allow_pipes: bool = False) -> KaldiDataDir:
+    """The utterances of a Kaldi data directory.
+
+    Utterance ids come from ``segments`` (``utt-id reco-id start end``, seconds; an end of -1 means
+    the end of the recording), else from ``wav.scp``; speakers from ``utt2spk`` (else ``spk2utt``;
+    an utterance of neither is its own speaker, Kaldi's identity convention).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder holding ``wav.scp``.
+    allow_pipes : bool
+        Accept ``wav.scp`` entries that are commands (``... |``); they run programs.
+
+    Raises
+    ------
+    KaldiError
+        One line: no ``wav.scp``, a malformed table, a command without ``allow_pipes``, an
+        ``ark:offset`` entry, a segment of an unknown recording or with end <= start.
+    """
+    root = Path(path)
+    if not (root / "wav.scp").is_file():
+        raise KaldiError(f"{root}: not a Kaldi data directory (no wav.scp)")
+    recordings: dict[str, tuple[str, bool]] = {}
+    commands = []
+    for n, reco, rest in read_table(root / "wav.scp"):
+        if rest.endswith("|"):
+            commands.append((n, reco))
+            recordings[reco] = (rest[:-1].strip(), True)
+        else:
+            if rest.startswith("-") or (":" in rest and rest.rsplit(":", 1)[-1].isdigit()):
+                raise KaldiError(f"{root / 'wav.scp'} line {n}: {reco}: {rest!r} is an ark offset or standard "
+                                 "input, not an audio file; write the audio out (wav-copy) or list a command ending in |")
+            recordings[reco] = (rest, False)
+    if commands and not allow_pipes:
+        n, reco = commands[0]
+        raise KaldiError(f"{root / 'wav.scp'} line {n}: {reco} is a command ('... |'; {len(commands)} such "
+                         "entries): commands run programs on this machine, so they are refused; pass --allow-pipes "
+                         "to run them")
+    speakers: dict[str, str] = {}
+    if (root / "utt2spk").is_file():
+        speakers = {utt: rest.split()[0] for _, utt, rest in read_table(root / "utt2spk")}
+    elif (root / "spk2utt").is_file():
+        for _, spk, rest in read_table(root / "spk2utt"):
+            speakers.update({utt: spk for utt in rest.split()})
+    utterances = []
+    has_segments = (root / "segments").is_file()
+    if has_segments:
+        for n, utt, rest in read_table(root / "segments", min_fields=4):
+            fields = rest.split()
+            reco = fields[0]
+            if reco not in recordings:
+                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: recording {reco} is not in wav.scp")
+            try:
+                start, end = float(fields[1]), float(fields[2])
+            except ValueError:
+                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: start and end must be seconds, "
+                                 f"got {fields[1]!r} {fields[2]!r}") from None
+            if start < 0 or (end != -1 and end <= start):
+                raise KaldiError(f"{root / 'segments'} line {n}: {utt}: needs 0 <= start < end (or end -1), "
+                                 f"got {start:g} {end:g}")
+            source, is_command = recordings[reco]
+            utterances.append(KaldiUtterance(utt, reco, source, is_command, speakers.get(utt, utt), start,
+                                             None if end == -1 else end))
+    else:
+        for reco, (source, is_command) in recordings.items():
+            utterances.append(KaldiUtterance(reco, reco, source, is_command, speakers.get(reco, reco)))
+    utterances.sort(key=lambda u: u.utt_id)
+    return KaldiDataDir(root, tuple(utterances), has_segments)
+
+
+def kaldi_key(dataset: str, speaker: str, utt_id: str) -> str:
+    """The key of one utterance: ``dataset/speaker/utt.utt`` (B4's stage-1 layout; empty parts left out).
+
+    Raises
+    ------
+    KaldiError
+        An id that cannot be a path component (empty, ``.``/``..``, or holding ``/``).
+    """
+    for what, value in (("speaker", speaker), ("utterance", utt_id)):
+        if value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
+            raise KaldiError(f"{utt_id}: {what} id {value!r} cannot name a file (no /, \\, . or ..)")
+    return PurePosixPath(*[p for p in (dataset, speaker) if p], utt_id + KALDI_KEY_SUFFIX).as_posix()
+
+
+def kaldi_items(data: KaldiDataDir, *, dataset: str) -> list[CorpusItem]:
+    """The corpus items of a parsed data directory: one per utterance, cut to its segment.
+
+    Relative ``wav.scp`` paths are taken from the current folder, as Kaldi does.
+    """
+    items = []
+    for u in data.utterances:
+        path = u.source if u.is_command else os.path.abspath(u.source)
+        items.append(CorpusItem(kaldi_key(dataset, u.speaker, u.utt_id), path, u.start_s, u.end_s, u.is_command))
+    return items
 
 
 def _normal(path: str | os.PathLike) -> Path:
@@ -251,13 +460,16 @@ def discover(
     patterns: Sequence[str] | None = None,
     max_files: int | None = None,
     exclude: Iterable[str | Path] = (),
+    allow_pipes: bool = False,
 ) -> Corpus:
     """Select the files of a run.
 
     Parameters
     ----------
     inputs : sequence of str
-        Audio files, or one directory, or one manifest (``.txt``/``.csv``/``.tsv``/``.lst``/``.scp``).
+        Audio files, or one directory, or one manifest (``.txt``/``.csv``/``.tsv``/``.lst``/``.scp``),
+        or one Kaldi data directory (a folder holding ``wav.scp``: one item per utterance, keys
+        ``<folder name>/<speaker>/<utt>.utt``, cut to its ``segments`` line).
         Empty: ``audio_dir`` is the input.
     audio_dir : str, optional
         Root of the corpus: keys are relative to it and relative manifest entries start there.
@@ -269,6 +481,9 @@ def discover(
         Keep the first N keys (after sorting, before sharding).
     exclude : paths
         Directories never searched (the output directory when it sits inside the input).
+    allow_pipes : bool
+        Accept ``wav.scp`` entries that are commands (``... |``) of a Kaldi data directory; they run
+        programs (refused by default).
 
     Raises
     ------
@@ -282,6 +497,15 @@ def discover(
     if not inputs:
         raise CorpusError("no input: give an audio file, a directory or a manifest (or --audio-dir)")
     first = Path(inputs[0])
+    if len(inputs) == 1 and is_data_dir(first):
+        data = read_data_dir(first, allow_pipes=allow_pipes)
+        items = kaldi_items(data, dataset=first.resolve().name)
+        items.sort(key=lambda i: i.key)
+        if max_files is not None:
+            items = items[:max(0, int(max_files))]
+        if not items:
+            raise CorpusError(f"no utterances in the Kaldi data directory {first}")
+        return Corpus(tuple(items), first, "kaldi")
     if len(inputs) == 1 and first.is_dir():
         root = Path(audio_dir) if audio_dir and Path(audio_dir).resolve() != first.resolve() else first
         search = root / part if part else first

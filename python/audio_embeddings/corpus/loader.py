@@ -10,14 +10,27 @@ streams). It never raises: a bad file comes back with ``error`` set to a one-lin
 :class:`Prefetcher` runs it in worker processes of its own: a file that takes longer than
 ``file_timeout_s`` (``--file-timeout``) or whose worker dies (the out-of-memory killer, a crash in a
 decoder) fails with a line naming the file, the worker is replaced, and the run goes on.
+
+A task may be a part of a recording (``start_s``/``end_s``: a Kaldi ``segments`` line): the
+loader reads that range only (soundfile's seek, from a frame where the source and target sample
+grids meet, with :data:`SEGMENT_PAD_S` of context each side for the resampler, so the samples
+equal those of the whole recording decoded and cut to within 3e-7) in a recording longer than
+:data:`SEEK_ABOVE_S` or at the model's rate, and otherwise (or where soundfile cannot seek)
+decodes the whole and cuts it. A task may be a command (``command``: a ``wav.scp`` entry ``... |``):
+its standard output is decoded, the command run without a shell where it holds no shell syntax
+(:func:`command_argv`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import multiprocessing
 import os
+import shlex
 import signal
+import subprocess
 import tempfile
 import time
 from collections import deque
@@ -39,6 +52,18 @@ STREAM_BLOCK_S = 10.0
 TASKS_PER_WORKER = 2
 #: Seconds one file may take in a worker (decode, resample) before it fails and the worker is replaced.
 DEFAULT_FILE_TIMEOUT_S = 600.0
+#: Seconds of audio read on each side of a segment, so the resampler's edges fall outside it.
+SEGMENT_PAD_S = 0.5
+#: Recordings longer than this (or at the model's rate) are read segment by segment (seek); shorter ones
+#: that need resampling are decoded whole and cut, so their samples are bit-identical to the whole
+#: recording's (a seek-read resamples to within 3e-7 of them).
+SEEK_ABOVE_S = 60.0
+#: A segment may end this far past its recording's end (Kaldi ``segments`` rounding).
+SEGMENT_END_TOLERANCE_S = 0.05
+#: Characters that need a shell: a command with any of them runs under ``/bin/sh -c``.
+SHELL_SYNTAX = set("|&;<>()$`*?[]{}~\\\"'\n")
+#: Longest a ``wav.scp`` command may run (seconds).
+COMMAND_TIMEOUT_S = 600.0
 
 #: The loader's command-line options (declared once; they change neither the numbers nor the outputs,
 #: so they stay out of the resume fingerprint).
@@ -79,6 +104,136 @@ class LoadTask:
     resampler: str = "soxr-hq"
     hash_below_bytes: int = 0
     allow_truncated: bool = False
+    start_s: float | None = None
+    end_s: float | None = None
+    command: bool = False
+
+
+def item_task_fields(item: Any) -> dict[str, Any]:
+    """The :class:`LoadTask` fields of a corpus item beyond its key and path: its segment and whether
+    its path is a command (none for items without them)."""
+    return {"start_s": getattr(item, "start_s", None), "end_s": getattr(item, "end_s", None),
+            "command": bool(getattr(item, "command", False))}
+
+
+def command_argv(command: str) -> list[str]:
+    """The argument list a ``wav.scp`` command runs as: split without a shell where it has no shell syntax."""
+    if not SHELL_SYNTAX & set(command):
+        return shlex.split(command)
+    return ["/bin/sh", "-c", command]
+
+
+def run_command(command: str, *, name: str, timeout_s: float = COMMAND_TIMEOUT_S) -> bytes:
+    """The standard output of a ``wav.scp`` command (:func:`command_argv`).
+
+    Raises
+    ------
+    audio.AudioError
+        The command cannot run, times out or exits non-zero (one line naming ``name``).
+    """
+    try:
+        done = subprocess.run(command_argv(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise audio.AudioError(f"{name}: cannot run the command ({exc})") from None
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.decode(errors="replace").split())[-300:]
+        raise audio.AudioError(f"{name}: the command exited with status {done.returncode}: {tail}")
+    return done.stdout
+
+
+def decode_bytes(content: bytes, *, name: str) -> tuple[np.ndarray, int]:
+    """``(float32 [N, C], rate)`` of audio bytes in memory (a command's output).
+
+    Raises
+    ------
+    audio.AudioError
+        Not readable audio.
+    """
+    try:
+        data, rate = sf.read(io.BytesIO(content), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - soundfile raises several types for unreadable bytes
+        raise audio.AudioError(f"{name}: its output is not readable audio ({exc})") from None
+    return data, int(rate)
+
+
+def segment_bounds(start_s: float | None, end_s: float | None, duration_s: float, *, name: str
+                   ) -> tuple[float, float]:
+    """``(start, end)`` seconds of a segment inside a recording of ``duration_s`` (end clipped to it).
+
+    Raises
+    ------
+    audio.AudioError
+        The segment starts after the recording ends or ends more than
+        :data:`SEGMENT_END_TOLERANCE_S` past it.
+    """
+    start = float(start_s or 0.0)
+    end = duration_s if end_s is None else float(end_s)
+    if start >= duration_s or end > duration_s + SEGMENT_END_TOLERANCE_S:
+        raise audio.AudioError(f"{name}: segment {start:g}-{end:g} s is outside the recording ({duration_s:.3f} s)")
+    return start, min(end, duration_s)
+
+
+def _cut(samples: np.ndarray, start_s: float, end_s: float, rate: int, offset: int = 0) -> np.ndarray:
+    """Samples ``[start_s, end_s)`` of a recording at ``rate`` whose first sample here is sample ``offset``."""
+    return samples[int(round(start_s * rate)) - offset:int(round(end_s * rate)) - offset]
+
+
+def _segment_name(task: LoadTask) -> str:
+    where = f"{task.path} |" if task.command else task.path
+    if task.start_s is None:
+        return where
+    end = "end" if task.end_s is None else f"{task.end_s:g}"
+    return f"{where} [{task.start_s:g}-{end} s]"
+
+
+def _load_part(task: LoadTask, path: Any, content: bytes | None, wav: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The samples of a segment or command task at the target rate, and their ``audio_info``."""
+    rate = task.target_rate_hz
+    name = _segment_name(task)
+    if task.command:
+        data, source_rate = decode_bytes(run_command(task.path, name=name), name=name)
+        whole = audio.prepare(data, source_rate, target_rate_hz=rate, channel=task.channel, name=name,
+                              resampler=task.resampler)
+        channels = whole.source_channels
+        start, end = segment_bounds(task.start_s, task.end_s, whole.samples.shape[0] / rate, name=name)
+        samples = _cut(whole.samples, start, end, rate)
+    else:
+        header = _header(path, wav)
+        if header is not None and task.resampler == "soxr-hq" and header.frames > 0 \
+                and audio.frames_known(header.frames) \
+                and (int(header.samplerate) == rate or header.frames / header.samplerate > SEEK_ABOVE_S):
+            audio.check_header(path, rate_hz=header.samplerate, frames=header.frames, channels=header.channels,
+                               subtype=header.subtype, container=header.format)
+            source_rate, channels = int(header.samplerate), int(header.channels)
+            start, end = segment_bounds(task.start_s, task.end_s, header.frames / source_rate, name=name)
+            step = source_rate // math.gcd(source_rate, rate)  # source frames between shared grid points
+            first = max(0, int((start - SEGMENT_PAD_S) * source_rate)) // step * step
+            last = min(int(header.frames), int(math.ceil((end + SEGMENT_PAD_S) * source_rate)))
+            if wav is not None:
+                data = wav[0][first:last]
+            else:
+                with sf.SoundFile(str(path)) as f:
+                    f.seek(first)
+                    data = f.read(last - first, dtype="int16" if str(f.subtype).upper() == "PCM_16" else "float32",
+                                  always_2d=True)
+            piece = audio.prepare(data, source_rate, target_rate_hz=rate, channel=task.channel, name=name,
+                                  resampler=task.resampler)
+            samples = _cut(piece.samples, start, end, rate, offset=first // step * (rate * step // source_rate))
+        else:  # soundfile cannot seek in it (or the resampler needs the whole): decode whole, then cut
+            whole = audio.load(path, sample_rate_hz=rate, channel=task.channel, resampler=task.resampler,
+                               content=content, wav=wav, allow_truncated=task.allow_truncated)
+            source_rate, channels = whole.source_sample_rate_hz, whole.source_channels
+            start, end = segment_bounds(task.start_s, task.end_s, whole.samples.shape[0] / rate, name=name)
+            samples = _cut(whole.samples, start, end, rate)
+    if samples.shape[0] < max(1, task.min_samples):
+        raise audio.AudioError(f"{name}: {samples.shape[0] / rate * 1000:.0f} ms of audio; the model needs "
+                               f"{max(1, task.min_samples) / rate * 1000:.0f} ms")
+    info: dict[str, Any] = {"source_sample_rate": source_rate, "source_channels": channels, "channel": task.channel,
+                            "duration_s": samples.shape[0] / rate}
+    if task.start_s is not None:
+        info["segment_s"] = [start, end]
+    return np.ascontiguousarray(samples, dtype=np.float32), info
 
 
 @dataclass
@@ -161,12 +316,22 @@ def _stream_to_raw(task: LoadTask, info: Any) -> Loaded:
 
 
 def load_item(task: LoadTask) -> Loaded:
-    """Load one file for the model (runs in a worker; never raises)."""
+    """Load one file (or a segment of it, or a command's output) for the model (runs in a worker; never raises)."""
     try:
+        if task.command:
+            samples, info = _load_part(task, None, None, None)
+            return Loaded(task.key, task.path, n_samples=int(samples.shape[0]), samples=samples, audio_info=info)
         path = audio.check_file(task.path)
         content, digest = _read_to_hash(path, task.hash_below_bytes)
         truncated = audio.check_truncated(path, content=content, allow=task.allow_truncated)
         wav = audio.plain_pcm16_wav(content) if content is not None else None  # parsed once, used twice
+        if task.start_s is not None or task.end_s is not None:
+            samples, info = _load_part(task, path, content, wav)
+            if digest is not None:
+                info["input_sha256"] = digest
+            if truncated is not None:
+                info["truncated"] = truncated
+            return Loaded(task.key, task.path, n_samples=int(samples.shape[0]), samples=samples, audio_info=info)
         if task.stream_above_samples is not None and task.resampler == "soxr-hq":  # others need the whole file
             header = _header(path, wav)
             if header is not None:  # refuse a hostile header before deciding how to decode

@@ -21,6 +21,12 @@ still seen:
   ``sha256`` beside the sampled hash) and, on a rerun, redoes outputs whose stamp holds no whole-file
   hash to compare.
 
+An input that is a part of a recording (a Kaldi ``segments`` line) adds ``"segment": [start_s, end_s]``
+to its stamp, so a changed segment redoes it; an input that is a ``wav.scp`` command has no file to
+check: its stamp holds ``"command"`` (the command's text) instead of size, time and hash, and its
+outputs count as long as the command and the settings are the same (``--overwrite`` redoes them
+after the files the command reads change).
+
 A whole-file hash that matches forgives a changed time (a copied or touched input); a sampled one does
 not (the rest of the file may have changed), so a touched large input is redone unless its stamp holds a
 whole-file hash (``--verify-inputs``). Tree outputs keep the stamp in a sidecar written last
@@ -99,7 +105,8 @@ def _reason(exc: OSError) -> str:
 
 
 def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = False,
-                hash_below: int = HASH_BELOW_BYTES, sampled: bool = True) -> dict[str, Any]:
+                hash_below: int = HASH_BELOW_BYTES, sampled: bool = True,
+                item: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stamp of one input under one run's settings.
 
     Parameters
@@ -116,6 +123,9 @@ def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = F
     sampled : bool
         Inputs not hashed whole (``hash_below`` or more bytes) get ``sha256_sampled``
         (:func:`sampled_sha256`) and ``sampled_block_bytes``.
+    item : mapping, optional
+        What else identifies the input (``CorpusItem.stamp_fields``): ``segment`` (kept in the stamp)
+        and ``command`` (the stamp holds it instead of the file's size, time and hash).
 
     Returns
     -------
@@ -124,7 +134,9 @@ def input_stamp(path: str | os.PathLike, *, settings_hash: str, verify: bool = F
         and/or ``sha256_sampled``; an input that cannot be read gets ``error`` (its reason) instead, and
         never matches a stored stamp.
     """
-    stamp: dict[str, Any] = {"v": STAMP_VERSION, "settings": str(settings_hash)}
+    stamp: dict[str, Any] = {"v": STAMP_VERSION, "settings": str(settings_hash), **dict(item or {})}
+    if stamp.get("command") is not None:
+        return stamp
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -173,6 +185,12 @@ def stamp_difference(stored: Mapping[str, Any] | None, current: Mapping[str, Any
         return "have no record of the settings and input that made them"
     if stored.get("settings") != current.get("settings"):
         return "were made with other settings"
+    if stored.get("segment") != current.get("segment"):
+        return f"were made from another segment of the input ({_segment(stored)} -> {_segment(current)})"
+    if stored.get("command") != current.get("command"):
+        return "were made from another input (another command, or a file instead of a command)"
+    if current.get("command") is not None:
+        return None  # nothing more to compare: a command has no file
     if "error" in current:
         return f"cannot be checked against the input ({current['error']})"
     if stored.get("size") != current.get("size"):
@@ -194,6 +212,13 @@ def stamp_difference(stored: Mapping[str, Any] | None, current: Mapping[str, Any
         return ("were made from another version of the input (modified "
                 f"{_when(stored.get('mtime_ns'))} -> {_when(current.get('mtime_ns'))}{hint})")
     return None
+
+
+def _segment(stamp: Mapping[str, Any]) -> str:
+    seg = stamp.get("segment")
+    if not seg:
+        return "the whole recording"
+    return f"{seg[0]:g}-{'end' if seg[1] is None else format(seg[1], 'g')} s"
 
 
 class Stamper:
@@ -221,9 +246,11 @@ class Stamper:
         self.hash_below = int(hash_below)
         self._before: dict[str, dict[str, Any]] = {}
 
-    def quick(self, path: str) -> dict[str, Any]:
-        """Settings, size and modification time (no hash), remembered as the input's state before decoding."""
-        stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False)
+    def quick(self, path: str, *, item: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Settings, size and modification time (no hash), remembered as the input's state before decoding.
+
+        ``item``: the input's segment or command (:func:`input_stamp`)."""
+        stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False, item=item)
         self._before.setdefault(str(path), stamp)
         return stamp
 
@@ -234,40 +261,45 @@ class Stamper:
         (with ``verify``, :meth:`full` hashes larger inputs itself, in blocks)."""
         return max(0, min(self.hash_below, HASH_BELOW_BYTES))
 
-    def full(self, path: str, *, sha256: str | None = None) -> dict[str, Any]:
+    def full(self, path: str, *, sha256: str | None = None, item: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
         """The stamp to write, with a hash for small inputs (or with ``verify``).
 
         ``sha256``: the hash of the bytes the decoder read and decoded (so not read again here).
         When the input's size or modification time changed since :meth:`quick` first saw it (it was
         edited during the run), the earlier state without a hash is returned, so the next run redoes it.
         """
+        if item and item.get("command") is not None:
+            return input_stamp(path, settings_hash=self.settings_hash, item=item)
         if sha256 is not None:
-            stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False)
+            stamp = input_stamp(path, settings_hash=self.settings_hash, hash_below=0, sampled=False, item=item)
             if "error" not in stamp and (self.verify or stamp["size"] < self.hash_below):
                 stamp["sha256"] = str(sha256)
             if "error" not in stamp and stamp["size"] >= self.hash_below:
                 stamp.update(sha256_sampled=sampled_sha256(path), sampled_block_bytes=SAMPLE_BLOCK_BYTES)
         else:
             stamp = input_stamp(path, settings_hash=self.settings_hash, verify=self.verify,
-                                hash_below=self.hash_below)
+                                hash_below=self.hash_below, item=item)
         before = self._before.get(str(path))
         if before is not None and (before.get("size"), before.get("mtime_ns")) != (stamp.get("size"),
                                                                                   stamp.get("mtime_ns")):
-            return dict(before)
+            return {**before, **dict(item or {})}
         return stamp
 
-    def difference(self, stored: Mapping[str, Any] | None, path: str) -> str | None:
+    def difference(self, stored: Mapping[str, Any] | None, path: str, *, item: Mapping[str, Any] | None = None
+                   ) -> str | None:
         """:func:`stamp_difference` of ``stored`` and the input now, hashing only what can decide.
 
         Size and settings first (no read); then the whole-file hash under ``hash_below`` (or with
         ``verify``, or when ``stored`` holds one), else the sampled hash and the time.
         """
-        quick = self.quick(path)
+        quick = self.quick(path, item=item)
         if not stored or stored.get("settings") != quick.get("settings") or "error" in quick \
-                or stored.get("size") != quick.get("size"):
+                or quick.get("command") is not None or stored.get("size") != quick.get("size"):
             return stamp_difference(stored, quick)
         whole = self.verify or quick["size"] < self.hash_below or bool(stored.get("sha256"))
-        current = input_stamp(path, settings_hash=self.settings_hash, verify=whole, hash_below=self.hash_below)
+        current = input_stamp(path, settings_hash=self.settings_hash, verify=whole, hash_below=self.hash_below,
+                              item=item)
         return stamp_difference(stored, current, need_whole_hash=self.verify)
 
 

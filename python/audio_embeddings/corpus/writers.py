@@ -275,7 +275,9 @@ class StampedWriter:
 
     def __init__(self, writer: Any, items: Iterable[Any], *, stamper: Any):
         self.writer = writer
+        items = list(items)
         self.paths = {i.key: str(i.path) for i in items}
+        self.fields = {i.key: f for i in items if (f := getattr(i, "stamp_fields", None))}  # segment, command
         self.stamper = stamper
         self.stale: dict[str, str] = {}
         self._complete: dict[str, bool] = {}
@@ -299,7 +301,7 @@ class StampedWriter:
             return self.writer.is_complete(key, self._written[key])
         if key not in self._complete:
             stored = self.writer.stored_stamp(key)
-            diff = self.stamper.difference(stored, self.paths.get(key, key))
+            diff = self.stamper.difference(stored, self.paths.get(key, key), item=self.fields.get(key))
             self._complete[key] = diff is None
             if diff is not None and stored is not None:
                 self.stale[key] = diff
@@ -315,7 +317,8 @@ class StampedWriter:
         """The wrapped writer's ``write`` with the input's stamp (taken now, checked against its state
         before decoding; the content hash is the decoder's, ``audio_info["input_sha256"]``, when it made one)."""
         if stamp is None:
-            stamp = self.stamper.full(self.paths.get(key, input_path), sha256=audio_info.get("input_sha256"))
+            stamp = self.stamper.full(self.paths.get(key, input_path), sha256=audio_info.get("input_sha256"),
+                                      item=self.fields.get(key))
         out = self.writer.write(key, result, input_path=input_path, audio_info=audio_info, stamp=stamp)
         self._written[key] = stamp
         self.stale.pop(key, None)
