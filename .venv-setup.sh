@@ -47,6 +47,9 @@ echo "[setup] installing requirements.txt"
 # declared `tensorflow` would replace tensorflow-cpu; its analyze/species code needs only librosa, resampy,
 # keras (with TensorFlow), pandas, matplotlib, tqdm and kagglehub, all installed above or with TensorFlow.
 "${PIP[@]}" --no-deps "birdnet-analyzer==2.4.0"
+# A real field recording for the tests (opensoundscape's sample_data/birds_10s.wav, 10 s at 32 kHz): only
+# its files are used, never imported, so no deps.
+"${PIP[@]}" --no-deps "opensoundscape==0.13.2"
 # perch-hoplite (databases, classifiers, search) without its declared dependencies: they would pull
 # notebooks, cloud storage and older absl/kagglehub; its db, agile and zoo modules need only these.
 "${PIP[@]}" --no-deps "perch-hoplite==1.0.2" "etils==1.15.0" "ml-collections==0.1.1" "contextlib2==21.6.0" \

