@@ -16,7 +16,16 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %     'Device'      'auto' | 'cpu' | 'cuda' | 'mps'                  ('auto')
 %     'Dtype'       'float32' | 'float16' | 'bfloat16'               ('float32')
 %     'Channel'     0-based channel to keep instead of the average of all channels
+%     'Vad'         'none' | 'silero'                                 ('none')
+%                   voice-activity detection: utterances are trimmed to their speech; recordings
+%                   longer than 'MaxSegmentS' are cut into speech segments, one row each
+%     'MinSpeechS', 'MergeGapS', 'MaxSegmentS'   the VAD's bounds in seconds (0.25, 0.3, 30)
+%     'AllowPipes'  true: run the commands of a Kaldi wav.scp ('... |'; they run programs)  (false)
 %     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
+%
+%   INPUT may also be a Kaldi data directory (wav.scp, with utt2spk, segments when present): the
+%   rows are then its utterances (or segments), INFO.utterance_ids their Kaldi ids. Trial scoring
+%   and two-recording comparison: B4_score_trials.
 %
 %   Files that fail (empty, corrupt, too short) do not stop the run: the others are returned,
 %   a warning ('audioEmbeddings:failedFiles') lists them and INFO.failures holds them (file, reason).
@@ -28,7 +37,7 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %     S = info.speaker_embeddings ./ vecnorm(info.speaker_embeddings, 2, 2);
 %     imagesc(S * S')      % speaker-to-speaker cosine similarity
 %
-%   See also audioEmbeddings.
+%   See also B4_score_trials, audioEmbeddings.
 
 if nargin < 1   % no input: the usage line, not an error about an undefined variable
     fprintf('%s\n', 'Usage: [emb, info] = B4_model_speaker(audioFile | data_root, ''Name'', value, ...); help B4_model_speaker lists the options.');
@@ -40,7 +49,8 @@ p = inputParser;
 p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_args)
 p.FunctionName = 'B4_model_speaker';
 p.addRequired('input', @(v) ae_check_option('AudioFile', v));
-ae_add_options(p, {'Model', 'OutputDir', 'Device', 'Dtype', 'Channel', 'Overwrite'});   % not given: Python's defaults
+ae_add_options(p, {'Model', 'OutputDir', 'Device', 'Dtype', 'Channel', 'Overwrite', ...   % not given: Python's defaults
+                  'Vad', 'MinSpeechS', 'MergeGapS', 'MaxSegmentS', 'AllowPipes'});   % B4's own (SpeakerHooks.options)
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(input, varargin{:});
 opts = p.Results;

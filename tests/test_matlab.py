@@ -356,3 +356,96 @@ def test_bridge_runs_a_script_to_completion(tiny_model, tmp_path):
     assert str(tmp_path / "bridged.npy") in out
     emb = np.load(tmp_path / "bridged.npy")
     assert emb.dtype == np.float32 and emb.shape[0] == 2 and emb.shape[2] == 32
+
+
+@pytest.fixture(scope="module")
+def scoring_run(tmp_path_factory):
+    """B4 through MATLAB on a Kaldi data dir (three voices cut into three short segments each) with 'Vad', then
+    B4_score_trials on a labelled trial list over its ids; beside it, Python's --compare of the same two clips.
+
+    A fixture of its own (not ``runs``): selecting this test starts only these two processes."""
+    _octave()
+    base = tmp_path_factory.mktemp("scoring")
+    p = {"data": base / "kaldi data", "out": base / "b4 out", "scores": base / "scores", "ref": base / "ref",
+         "trials": base / "trials list.txt", "result": base / "octave_scoring_results.mat"}
+    p["data"].mkdir()
+    clips = p["data"] / "wav"
+    clips.mkdir()
+    scp, utt2spk, segments, ids = [], [], [], []
+    for clip in DEMO_CLIPS:  # speech_de, speech_en_gb, speech_en_us: 5.4 to 7.2 s each
+        spk = clip.stem.replace("speech_", "").replace("_", "")
+        shutil.copy(clip, clips / clip.name)
+        scp.append(f"{spk}-rec {clips / clip.name}\n")
+        for i, (start, end) in enumerate(((0.0, 1.6), (1.7, 3.3), (3.4, 5.0)), 1):
+            ids.append(f"{spk}-u{i}")
+            utt2spk.append(f"{spk}-u{i} {spk}\n")
+            segments.append(f"{spk}-u{i} {spk}-rec {start:.2f} {end:.2f}\n")
+    for name, lines in (("wav.scp", scp), ("utt2spk", utt2spk), ("segments", segments)):
+        (p["data"] / name).write_text("".join(lines))
+    p["trials"].write_text("".join(f"{a} {b} {'target' if a.split('-')[0] == b.split('-')[0] else 'nontarget'}\n"
+                                   for i, a in enumerate(ids) for b in ids[i + 1:]))
+    p["ids"] = ids
+    a, b = DEMO_CLIPS[0], DEMO_CLIPS[1]
+    env = {**os.environ, "AUDIO_EMBEDDINGS_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    script = str(REPO / "python" / "B4_model_speaker.py")
+    jobs = {"octave": _octave_call("test_B4_scoring", p["data"], p["out"], p["trials"], p["scores"], a, b,
+                                   p["result"]),
+            "ref_compare": [sys.executable, script, "--compare", str(a), str(b), "--model", "ge2e", "--device", "cpu"]}
+    procs = {name: subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, cmd in jobs.items()}
+    done = {}
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+            done[name] = (proc.returncode, out, err)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return {"paths": p, **done}
+
+
+def _octave_struct(value) -> dict:
+    """A scalar struct loaded by ``scipy.io.loadmat`` as {field: value}."""
+    return {name: np.squeeze(value[name].item()) for name in value.dtype.names}
+
+
+def test_b4_scoring_wrapper_returns_pythons_scores_and_metrics(scoring_run):
+    """'Vad'/'MinSpeechS' on a Kaldi data dir reach B4; B4_score_trials returns the scores and metrics that
+    B4_model_speaker.py --score writes on the same embeddings (plain and AS-norm with 'CohortTopN'), and
+    'Compare' returns Python's cosine and the decision at 'Threshold'."""
+    _assert_ok(scoring_run, "octave")
+    _assert_ok(scoring_run, "ref_compare")
+    p = scoring_run["paths"]
+    got = scipy.io.loadmat(p["result"])
+    # one row per segment, keyed dataset_speaker_utterance with the Kaldi ids (the trials use the Kaldi ids)
+    keys = [f"kaldi data_{u.split('-')[0]}_{u}" for u in p["ids"]]
+    assert [str(c[0]) for c in got["utterance_ids"].ravel()] == keys
+    summary = json.loads((p["out"] / "final_embeddings" / "summary.json").read_text())
+    assert summary["vad"]["method"] == "silero" and summary["vad"]["min_speech_s"] == 0.2
+
+    script = str(REPO / "python" / "B4_model_speaker.py")
+    asnorm = ["--score-norm", "asnorm", "--cohort", str(p["out"]), "--top-n", "2"]
+    for name, extra in (("plain", []), ("asnorm", asnorm)):
+        ref = p["ref"] / name
+        done = subprocess.run([sys.executable, script, str(p["out"]), "--score", str(p["trials"]), "--output-dir",
+                               str(ref), *extra], capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert done.returncode == 0, done.stderr
+        want = json.loads((ref / f"{p['trials'].name}.metrics.json").read_text())
+        octave = _octave_struct(got["metrics" if name == "plain" else "normMetrics"])
+        numbers = {k: v for k, v in want.items() if isinstance(v, (int, float))}
+        assert {"eer", "eer_threshold", "min_dcf_p0.01", "min_dcf_p0.05"} <= set(numbers)
+        for key, value in numbers.items():
+            assert float(octave[key.replace(".", "_")]) == pytest.approx(value, rel=1e-12, abs=1e-15), key
+        rows = [line.split() for line in (ref / f"{p['trials'].name}.scores").read_text().splitlines()]
+        column = got["score_col" if name == "plain" else "normed_score"].ravel()
+        np.testing.assert_allclose(column, [float(r[2]) for r in rows], atol=1e-9)
+        if name == "plain":
+            assert [c[0] for c in got["id1"].ravel()] == [r[0] for r in rows]
+            assert [c[0] for c in got["id2"].ravel()] == [r[1] for r in rows]
+            assert got["label"].ravel().astype(bool).tolist() == [r[3] == "target" for r in rows]
+            assert len(rows) == 36 and sum(r[3] == "target" for r in rows) == 9
+    printed = float(scoring_run["ref_compare"][1].split("cosine similarity:")[1].split()[0])
+    score, threshold = float(got["score"].item()), float(got["threshold"].item())
+    assert score == pytest.approx(printed, abs=1e-12)
+    assert bool(got["same"].item()) == (score >= threshold)

@@ -8,11 +8,13 @@ function t = ae_options_table()
 %              'integer' (with a bound: 'number>0', 'integer>=0', ...) | 'value' (Python checks it)
 %     choices  1-by-K cell of char, the values of a 'choice' (else {})
 %     default  Python's default where every script has the same one, else [] (the script's own)
-%     wrapper  true: a shared flag the wrappers take themselves (checked by ae_check_option, sent as
+%     wrapper  true: a shared flag, or a script's own option (B4's 'Vad', 'Score', ...), that the
+%              wrappers taking it add with ae_add_options (checked by ae_check_option, sent as
 %              FLAG VALUE by ae_cli_args, only when given); false: a model's or a shared stage's
 %              option, sent as '--matlab-option NAME VALUE' and checked by Python
 %   Written by python/audio_embeddings/docs_tables.py from matlab.WRAPPER_FLAGS and WRAPPER_KINDS,
-%   the scripts' parsers and every declared Option; tests/test_generated.py fails when it is stale.
+%   the scripts' parsers, the scripts' hooks' declared options and every declared Option;
+%   tests/test_generated.py fails when it is stale.
 %   To rewrite it, from the repository root:
 %     PYTHONPATH=python .venv/bin/python -m audio_embeddings.docs_tables --write
 persistent table
@@ -28,6 +30,17 @@ if isempty(table)
         'MatVersion',              '--mat-version',               'choice',     '5|7.3|auto',               'auto',    true
         'Channel',                 '--channel',                   'integer>=0', '',                         [],        true
         'Overwrite',               '--overwrite',                 'switch',     '',                         false,     true
+        'AllowPipes',              '--allow-pipes',               'switch',     '',                         false,     true
+        'Vad',                     '--vad',                       'choice',     'none|silero',              'none',    true
+        'MinSpeechS',              '--min-speech-s',              'number>=0',  '',                         0.25,      true
+        'MergeGapS',               '--merge-gap-s',               'number>=0',  '',                         0.3,       true
+        'MaxSegmentS',             '--max-segment-s',             'number>=0',  '',                         30.0,      true
+        'Score',                   '--score',                     'path',       '',                         [],        true
+        'ScoreNorm',               '--score-norm',                'choice',     'none|asnorm',              'none',    true
+        'Cohort',                  '--cohort',                    'path',       '',                         [],        true
+        'CohortTopN',              '--top-n',                     'integer>0',  '',                         300,       true
+        'Threshold',               '--threshold',                 'number',     '',                         [],        true
+        'Metrics',                 '--metrics',                   'path',       '',                         [],        true
         'Layers',                  '--layers',                    'value',      '',                         [],        false
         'HopSeconds',              '--hop-seconds',               'value',      '',                         [],        false
         'Force10sec',              '--force_10sec',               'switch',     '',                         [],        false

@@ -62,6 +62,7 @@ function, and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .declarations import nonnegative_int, Option, positive_float
-from .events import read_bold_json, read_events, slice_time_offset_s
+from .events import BoldFolder, EventsFolder, read_bold_json, read_events, slice_time_offset_s
 
 __all__ = [
     "METHODS",
@@ -163,10 +164,15 @@ class AlignSettings:
         With an HRF: the rows are aligned to ``R * hrf_oversampling``, convolved there with the
         HRF sampled as finely, and every ``hrf_oversampling``-th row kept (nilearn's order of
         operations, default 50 as nilearn's; 1: convolve on the output grid).
-    events : Events or None
+    events : Events, EventsFolder or None
         Align to these events instead of a regular grid (one row per event; see
         :func:`align_embeddings`); ``target_rate_hz`` is then None and ``hrf``/``delays``/
-        ``n_volumes``/``dummy_scans`` stay at their defaults.
+        ``n_volumes``/``dummy_scans`` stay at their defaults. An
+        :class:`~audio_embeddings.events.EventsFolder` holds each input's own events file (several
+        runs): :meth:`for_input` resolves it per input.
+    bold : BoldFolder or None
+        Each input's own bold sidecar (several runs): ``target_rate_hz`` is then None and
+        :meth:`for_input` gives each input the TR and slice time of its sidecar.
 
     Raises
     ------
@@ -186,9 +192,14 @@ class AlignSettings:
     slice_time_s: float = 0.0
     hrf_oversampling: int = HRF_OVERSAMPLING_DEFAULT
     events: Any = None
+    bold: Any = None
 
     def __post_init__(self) -> None:
-        if self.events is not None:
+        if self.bold is not None:
+            if self.target_rate_hz is not None or self.events is not None or self.slice_time_s:
+                raise ValueError("a folder of bold sidecars gives each input its TR and slice time: no "
+                                 "target_rate_hz, events or slice_time_s with it")
+        elif self.events is not None:
             if self.target_rate_hz is not None:
                 raise ValueError("align either to events or to a rate (target_rate_hz / TR), not both")
         else:
@@ -248,7 +259,47 @@ class AlignSettings:
             "slice_time_s": self.slice_time_s,
             "hrf_oversampling": self.hrf_oversampling,
             **({"events": self.events.describe()} if self.events is not None else {}),
+            **({"bold_json": self.bold.describe()} if self.bold is not None else {}),
         }
+
+    @property
+    def per_input(self) -> bool:
+        """Whether each input has its own events file or sidecar (:meth:`for_input` resolves them)."""
+        return self.bold is not None or isinstance(self.events, EventsFolder)
+
+    def for_input(self, key: str) -> "AlignSettings":
+        """The settings of input ``key`` (its corpus key or path): with a folder of events files or bold
+        sidecars, its own events or TR (see :class:`~audio_embeddings.events.EventsFolder`); else these.
+
+        Raises
+        ------
+        EventsError
+            No (or several) events file or sidecar for ``key``, or an unreadable one; one line.
+        """
+        if isinstance(self.events, EventsFolder):
+            return dataclasses.replace(self, events=self.events.events_for(key)[0])
+        if self.bold is not None:
+            sidecar = self.bold.sidecar_for(key)[0]
+            slice_time = (slice_time_offset_s(sidecar.slice_timing_s, self.bold.slice_time_ref)
+                          if sidecar.slice_timing_s is not None else 0.0)
+            return dataclasses.replace(self, target_rate_hz=1.0 / sidecar.repetition_time_s,
+                                       slice_time_s=slice_time, bold=None)
+        return self
+
+    def input_fields(self, key: str) -> dict[str, Any]:
+        """What of input ``key``'s own experiment files its outputs' stamp records: with a folder,
+        ``{"align_inputs": sha256 of its events file's (or sidecar's) bytes}``; else ``{}``.
+
+        Raises
+        ------
+        EventsError
+            As :meth:`for_input`.
+        """
+        if isinstance(self.events, EventsFolder):
+            return {"align_inputs": self.events.events_for(key)[1]}
+        if self.bold is not None:
+            return {"align_inputs": self.bold.sidecar_for(key)[1]}
+        return {}
 
     def apply(self, embeddings: Any, time_axis_s: np.ndarray | None = None, *, window_s: float | None = None,
               duration_s: float | None = None) -> "Aligned":
@@ -266,6 +317,9 @@ class AlignSettings:
         duration_s : float, optional
             The file's duration in seconds, used when the settings give none.
         """
+        if self.per_input:
+            raise ValueError(f"{EVENTS.flag}/{BOLD_JSON.flag} name a folder: each input's events or sidecar is "
+                             "found by its name (AlignSettings.for_input(key)); give a file to align one input")
         return align_embeddings(embeddings, time_axis_s, window_s=window_s, target_rate_hz=self.target_rate_hz,
                                 start_s=self.start_s,
                                 duration_s=self.duration_s if self.duration_s is not None else duration_s,
@@ -765,16 +819,19 @@ def _fraction(text: str) -> float:
 EVENTS = Option("--events", "events_file",
                 "one aligned row per event instead of a grid: a BIDS events.tsv (onset, duration, trial_type), a "
                 "CSV/TSV of onsets (and durations), or a Praat TextGrid (word intervals); each row is the mean of "
-                "the rows whose centres fall in the event (the row at the onset for zero durations)",
-                metavar="FILE", affects="outputs", matlab="Events")
+                "the rows whose centres fall in the event (the row at the onset for zero durations); a folder "
+                "(e.g. a BIDS func/): each input's own <stem>_events.tsv/.tsv/.csv/.TextGrid, or the events.tsv "
+                "whose stim_file names it",
+                metavar="FILE", affects="outputs", matlab="Events", reads_file=True)
 EVENTS_TIER = Option("--events-tier", "events_tier", "with a TextGrid --events: the tier (default words/word, "
                      "else the first)", metavar="NAME", affects="outputs", matlab="EventsTier")
 N_VOLUMES = Option("--n-volumes", "n_volumes", "scanner volumes of the run (default ceil(D/TR), the grid points "
                    "inside the stimulus); dummy scans included", type=nonnegative_int, metavar="N", affects="outputs",
                    matlab="NVolumes")
 BOLD_JSON = Option("--bold-json", "bold_json", "a BIDS *_bold.json: its RepetitionTime gives the TR, its "
-                   "SliceTiming the time each volume stands for (with --slice-time-ref)", metavar="JSON",
-                   affects="outputs", matlab="BoldJson")
+                   "SliceTiming the time each volume stands for (with --slice-time-ref); a folder: each input's own "
+                   "<stem>_bold.json, or that of the events.tsv whose stim_file names it", metavar="JSON",
+                   affects="outputs", matlab="BoldJson", reads_file=True)
 SLICE_TIME_REF = Option("--slice-time-ref", "slice_time_ref", "with a --bold-json that has SliceTiming: the "
                         "reference slice as fMRIPrep's --slice-time-ref, a fraction of the slice acquisition range "
                         "(default 0.5; 0 the first slice)", type=_fraction, metavar="F", affects="outputs",
@@ -832,11 +889,19 @@ def settings_from(values: Mapping[str, Any]) -> AlignSettings | None:
         if grid:
             raise ValueError(f"{EVENTS.flag} ({EVENTS.matlab_name}) gives one row per event; it takes no grid "
                              f"option ({', '.join(grid)})")
+        source, tier = given[EVENTS.dest], given.get(EVENTS_TIER.dest)
         return AlignSettings(target_rate_hz=None, start_s=given.get(ALIGN_START.dest, 0.0),
                              duration_s=given.get(ALIGN_DURATION.dest),
-                             events=read_events(given[EVENTS.dest], tier=given.get(EVENTS_TIER.dest)))
+                             events=EventsFolder(source, tier=tier) if Path(source).is_dir()
+                             else read_events(source, tier=tier))
     slice_time = 0.0
-    if BOLD_JSON.dest in given:
+    bold = None
+    if BOLD_JSON.dest in given and Path(given[BOLD_JSON.dest]).is_dir():
+        if rate is not None or tr is not None:
+            raise ValueError(f"{BOLD_JSON.flag} {given[BOLD_JSON.dest]} is a folder: each input's sidecar gives "
+                             f"its TR; leave out {TR.flag}/{TARGET_RATE.flag}")
+        bold = BoldFolder(given[BOLD_JSON.dest], slice_time_ref=given.get(SLICE_TIME_REF.dest, 0.5))
+    elif BOLD_JSON.dest in given:
         sidecar = read_bold_json(given[BOLD_JSON.dest])
         if rate is not None or (tr is not None and abs(float(tr) - sidecar.repetition_time_s) > 1e-9):
             raise ValueError(f"{BOLD_JSON.flag} {given[BOLD_JSON.dest]} gives RepetitionTime "
@@ -848,18 +913,18 @@ def settings_from(values: Mapping[str, Any]) -> AlignSettings | None:
     elif SLICE_TIME_REF.dest in given:
         raise ValueError(f"{SLICE_TIME_REF.flag} ({SLICE_TIME_REF.matlab_name}) needs {BOLD_JSON.flag} "
                          "(its SliceTiming)")
-    if rate is None and tr is None:
+    if rate is None and tr is None and bold is None:
         others = [f"{o.flag} ({o.matlab_name})" for o in OPTIONS if o.dest in given]
         if others:
             raise ValueError(f"{', '.join(others)} need(s) {TARGET_RATE.flag}, {TR.flag}, {BOLD_JSON.flag} or "
                              f"{EVENTS.flag} (the time grid to align to)")
         return None
-    return AlignSettings(target_rate_hz=rate if rate is not None else 1.0 / float(tr),
+    return AlignSettings(target_rate_hz=rate if rate is not None or bold is not None else 1.0 / float(tr),
                          start_s=given.get(ALIGN_START.dest, 0.0), duration_s=given.get(ALIGN_DURATION.dest),
                          method=given.get(ALIGN_METHOD.dest, "lanczos"), hrf=given.get(HRF.dest, "none"),
                          delays=given.get(DELAYS.dest, (0,)), n_volumes=given.get(N_VOLUMES.dest),
                          dummy_scans=given.get(DUMMY_SCANS.dest, 0), slice_time_s=slice_time,
-                         hrf_oversampling=given.get(HRF_OVERSAMPLING.dest, HRF_OVERSAMPLING_DEFAULT))
+                         hrf_oversampling=given.get(HRF_OVERSAMPLING.dest, HRF_OVERSAMPLING_DEFAULT), bold=bold)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ class Option:
         with its own settings and stamps, such as ``--hoplite-db``: not in the folder's fingerprint).
     matlab : str, optional
         MATLAB name-value name (default: the flag in CamelCase, ``--hop-seconds`` -> ``HopSeconds``).
+    reads_file : bool
+        The value names a file whose contents make the outputs (an events file, a species list, an
+        earlier bundle): the resume fingerprint records the file's SHA-256 beside its path, so an
+        edited file is noticed as an edited input is.
     """
 
     flag: str
@@ -60,6 +64,7 @@ class Option:
     metavar: str | None = None
     affects: Literal["numbers", "outputs", "elsewhere"] = "numbers"
     matlab: str | None = None
+    reads_file: bool = False
 
     @property
     def matlab_name(self) -> str:

@@ -120,7 +120,7 @@ def _options() -> tuple:
                "--overlap; default 0)", type=_number(0.0, 2.9), default=0.0, metavar="S", affects="numbers"),
         Option("--species-list", "species_list_file", "keep only these species: a file of Scientific_Common "
                "lines (BirdNET-Analyzer's --slist; a folder means its species_list.txt)", type=str,
-               metavar="FILE", affects="outputs"),
+               metavar="FILE", affects="outputs", reads_file=True),
         Option("--lat", "lat", "recording latitude: keep the species BirdNET's meta-model expects there "
                "(with --lon, --week)", type=_number(-90.0, 90.0, "a latitude"), metavar="DEG", affects="outputs"),
         Option("--lon", "lon", "recording longitude (with --lat)", type=_number(-180.0, 180.0, "a longitude"),
@@ -154,7 +154,8 @@ DETECTIONS = Option("--detections", "detections", "also write BirdNET detections
                     "as --rtype files beside its outputs (BirdNET models only: --model birdnet)", type=None,
                     affects="outputs", matlab="Detections")
 OPTIONS = (DETECTIONS, *(Option(o.flag, o.dest, o.help, type=o.type, default=None, const=o.const,
-                                choices=o.choices, metavar=o.metavar, affects=o.affects, matlab=o.matlab)
+                                choices=o.choices, metavar=o.metavar, affects=o.affects, matlab=o.matlab,
+                                reads_file=o.reads_file)
                          for o in _options()))
 
 

@@ -2,8 +2,9 @@
 
 * ``matlab/private/ae_options_table.m``: the MATLAB wrappers' name-value options -- MATLAB name, flag,
   kind, choices, default -- from :data:`audio_embeddings.matlab.WRAPPER_FLAGS` (read off the scripts'
-  parsers) and every declared :class:`~audio_embeddings.backends.base.Option` (backends and shared
-  stages, :func:`audio_embeddings.options.declared_options`);
+  parsers), the scripts' own declared options (a hook's ``options``, :func:`hook_options`) and every
+  declared :class:`~audio_embeddings.backends.base.Option` (backends and shared stages,
+  :func:`audio_embeddings.options.declared_options`);
 * the README's model table, between ``<!-- models:begin -->`` and ``<!-- models:end -->``: one row per
   preset, or per run of neighbouring presets of one ``family``, with the geometry their backend classes
   state (:class:`audio_embeddings.registry.Preset`) and the scripts' default models.
@@ -80,13 +81,40 @@ def _parser_actions() -> list[tuple[Any, dict[str, argparse.Action]]]:
     return found
 
 
+def hook_options() -> list[Any]:
+    """The scripts' own declared options: every :class:`~audio_embeddings.backends.base.Option` in the
+    ``options`` of a hook of a script (:data:`audio_embeddings.scripts.SCRIPTS`, e.g. B4's Kaldi, VAD and
+    scoring options in ``hooks.SpeakerHooks.options``), each flag once, in declaration order."""
+    from .scripts import SCRIPTS
+
+    found: dict[str, Any] = {}
+    for defaults in SCRIPTS.values():
+        for hook in defaults.hooks:
+            for option in getattr(hook, "options", ()):
+                found.setdefault(option.flag, option)
+    return list(found.values())
+
+
+def _option_kind(option: Any, *, wrapper: bool) -> str:
+    """The table's kind of a declared option. A script's own option (``wrapper``) is checked and sent by the
+    wrapper itself, so its numbers carry their bounds (:func:`value_kind`); the others are checked by Python."""
+    if option.is_switch:
+        return "switch"
+    if option.choices:
+        return "choice"
+    if option.metavar and ("FILE" in option.metavar or "DIR" in option.metavar):
+        return "path"
+    return value_kind(option.type) if wrapper else "value"
+
+
 def option_rows() -> list[dict[str, Any]]:
     """The rows of ``ae_options_table.m``: the wrappers' own flags, then every declared option.
 
     Each row: ``name`` (MATLAB), ``flag``, ``kind``, ``choices`` (tuple of str), ``default`` (Python's
     when every script has the same one, else None) and ``wrapper`` (True for :data:`~audio_embeddings.
-    matlab.WRAPPER_FLAGS`, which the wrappers check and send as flags; False for the declared options,
-    sent as ``--matlab-option NAME VALUE`` and checked by Python).
+    matlab.WRAPPER_FLAGS` and the scripts' own options (:func:`hook_options`), which the wrappers that take
+    them check and send as flags; False for the backends' and shared stages' declared options, sent as
+    ``--matlab-option NAME VALUE`` and checked by Python).
     """
     from .matlab import WRAPPER_FLAGS, WRAPPER_KINDS, matlab_name
     from .options import declared_options
@@ -108,16 +136,11 @@ def option_rows() -> list[dict[str, Any]]:
         rows.append(dict(name=matlab_name(flag), flag=flag, kind=kind,
                          choices=tuple(map(str, action.choices or ())),
                          default=action.default if len(defaults) == 1 else None, wrapper=True))
+    for option in hook_options():
+        rows.append(dict(name=option.matlab_name, flag=option.flag, kind=_option_kind(option, wrapper=True),
+                         choices=tuple(map(str, option.choices or ())), default=option.default, wrapper=True))
     for _, option in declared_options():
-        if option.is_switch:
-            kind = "switch"
-        elif option.choices:
-            kind = "choice"
-        elif option.metavar and ("FILE" in option.metavar or "DIR" in option.metavar):
-            kind = "path"
-        else:
-            kind = "value"
-        rows.append(dict(name=option.matlab_name, flag=option.flag, kind=kind,
+        rows.append(dict(name=option.matlab_name, flag=option.flag, kind=_option_kind(option, wrapper=False),
                          choices=tuple(map(str, option.choices or ())), default=option.default, wrapper=False))
     names = [r["name"].lower() for r in rows]
     if len(set(names)) != len(names):
@@ -158,11 +181,13 @@ def matlab_options_table() -> str:
 %              'integer' (with a bound: 'number>0', 'integer>=0', ...) | 'value' (Python checks it)
 %     choices  1-by-K cell of char, the values of a 'choice' (else {{}})
 %     default  Python's default where every script has the same one, else [] (the script's own)
-%     wrapper  true: a shared flag the wrappers take themselves (checked by ae_check_option, sent as
+%     wrapper  true: a shared flag, or a script's own option (B4's 'Vad', 'Score', ...), that the
+%              wrappers taking it add with ae_add_options (checked by ae_check_option, sent as
 %              FLAG VALUE by ae_cli_args, only when given); false: a model's or a shared stage's
 %              option, sent as '--matlab-option NAME VALUE' and checked by Python
 %   Written by python/audio_embeddings/docs_tables.py from matlab.WRAPPER_FLAGS and WRAPPER_KINDS,
-%   the scripts' parsers and every declared Option; tests/test_generated.py fails when it is stale.
+%   the scripts' parsers, the scripts' hooks' declared options and every declared Option;
+%   tests/test_generated.py fails when it is stale.
 %   To rewrite it, from the repository root:
 %     {REGENERATE}
 persistent table

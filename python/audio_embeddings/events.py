@@ -15,6 +15,8 @@ Readers only (no alignment here; :mod:`audio_embeddings.align` uses them):
 
 * :func:`read_bold_json` -- ``RepetitionTime`` and ``SliceTiming`` of a BIDS ``*_bold.json``.
 * :func:`slice_time_offset_s` -- fMRIPrep's reference time of a slice-time-corrected volume.
+* :class:`EventsFolder`, :class:`BoldFolder` -- several stimuli (runs): each input's events file or
+  bold sidecar found by name in a folder (e.g. a BIDS ``func/`` folder), read once and cached.
 
 The tables and sidecars are parsed with the standard library (``csv``, ``json``) rather than
 pybids: reading two columns of one file does not justify pybids' dependency tree (SQLAlchemy,
@@ -31,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["EventsError", "Events", "BoldSidecar", "read_events", "read_bold_json", "slice_time_offset_s"]
+__all__ = ["EventsError", "Events", "BoldSidecar", "read_events", "read_bold_json", "slice_time_offset_s",
+           "EventsFolder", "BoldFolder", "stimulus_names"]
 
 #: Column names taken as the event label, in order of preference (BIDS ``trial_type`` first).
 LABEL_COLUMNS = ("trial_type", "label", "word", "value", "stim_file")
@@ -276,3 +279,213 @@ def slice_time_offset_s(slice_timing_s: Sequence[float], ref: float) -> float:
         raise EventsError(f"the slice-time reference must be in [0, 1] (fMRIPrep's --slice-time-ref), got {ref!r}")
     first, last = min(slice_timing_s), max(slice_timing_s)
     return round(first + float(ref) * (last - first), 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-stimulus files in a folder (several stimuli = several runs)
+# ---------------------------------------------------------------------------------------------
+
+#: Names tried for stimulus ``<stem>`` in an events folder, in this order (the suffix's case is free).
+EVENTS_NAMES = ("{stem}_events.tsv", "{stem}.tsv", "{stem}.csv", "{stem}.TextGrid")
+#: Names tried for stimulus ``<stem>`` in a bold-sidecar folder (``<entities>_bold.json`` through ``stim_file``).
+BOLD_NAMES = ("{stem}_bold.json", "{stem}.json")
+
+
+def stimulus_names(key: str) -> tuple[str, str]:
+    """(file name, stem) of an input key or path: ``"sub/story1.wav"`` -> ``("story1.wav", "story1")``."""
+    name = Path(str(key).replace("\\", "/")).name
+    return name, (Path(name).stem or name)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Folder:
+    """Files of one folder matched to stimuli by name (see :class:`EventsFolder`, :class:`BoldFolder`)."""
+
+    names: tuple[str, ...] = ()
+    what = "file"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise EventsError(f"no such folder: {self.folder}")
+        self._by_lower: dict[str, list[Path]] | None = None
+        self._stim_files: dict[str, list[str]] | None = None  # stimulus file name -> BIDS entities naming it
+        self._found: dict[str, Path] = {}
+
+    def _files(self) -> dict[str, list[Path]]:
+        if self._by_lower is None:
+            self._by_lower = {}
+            for p in sorted(self.folder.iterdir()):
+                if p.is_file():
+                    self._by_lower.setdefault(p.name.lower(), []).append(p)
+        return self._by_lower
+
+    def _named(self, name: str) -> list[Path]:
+        """Files named ``name``: exactly, or with another case of the suffix (``.textgrid``)."""
+        stem, dot, suffix = name.rpartition(".")
+        return [p for p in self._files().get(name.lower(), [])
+                if p.name == name or (dot and p.name.rpartition(".")[0] == stem)]
+
+    def bids_runs(self) -> dict[str, list[str]]:
+        """Stimulus file name (and stem) -> the BIDS entities (``sub-01_task-listen_run-1``) of every
+        ``*_events.tsv`` here whose ``stim_file`` column names it (its base name)."""
+        if self._stim_files is None:
+            self._stim_files = {}
+            for lower, paths in self._files().items():
+                if not lower.endswith("_events.tsv"):
+                    continue
+                for p in paths:
+                    entities = p.name[: -len("_events.tsv")]
+                    for stim in sorted(_stim_file_values(p)):
+                        base = stim.replace("\\", "/").rsplit("/", 1)[-1]
+                        for k in {base, Path(base).stem}:
+                            if entities not in self._stim_files.setdefault(k, []):
+                                self._stim_files[k].append(entities)
+        return self._stim_files
+
+    def looked_for(self, key: str) -> str:
+        name, stem = stimulus_names(key)
+        tried = ", ".join(n.format(stem=stem) for n in self.names)
+        return f"{tried}, or a *_events.tsv whose stim_file is {name}"
+
+    def find(self, key: str) -> Path:
+        """The file of this folder for input ``key`` (cached).
+
+        Raises
+        ------
+        EventsError
+            None, or several, match; one line naming what was looked for.
+        """
+        if key in self._found:
+            return self._found[key]
+        name, stem = stimulus_names(key)
+        hits = [p for pattern in self.names for p in self._named(pattern.format(stem=stem))]
+        if not hits:
+            runs = self.bids_runs().get(name) or self.bids_runs().get(stem) or []
+            hits = [p for entities in runs for p in self._named(self.bids_name(entities))]
+            if len(runs) > 1:
+                raise EventsError(f"{key}: several runs of {self.folder} name it in their stim_file "
+                                  f"({', '.join(runs)}); give one file instead of the folder")
+        if not hits:
+            raise EventsError(f"{key}: no {self.what} for it in {self.folder} (looked for {self.looked_for(key)})")
+        if len(hits) > 1:
+            raise EventsError(f"{key}: several {self.what}s match it in {self.folder} "
+                              f"({', '.join(p.name for p in hits)}); keep one")
+        self._found[key] = hits[0]
+        return hits[0]
+
+    def bids_name(self, entities: str) -> str:
+        raise NotImplementedError
+
+
+def _stim_file_values(path: Path) -> set[str]:
+    """The ``stim_file`` values of a BIDS events table (empty without that column)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+    except (OSError, UnicodeDecodeError):
+        return set()
+    if not rows:
+        return set()
+    header = [c.strip().lower() for c in rows[0]]
+    if "stim_file" not in header:
+        return set()
+    i = header.index("stim_file")
+    return {r[i].strip() for r in rows[1:] if i < len(r) and r[i].strip() and r[i].strip().lower() != "n/a"}
+
+
+class EventsFolder(_Folder):
+    """The events of each stimulus (run) from a folder of events files, e.g. a BIDS ``func/`` folder.
+
+    For the input ``<dir>/<stem>.<ext>`` (its key), the folder's file is, in this order:
+
+    1. ``<stem>_events.tsv``, ``<stem>.tsv``, ``<stem>.csv`` or ``<stem>.TextGrid`` (any case of
+       the suffix; a stimulus named by its BIDS entities, ``sub-01_task-listen_run-1.wav``, finds
+       ``sub-01_task-listen_run-1_events.tsv``);
+    2. else the BIDS ``<entities>_events.tsv`` whose ``stim_file`` column names the stimulus (its
+       base name ``<stem>.<ext>``, or its stem; ``stimuli/story1.wav`` names ``story1.wav``).
+
+    Every row of that file is an event (:func:`read_events`). Two matches (``<stem>.tsv`` and
+    ``<stem>.TextGrid``; two runs naming the same stimulus) are an error, as is none; the message
+    names what was looked for. The folder itself is searched, not its subfolders.
+
+    Parameters
+    ----------
+    folder : str or Path
+    tier : str, optional
+        TextGrid tier (:func:`read_events`).
+    """
+
+    names = EVENTS_NAMES
+    what = "events file"
+
+    def __init__(self, folder: str | Path, *, tier: str | None = None):
+        super().__init__(folder)
+        self.tier = tier
+        self._events: dict[str, tuple[Events, str]] = {}
+
+    def bids_name(self, entities: str) -> str:
+        return f"{entities}_events.tsv"
+
+    def events_for(self, key: str) -> tuple[Events, str]:
+        """(events, sha256 of the file's bytes) of input ``key`` (cached).
+
+        Raises
+        ------
+        EventsError
+            No (or several) events file for it, or an unreadable one.
+        """
+        if key not in self._events:
+            path = self.find(key)
+            digest = _digest(path)
+            tier = self.tier if path.suffix.lower() == ".textgrid" else None
+            self._events[key] = (read_events(path, tier=tier), digest)
+        return self._events[key]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able (the folder and the tier)."""
+        return {"folder": str(self.folder), "tier": self.tier}
+
+
+class BoldFolder(_Folder):
+    """The BIDS bold sidecar of each stimulus (run) from a folder, e.g. a BIDS ``func/`` folder.
+
+    For the input ``<stem>.<ext>``: ``<stem>_bold.json`` or ``<stem>.json``; else
+    ``<entities>_bold.json`` of the BIDS ``<entities>_events.tsv`` here whose ``stim_file`` names
+    the stimulus (as :class:`EventsFolder`).
+
+    Parameters
+    ----------
+    folder : str or Path
+    slice_time_ref : float
+        fMRIPrep's ``--slice-time-ref`` for sidecars with ``SliceTiming``.
+    """
+
+    names = BOLD_NAMES
+    what = "bold sidecar"
+
+    def __init__(self, folder: str | Path, *, slice_time_ref: float = 0.5):
+        super().__init__(folder)
+        self.slice_time_ref = float(slice_time_ref)
+        self._sidecars: dict[str, tuple[BoldSidecar, str]] = {}
+
+    def bids_name(self, entities: str) -> str:
+        return f"{entities}_bold.json"
+
+    def looked_for(self, key: str) -> str:
+        return super().looked_for(key).replace("*_events.tsv whose", "*_bold.json whose *_events.tsv's")
+
+    def sidecar_for(self, key: str) -> tuple[BoldSidecar, str]:
+        """(sidecar, sha256 of its bytes) of input ``key`` (cached)."""
+        if key not in self._sidecars:
+            path = self.find(key)
+            self._sidecars[key] = (read_bold_json(path), _digest(path))
+        return self._sidecars[key]
+
+    def describe(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "slice_time_ref": self.slice_time_ref}

@@ -85,7 +85,8 @@ def _run_arrays(run: Any) -> tuple[np.ndarray, np.ndarray, float, float | None]:
     return np.asarray(rows), np.asarray(onsets, dtype=np.float64), float(window), (rest[0] if rest else None)
 
 
-def align_runs(runs: Sequence[Any], settings: AlignSettings) -> list[Aligned]:
+def align_runs(runs: Sequence[Any], settings: AlignSettings, *,
+               run_names: Sequence[str] | None = None) -> list[Aligned]:
     """Each run aligned on its own grid (its own duration, HRF and delays inside the run).
 
     Parameters
@@ -96,6 +97,9 @@ def align_runs(runs: Sequence[Any], settings: AlignSettings) -> list[Aligned]:
         ``(embeddings, time_axis_s, window_s[, duration_s])``; rows [T, D] or [L, T, D].
     settings : AlignSettings
         The grid (``duration_s`` None: each run's own duration, ``ceil(D_run / TR)`` volumes).
+    run_names : sequence of str, keyword-only
+        Each run's stimulus (its corpus key or path): needed when ``settings`` name a folder of events
+        files or bold sidecars, from which each run takes its own (:meth:`AlignSettings.for_input`).
 
     Returns
     -------
@@ -104,8 +108,11 @@ def align_runs(runs: Sequence[Any], settings: AlignSettings) -> list[Aligned]:
     """
     if not runs:
         raise FeaturesError("no runs")
-    return [settings.apply(rows, onsets, window_s=window, duration_s=duration)
-            for rows, onsets, window, duration in map(_run_arrays, runs)]
+    if settings.per_input and (run_names is None or len(run_names) != len(runs)):
+        raise FeaturesError("the events or bold sidecars are a folder: each run's stimulus name is needed")
+    own = [settings.for_input(name) for name in run_names] if settings.per_input else [settings] * len(runs)
+    return [each.apply(rows, onsets, window_s=window, duration_s=duration)
+            for each, (rows, onsets, window, duration) in zip(own, map(_run_arrays, runs))]
 
 
 def zscore_runs(x: np.ndarray, run_ids: np.ndarray) -> np.ndarray:
@@ -390,7 +397,7 @@ def build_bundle(runs: Sequence[Any], *, settings: AlignSettings, band_names: Se
     if pca is not None and pca_from is not None:
         raise FeaturesError("give pca (fit) or pca_from (reuse), not both")
     delays = settings.delays
-    aligned = align_runs(runs, dataclasses.replace(settings, delays=(0,)))
+    aligned = align_runs(runs, dataclasses.replace(settings, delays=(0,)), run_names=run_names)
     shapes = {a.embeddings.shape[:-2] + a.embeddings.shape[-1:] for a in aligned}
     if len(shapes) != 1:
         raise FeaturesError(f"the runs' rows differ in layers/dimensions: {sorted(shapes)}")
@@ -552,7 +559,8 @@ PCA = Option("--pca", "pca_components", "with --bundle/--bids-out: reduce every 
              "fitted on the aligned rows of all runs (stored in the bundle for --pca-from)", type=_components,
              metavar="K", affects="outputs", matlab="PCA")
 PCA_FROM = Option("--pca-from", "pca_from", "with --bundle/--bids-out: apply the PCA stored in this earlier bundle "
-                  "(same band names) instead of fitting one", metavar="FILE", affects="outputs", matlab="PCAFrom")
+                  "(same band names) instead of fitting one", metavar="FILE", affects="outputs", matlab="PCAFrom",
+                  reads_file=True)
 ZSCORE = Option("--zscore", "zscore", "with --bundle/--bids-out: run (each column of each run to mean 0, sd 1) | "
                 "none (default)", choices=ZSCORE_MODES, metavar="MODE", affects="outputs", matlab="ZScore")
 BIDS_OUT = Option("--bids-out", "bids_out", "after the run, write every stimulus and band as a BIDS derivative "

@@ -65,6 +65,10 @@ class CorpusJson(RunHooks):
 class SpeakerHooks(RunHooks):
     """B4's run hook: ``--final-output-dir``, ``--compare A B``, per-utterance files, then the per-speaker files."""
 
+    #: The script's own declared options (Kaldi lists, VAD, trial scoring): added to the parser below and
+    #: collected by :mod:`audio_embeddings.docs_tables` for the MATLAB wrappers' table.
+    options = speaker_commands.OPTIONS
+
     def add_arguments(self, parser, defaults) -> None:
         k = parser.add_argument_group("speaker embeddings (B4)")
         k.add_argument("--final-output-dir", default=None, metavar="DIR",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,50 +30,89 @@ from . import kaldi, scoring
 from .app.run import EXIT_INPUT_FAILED, LOG, RunError
 from .corpus.lock import acquire_run_lock, RunLocked
 from .corpus.shard import resolve_shard
+from .declarations import Option
 from .outputs.atomic import write_text_atomic
 from .speaker_lists import kaldi_final_files, utterances_from, vad_prepass
 from .vad import METHODS, VadError, VadSettings
 
 
 def _nonneg(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    """Option type: a number >= 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"a number >= 0, not {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"a number >= 0, not {text!r}")
     return value
 
 
+def _positive_int(text: str) -> int:
+    """Option type: an integer > 0."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"an integer > 0, not {text!r}") from None
+    if value < 1:
+        raise ValueError(f"an integer > 0, not {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    """Option type: a finite number (a cosine threshold may be negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"a finite number, not {text!r}")
+    return value
+
+
+#: B4's Kaldi, VAD and scoring options, declared once: :func:`add_arguments` adds them to the parser and
+#: :mod:`audio_embeddings.docs_tables` writes them into the MATLAB wrappers' table (``SpeakerHooks.options``).
+#: ``affects`` is "outputs" throughout: they are the script's own, not part of the shared fingerprint.
+#: ``--top-n`` keeps ``cohort_top_n`` (and the MATLAB name ``CohortTopN``): ``top_n``/``TopN`` are
+#: ``--detections-top-n``'s, whose hook refuses its options without ``--detections``.
+OPTIONS = (
+    Option("--allow-pipes", "allow_pipes", type=None, default=False, affects="outputs",
+           help="run wav.scp entries that are commands ('... |'); they run programs on this machine "
+                "(without a shell when they hold no shell syntax, else with /bin/sh -c); refused otherwise"),
+    Option("--vad", "vad", choices=METHODS, default="none", affects="outputs",
+           help=f"voice-activity detection before embedding ({' | '.join(METHODS)}): utterances up to "
+                "--max-segment-s are trimmed to their speech, longer recordings are cut into speech segments, "
+                "one embedding each (segments and segments.csv in the final folder) (default: %(default)s)"),
+    Option("--min-speech-s", "min_speech_s", type=_nonneg, default=0.25, metavar="S", affects="outputs",
+           help="with --vad: shorter speech regions are dropped (default: %(default)g)"),
+    Option("--merge-gap-s", "merge_gap_s", type=_nonneg, default=0.3, metavar="S", affects="outputs",
+           help="with --vad: shorter silences do not split a region (default: %(default)g)"),
+    Option("--max-segment-s", "max_segment_s", type=_nonneg, default=30.0, metavar="S", affects="outputs",
+           help="with --vad: longest segment; longer recordings are segmented (default: %(default)g)"),
+    Option("--score", "score", metavar="TRIALS_FILE", affects="outputs",
+           help="score a trial list ('1 id1 id2', 'id1 id2 target|nontarget' or 'id1 id2') with the "
+                "embeddings of INPUT (an .scp/.ark, B4's output or final folder, a .npy with a .json of "
+                "ids; default: --output-dir): TRIALS.scores and TRIALS.metrics.json (EER, minDCF) in "
+                "--output-dir"),
+    Option("--score-norm", "score_norm", choices=("none", "asnorm"), default="none", affects="outputs",
+           help="score normalisation: none | asnorm (adaptive s-norm against --cohort) (default: %(default)s)"),
+    Option("--cohort", "cohort", metavar="DIR_OR_FILE", affects="outputs",
+           help="cohort embeddings for --score-norm asnorm (the speaker means of a B4 folder, or an "
+                ".scp/.ark/.npy)"),
+    Option("--top-n", "cohort_top_n", type=_positive_int, default=300, metavar="N", affects="outputs",
+           matlab="CohortTopN",
+           help="cohort scores kept per side for AS-norm (default: %(default)s)"),
+    Option("--threshold", "threshold", type=_number, metavar="T", affects="outputs",
+           help="with --compare: say 'same speaker' when the cosine is >= T"),
+    Option("--metrics", "metrics", metavar="FILE", affects="outputs",
+           help="with --compare: take the threshold from a --score metrics .json (its eer_threshold)"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """B4's Kaldi, VAD and scoring flags."""
-    k = parser.add_argument_group("speaker lists, VAD and trial scoring (B4)")
-    k.add_argument("--allow-pipes", action="store_true",
-                   help="run wav.scp entries that are commands ('... |'); they run programs on this machine "
-                        "(without a shell when they hold no shell syntax, else with /bin/sh -c); refused otherwise")
-    k.add_argument("--vad", choices=METHODS, default="none",
-                   help="voice-activity detection before embedding: utterances up to --max-segment-s are trimmed "
-                        "to their speech, longer recordings are cut into speech segments, one embedding each "
-                        "(segments and segments.csv in the final folder) (default: %(default)s)")
-    k.add_argument("--min-speech-s", type=_nonneg, default=0.25, metavar="S",
-                   help="with --vad: shorter speech regions are dropped (default: %(default)g)")
-    k.add_argument("--merge-gap-s", type=_nonneg, default=0.3, metavar="S",
-                   help="with --vad: shorter silences do not split a region (default: %(default)g)")
-    k.add_argument("--max-segment-s", type=_nonneg, default=30.0, metavar="S",
-                   help="with --vad: longest segment; longer recordings are segmented (default: %(default)g)")
-    k.add_argument("--score", default=None, metavar="TRIALS",
-                   help="score a trial list ('1 id1 id2', 'id1 id2 target|nontarget' or 'id1 id2') with the "
-                        "embeddings of INPUT (an .scp/.ark, B4's output or final folder, a .npy with a .json of "
-                        "ids; default: --output-dir): TRIALS.scores and TRIALS.metrics.json (EER, minDCF) in "
-                        "--output-dir")
-    k.add_argument("--score-norm", choices=("none", "asnorm"), default="none",
-                   help="score normalisation: adaptive s-norm against --cohort (default: %(default)s)")
-    k.add_argument("--cohort", default=None, metavar="SOURCE",
-                   help="cohort embeddings for --score-norm asnorm (the speaker means of a B4 folder, or an "
-                        ".scp/.ark/.npy)")
-    k.add_argument("--top-n", type=int, default=300, metavar="N",
-                   help="cohort scores kept per side for AS-norm (default: %(default)s)")
-    k.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="with --compare: say 'same speaker' when the cosine is >= T")
-    k.add_argument("--metrics", default=None, metavar="FILE",
-                   help="with --compare: take the threshold from a --score metrics .json (its eer_threshold)")
+    """B4's Kaldi, VAD and scoring flags, from :data:`OPTIONS`."""
+    group = parser.add_argument_group("speaker lists, VAD and trial scoring (B4)")
+    for option in OPTIONS:
+        option.add_to(group)
 
 
 def vad_settings(run: Any) -> VadSettings | None:
@@ -193,9 +233,9 @@ def score_run(run: Any) -> int:
                 raise scoring.ScoringError("--score-norm asnorm needs --cohort SOURCE")
             cohort = scoring.load_embeddings(cfg.option("cohort"), speakers=True)
             scores = scoring.as_norm(scores, trials, vectors, np.stack(list(cohort.values())),
-                                     top_n=int(cfg.option("top_n", 300)))
+                                     top_n=int(cfg.option("cohort_top_n", 300)))
             out.update(cohort=str(Path(cfg.option("cohort")).resolve()), cohort_size=len(cohort),
-                       top_n=int(cfg.option("top_n", 300)))
+                       top_n=int(cfg.option("cohort_top_n", 300)))
         if trials.labels is not None:
             out.update(scoring.metrics(scores, trials.labels))
     except scoring.ScoringError as exc:
@@ -234,5 +274,5 @@ def write_final_ark(final_dir: Path) -> None:
                             sorted(zip(ids, rows), key=lambda kv: kv[0]))
 
 
-__all__ = ["add_arguments", "decision_threshold", "kaldi_input", "record_vad", "score_run", "vad_input", "vad_settings",
-           "wants_vad_run", "write_final_ark", "write_kaldi_outputs"]
+__all__ = ["OPTIONS", "add_arguments", "decision_threshold", "kaldi_input", "record_vad", "score_run", "vad_input",
+           "vad_settings", "wants_vad_run", "write_final_ark", "write_kaldi_outputs"]

@@ -37,7 +37,7 @@ from ..corpus.lock import RunLocked
 from ..corpus.progress import Progress
 from ..corpus.report import all_shards_reported, merge_reports, RunReport, shard_summaries, STOPPED
 from ..corpus.shard import distributed_env, resolve_shard
-from ..corpus.stamps import read_run_config
+from ..corpus.stamps import file_sha256, read_run_config
 from ..corpus.store import merge_store, parts_root, StoreWriter
 from ..corpus.threads import default_workers, run_plan  # noqa: F401 - default_workers: re-exported
 from ..corpus.writers import colliding_keys, renamed_keys, TreeWriter
@@ -161,6 +161,8 @@ def fingerprint(run: Run) -> dict[str, Any]:
         if value is None:  # not given: left out, so that options added in a later version leave it unchanged
             continue
         settings[option.flag] = list(value) if isinstance(value, tuple) else value
+        if option.reads_file and Path(str(value)).is_file():  # its contents make the outputs: an edit is noticed
+            settings[f"{option.flag} sha256"] = file_sha256(value)
     return settings
 
 

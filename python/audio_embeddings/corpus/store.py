@@ -205,6 +205,10 @@ class StoreWriter:
 
         return stamp_difference(self._done.get(key), stamp) is None
 
+    def input_stamp_fields(self, key: str) -> dict[str, Any]:
+        """What of ``key``'s own alignment files its stamp records (:meth:`AlignSettings.input_fields`)."""
+        return self.align.input_fields(key) if self.align is not None else {}
+
     def _open(self) -> None:
         import h5py
 
@@ -241,7 +245,8 @@ class StoreWriter:
         NoSpaceError
             The file does not fit on the device; the files before it are committed, this one is not written.
         """
-        aligned = aligned_result(result, self.align)  # first: a file that cannot be aligned leaves nothing behind
+        align = self.align.for_input(key) if self.align is not None else None  # its own events/TR (a folder)
+        aligned = aligned_result(result, align)  # first: a file that cannot be aligned leaves nothing behind
         emb = np.asarray(result.embeddings, dtype=np.float32)
         size = (emb.nbytes + sum(np.asarray(v).nbytes for v in result.extras.values())
                 + (aligned.embeddings.nbytes if aligned is not None else 0) + 8 * np.asarray(result.time_axis_s).size)

@@ -190,6 +190,10 @@ class TreeWriter:
             return _sizes_match(sizes) and stamp_difference(written, stamp) is None
         return stamp_difference(self.stored_stamp(key), stamp) is None
 
+    def input_stamp_fields(self, key: str) -> dict[str, Any]:
+        """What of ``key``'s own alignment files its stamp records (:meth:`AlignSettings.input_fields`)."""
+        return self.align.input_fields(key) if self.align is not None else {}
+
     def _check_derived(self, key: str, result: Any) -> None:
         """Raise :class:`OutputClash` when ``key``'s extra ``.npy`` files would overwrite other outputs."""
         if "npy" not in self.formats or self.basename:
@@ -243,7 +247,8 @@ class TreeWriter:
             backend_info=info["backend_info"], backend_fields=info["backend_fields"], input_path=input_path,
             audio_info=audio_info, started_at=info["started_at"], formats=self.formats,
             mat_version=info.get("mat_version", "auto"), argv=info.get("argv"), annotations=annotations,
-            align=self.align, stamp=stamp, stamp_key=key, also_written=labels,
+            align=self.align.for_input(key) if self.align is not None else None,  # its own events/TR (a folder)
+            stamp=stamp, stamp_key=key, also_written=labels,
         )
         if stamp is not None:
             files = output_files(base, written, labels) + [stamp_path(base)]
@@ -278,6 +283,7 @@ class StampedWriter:
         items = list(items)
         self.paths = {i.key: str(i.path) for i in items}
         self.fields = {i.key: f for i in items if (f := getattr(i, "stamp_fields", None))}  # segment, command
+        self._own = getattr(writer, "input_stamp_fields", None)  # e.g. the digest of the input's own events file
         self.stamper = stamper
         self.stale: dict[str, str] = {}
         self._complete: dict[str, bool] = {}
@@ -301,11 +307,28 @@ class StampedWriter:
             return self.writer.is_complete(key, self._written[key])
         if key not in self._complete:
             stored = self.writer.stored_stamp(key)
-            diff = self.stamper.difference(stored, self.paths.get(key, key), item=self.fields.get(key))
+            fields = self._fields(key)
+            if fields is not None and "align_inputs" in fields and fields["align_inputs"] is None:
+                self._complete[key] = False  # its events file or sidecar is missing: redone, and fails saying so
+                return False
+            diff = self.stamper.difference(stored, self.paths.get(key, key), item=fields)
+            if diff is None and fields is not None and stored.get("align_inputs") != fields.get("align_inputs"):
+                diff = "were made from another version of its events file or bold sidecar"
             self._complete[key] = diff is None
             if diff is not None and stored is not None:
                 self.stale[key] = diff
         return self._complete[key]
+
+    def _fields(self, key: str) -> dict[str, Any] | None:
+        """The item's stamp fields (segment, command) plus the writer's for it (``align_inputs``: the sha256 of
+        its own events file or bold sidecar, when those come from a folder; None when it has none)."""
+        fields = dict(self.fields.get(key) or {})
+        if self._own is not None:
+            try:
+                fields.update(self._own(key))
+            except ValueError:  # no events file for it: not complete; writing it fails with that line
+                fields["align_inputs"] = None
+        return fields or None
 
     def first_stale(self, keys: Iterable[str]) -> tuple[str, str, int] | None:
         """(key, reason, how many) of the first key whose outputs exist but belong to other settings or input."""
@@ -318,7 +341,7 @@ class StampedWriter:
         before decoding; the content hash is the decoder's, ``audio_info["input_sha256"]``, when it made one)."""
         if stamp is None:
             stamp = self.stamper.full(self.paths.get(key, input_path), sha256=audio_info.get("input_sha256"),
-                                      item=self.fields.get(key))
+                                      item=self._fields(key))
         out = self.writer.write(key, result, input_path=input_path, audio_info=audio_info, stamp=stamp)
         self._written[key] = stamp
         self.stale.pop(key, None)
