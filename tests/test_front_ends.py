@@ -148,3 +148,28 @@ def test_a_signal_in_any_phase_exits_143_with_one_line(front_end, monkeypatch, p
     assert not list(front_end.out.rglob("*.lock")), "a stopped run left its lock"
     monkeypatch.undo()
     assert front_end.run()[0] == 0
+
+
+def test_the_matlab_results_index_names_b3s_corpus_json_and_b4s_final_folder(tiny_metis_model, tmp_path):
+    """What the MATLAB wrappers read back (``--matlab-results``): B3's corpus JSON and B4's final folder, from the
+    run's config (caught first by the Octave test of B3; checked here without Octave)."""
+    from scipy.io import loadmat
+
+    from audio_embeddings.scripts import METIS, SPEAKER, main
+
+    index = tmp_path / "index.mat"
+    argv = ["--model", str(tiny_metis_model["model"]), "--codec", str(tiny_metis_model["codec"]), "--stats",
+            str(tiny_metis_model["stats"]), "--device", "cpu", "--quiet", "--matlab-results", str(index)]
+    sf.write(tmp_path / "a.wav", noise(1.0, 16000, seed=1), 16000)
+    assert main(METIS, [str(tmp_path / "a.wav"), "--output-dir", str(tmp_path / "b3"), *argv]) == 0
+    written = loadmat(index)
+    corpus_json = Path(str(written["corpus_json_file"][0]))
+    assert corpus_json.is_file() and corpus_json.parent == tmp_path / "b3", corpus_json
+
+    root = tmp_path / "speakers" / "dataset" / "spk1"
+    root.mkdir(parents=True)
+    sf.write(root / "u1.wav", noise(1.5, 16000, seed=2), 16000)
+    assert main(SPEAKER, [str(tmp_path / "speakers"), "--model", "ge2e", "--device", "cpu", "--quiet",
+                          "--output-dir", str(tmp_path / "b4"), "--matlab-results", str(index)]) == 0
+    final = Path(str(loadmat(index)["final_dir"][0]))
+    assert (final / "embeddings.mat").is_file(), final

@@ -76,9 +76,9 @@ def write_results_index(path: str | Path, run: Any) -> None:
 def _written_where(run: Any) -> dict[str, str]:
     """``output_dir``, ``corpus_json_file`` (B3's ``--output-file``) and ``final_dir`` (B4) of a run, '' when none."""
     output_dir = Path(run.output_dir)
-    args = getattr(run, "args", None)
-    output_file = getattr(args, "output_file", None)
-    corpus_json = output_dir / output_file if output_file and not getattr(args, "store", None) else ""
+    config = run.config
+    output_file = config.option("output_file")
+    corpus_json = output_dir / output_file if output_file and not config.store else ""
     final_dir = next((hook.final_dir(run) for hook in getattr(run, "hooks", ()) if hasattr(hook, "final_dir")), "")
     return {"output_dir": str(output_dir), "corpus_json_file": str(corpus_json), "final_dir": str(final_dir)}
 

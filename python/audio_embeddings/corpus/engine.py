@@ -294,9 +294,12 @@ def _signals(stop: _Stop) -> Iterator[None]:
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
-class StoppedBySignal(Exception):
-    """SIGINT/SIGTERM arrived in a run's end phase (merging, writing the summary): ``exit_status`` is
-    130/143 and ``str()`` one line saying what was stopped."""
+class StoppedBySignal(BaseException):
+    """SIGINT/SIGTERM arrived outside the engine's loop (loading, merging, writing the summary):
+    ``exit_status`` is 130/143 and ``str()`` one line saying what was stopped.
+
+    A ``BaseException``, as ``KeyboardInterrupt``: a library's ``except Exception`` (an optional
+    import, a fallback) must not swallow the stop and let the run go on."""
 
     def __init__(self, signum: int, during: str):
         self.signum = int(signum)
