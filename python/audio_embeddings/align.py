@@ -70,7 +70,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .declarations import nonnegative_int, Option, positive_float
+from .declarations import finite_float, nonnegative_int, Option, positive_float
 from .events import BoldFolder, EventsFolder, read_bold_json, read_events, slice_time_offset_s
 
 __all__ = [
@@ -762,16 +762,6 @@ def _result_duration_s(result: Any) -> float | None:
 # Options (command line, MATLAB name-value pairs)
 # ---------------------------------------------------------------------------------------------
 
-
-def finite_float(text: str) -> float:
-    """Option type: any finite number (seconds may be negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"a number, not {text!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"a finite number, not {text!r}")
-    return value
 
 
 def delays_spec(text: str) -> tuple[int, ...]:

@@ -116,6 +116,39 @@ class Option:
                             help=self.help)
 
 
+def finite_float(text: str) -> float:
+    """Option type: any finite number (seconds may be negative, a cosine threshold too)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"a finite number, not {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """Option type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"a number >= 0, not {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"a number >= 0, not {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Option type: an integer > 0."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"an integer > 0, not {text!r}") from None
+    if value < 1:
+        raise ValueError(f"an integer > 0, not {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """Option type: a number > 0."""
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,45 +27,12 @@ import numpy as np
 
 from . import kaldi, scoring
 from .app.run import EXIT_INPUT_FAILED, LOG, RunError
+from .atomic import write_text_atomic
 from .corpus.lock import acquire_run_lock, RunLocked
 from .corpus.shard import resolve_shard
-from .declarations import Option
-from .outputs.atomic import write_text_atomic
+from .declarations import finite_float, nonnegative_float, Option, positive_int
 from .speaker_lists import kaldi_final_files, utterances_from, vad_prepass
 from .vad import METHODS, VadError, VadSettings
-
-
-def _nonneg(text: str) -> float:
-    """Option type: a number >= 0 (seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"a number >= 0, not {text!r}") from None
-    if not value >= 0 or not math.isfinite(value):
-        raise ValueError(f"a number >= 0, not {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """Option type: an integer > 0."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ValueError(f"an integer > 0, not {text!r}") from None
-    if value < 1:
-        raise ValueError(f"an integer > 0, not {text!r}")
-    return value
-
-
-def _number(text: str) -> float:
-    """Option type: a finite number (a cosine threshold may be negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"a number, not {text!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"a finite number, not {text!r}")
-    return value
 
 
 #: B4's Kaldi, VAD and scoring options, declared once: :func:`add_arguments` adds them to the parser and
@@ -82,11 +48,11 @@ OPTIONS = (
            help=f"voice-activity detection before embedding ({' | '.join(METHODS)}): utterances up to "
                 "--max-segment-s are trimmed to their speech, longer recordings are cut into speech segments, "
                 "one embedding each (segments and segments.csv in the final folder) (default: %(default)s)"),
-    Option("--min-speech-s", "min_speech_s", type=_nonneg, default=0.25, metavar="S", affects="outputs",
+    Option("--min-speech-s", "min_speech_s", type=nonnegative_float, default=0.25, metavar="S", affects="outputs",
            help="with --vad: shorter speech regions are dropped (default: %(default)g)"),
-    Option("--merge-gap-s", "merge_gap_s", type=_nonneg, default=0.3, metavar="S", affects="outputs",
+    Option("--merge-gap-s", "merge_gap_s", type=nonnegative_float, default=0.3, metavar="S", affects="outputs",
            help="with --vad: shorter silences do not split a region (default: %(default)g)"),
-    Option("--max-segment-s", "max_segment_s", type=_nonneg, default=30.0, metavar="S", affects="outputs",
+    Option("--max-segment-s", "max_segment_s", type=nonnegative_float, default=30.0, metavar="S", affects="outputs",
            help="with --vad: longest segment; longer recordings are segmented (default: %(default)g)"),
     Option("--score", "score", metavar="TRIALS_FILE", affects="outputs",
            help="score a trial list ('1 id1 id2', 'id1 id2 target|nontarget' or 'id1 id2') with the "
@@ -98,10 +64,10 @@ OPTIONS = (
     Option("--cohort", "cohort", metavar="DIR_OR_FILE", affects="outputs",
            help="cohort embeddings for --score-norm asnorm (the speaker means of a B4 folder, or an "
                 ".scp/.ark/.npy)"),
-    Option("--top-n", "cohort_top_n", type=_positive_int, default=300, metavar="N", affects="outputs",
+    Option("--top-n", "cohort_top_n", type=positive_int, default=300, metavar="N", affects="outputs",
            matlab="CohortTopN",
            help="cohort scores kept per side for AS-norm (default: %(default)s)"),
-    Option("--threshold", "threshold", type=_number, metavar="T", affects="outputs",
+    Option("--threshold", "threshold", type=finite_float, metavar="T", affects="outputs",
            help="with --compare: say 'same speaker' when the cosine is >= T"),
     Option("--metrics", "metrics", metavar="FILE", affects="outputs",
            help="with --compare: take the threshold from a --score metrics .json (its eer_threshold)"),

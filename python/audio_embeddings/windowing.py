@@ -39,20 +39,11 @@ from typing import Any
 import numpy as np
 
 from .audio import RESAMPLERS, resample
-from .declarations import Option
+from .declarations import nonnegative_float, Option
 
 PARTIAL_MODES = ("pad", "reflect", "drop", "center")
 END_CONVENTIONS = ("clip", "window")
 
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"a number >= 0, not {text!r}") from None
-    if not value >= 0 or not np.isfinite(value):
-        raise ValueError(f"a number >= 0, not {text!r}")
-    return value
 
 
 def _choice(choices: tuple[str, ...]):
@@ -69,7 +60,7 @@ MIN_SECONDS = Option(
     "--min-seconds", "min_seconds",
     "shortest audio a window (and a file) must hold, s; shorter trailing windows are dropped, shorter files "
     "skipped (default: the model's: 1.0 for BirdNET, as BirdNET-Analyzer; none for Perch)",
-    type=_nonnegative_float, metavar="S", affects="numbers")
+    type=nonnegative_float, metavar="S", affects="numbers")
 PARTIAL_WINDOW = Option(
     "--partial-window", "partial_window",
     "the last window past the end of a file: pad (zeros, BirdNET-Analyzer), reflect (Perch), drop (whole "
