@@ -170,8 +170,10 @@ def test_sigint_to_the_process_group_stops_stage_1_keeps_its_files_and_a_rerun_c
     env = script_env(tmp_path, GPUS="", MODEL="ge2e", DATA_ROOT=str(long_root), NUM_CPU_PROCS="2",
                      MASTER_PORT="29642")
     utterances = tmp_path / "emb" / "utterances"
+    # SIGINT back to its default first: bash cannot trap a signal ignored when it starts (as under a job
+    # started with '&' by a non-interactive shell, where CI may run the tests)
     run = subprocess.Popen(["bash", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while len(list(utterances.rglob("*.npz"))) < 5:
         assert run.poll() is None and time.monotonic() < deadline, "stage 1 ended before it could be interrupted"
