@@ -232,6 +232,27 @@ def test_score_writes_scores_and_metrics_and_compare_decides(ge2e_run, tmp_path,
     assert "same speaker" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv,named", [
+    (["--threshold", "0.5"], "--threshold: decision options go with --compare A B"),
+    (["--metrics", "m.json"], "--metrics: decision options go with --compare A B"),
+    (["--cohort", "c", "--score-norm", "asnorm"], "--cohort, --score-norm: scoring options go with --score TRIALS"),
+], ids=["threshold", "metrics", "asnorm"])
+def test_decision_and_scoring_options_without_their_command_are_refused_in_the_matlab_names(argv, named, tmp_path,
+                                                                                              caplog):
+    from audio_embeddings.speaker_commands import OPTIONS
+
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", np.zeros(16000, np.float32), 16000)
+    out = tmp_path / "out"
+    assert b4(tmp_path / "in", "--model", "ge2e", "--device", "cpu", "--output-dir", out, *argv) == 2
+    assert named in caplog.text and not out.exists()  # refused before anything was embedded
+    caplog.clear()
+    assert b4(tmp_path / "in", "--model", "ge2e", "--device", "cpu", "--output-dir", out, *argv, "--matlab-names") == 2
+    matlab = {o.flag: o.matlab_name for o in OPTIONS}
+    for flag in named.split(":")[0].split(", "):
+        assert f"'{matlab[flag]}'" in caplog.text and flag not in caplog.text  # B4's own options, in MATLAB's words
+
+
 def _voices_with_gaps(duration_s: float, seed: int = 0):
     clips = [audio.load(c, sample_rate_hz=16000).samples for c in DEMO_CLIPS]
     rng = np.random.default_rng(seed)

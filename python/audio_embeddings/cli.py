@@ -356,7 +356,8 @@ def run(args: argparse.Namespace, *, defaults: ScriptDefaults, argv: Sequence[st
             write_results_index(config.matlab_results, state)
         return int(state.status or 0)
     except RunError as exc:
-        message = matlab_wording(str(exc)) if config.matlab_names else str(exc)
+        own = [o for hook in defaults.hooks for o in getattr(hook, "options", ())]
+        message = matlab_wording(str(exc), options=own) if config.matlab_names else str(exc)
         logging.getLogger("audio_embeddings").error(one_line(message))
         return exc.status
 

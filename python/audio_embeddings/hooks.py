@@ -82,6 +82,7 @@ class SpeakerHooks(RunHooks):
         return Path(final) if final else run.output_dir / FINAL_DIR
 
     def instead(self, run):
+        speaker_commands.refuse_stray_options(run)
         if run.config.option("compare"):
             return self.compare(run)
         if run.config.option("score"):

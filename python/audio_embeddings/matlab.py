@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .backends.base import Option
 
@@ -45,12 +45,22 @@ def matlab_name(flag: str) -> str:
 GENERIC_NAMES = {flag: matlab_name(flag) for flag in WRAPPER_FLAGS}
 
 
-def matlab_wording(message: str) -> str:
-    """``message`` with every flag of a declared or shared option replaced by its quoted MATLAB name."""
+def matlab_wording(message: str, *, options: Iterable[Option] = ()) -> str:
+    """``message`` with every flag of a declared or shared option replaced by its quoted MATLAB name.
+
+    Parameters
+    ----------
+    message : str
+        A one-line error of a run.
+    options : iterable of Option, optional
+        The script's own declared options besides the backends' and stages' (a hook's ``options``,
+        e.g. B4's ``--threshold`` -> ``'Threshold'``).
+    """
     from .options import declared_options as _declared_options
 
     names = dict(GENERIC_NAMES)
     names.update({o.flag: o.matlab_name for _, o in _declared_options()})
+    names.update({o.flag: o.matlab_name for o in options})
     return re.sub(r"--[A-Za-z0-9][A-Za-z0-9_-]*", lambda m: f"'{names[m.group(0)]}'" if m.group(0) in names
                   else m.group(0), message)
 

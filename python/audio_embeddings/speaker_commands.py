@@ -218,6 +218,21 @@ def score_run(run: Any) -> int:
     return 0
 
 
+def refuse_stray_options(run: Any) -> None:
+    """Refuse, with one line, decision options without ``--compare`` and scoring options without ``--score``
+    (else a run would embed the folder and silently drop them)."""
+    opt = run.config.option
+    if not opt("compare"):
+        given = [o.flag for o in OPTIONS if o.dest in ("threshold", "metrics") and opt(o.dest) is not None]
+        if given:
+            raise RunError(f"{', '.join(given)}: decision options go with --compare A B")
+    if not opt("score"):
+        given = [o.flag for o in OPTIONS if o.dest == "cohort" and opt(o.dest) is not None]
+        given += ["--score-norm"] if opt("score_norm", "none") != "none" else []
+        if given:
+            raise RunError(f"{', '.join(given)}: scoring options go with --score TRIALS")
+
+
 def decision_threshold(run: Any) -> float | None:
     """``--threshold``, else the ``eer_threshold`` of ``--metrics``, else None."""
     if run.config.option("threshold") is not None:
@@ -240,5 +255,5 @@ def write_final_ark(final_dir: Path) -> None:
                             sorted(zip(ids, rows), key=lambda kv: kv[0]))
 
 
-__all__ = ["OPTIONS", "add_arguments", "decision_threshold", "kaldi_input", "record_vad", "score_run", "vad_input",
-           "vad_settings", "wants_vad_run", "write_final_ark", "write_kaldi_outputs"]
+__all__ = ["OPTIONS", "add_arguments", "decision_threshold", "kaldi_input", "record_vad", "refuse_stray_options",
+           "score_run", "vad_input", "vad_settings", "wants_vad_run", "write_final_ark", "write_kaldi_outputs"]
