@@ -21,6 +21,8 @@ function [emb, info] = B4_model_speaker(input, varargin)
 %                   longer than 'MaxSegmentS' are cut into speech segments, one row each
 %     'MinSpeechS', 'MergeGapS', 'MaxSegmentS'   the VAD's bounds in seconds (0.25, 0.3, 30)
 %     'AllowPipes'  true: run the commands of a Kaldi wav.scp ('... |'; they run programs)  (false)
+%     'Formats'     'ark' also writes Kaldi embeddings.ark/.scp and spk_embeddings.ark/.scp in
+%                   INFO.final_dir (comma-separated with the per-utterance formats: 'npy,ark')
 %     'Python'      Python interpreter (else $AUDIO_EMBEDDINGS_PYTHON, else <repo>/.venv)
 %
 %   INPUT may also be a Kaldi data directory (wav.scp, with utt2spk, segments when present): the
@@ -50,7 +52,7 @@ p.KeepUnmatched = true;   % the model's own options: checked by Python (ae_cli_a
 p.FunctionName = 'B4_model_speaker';
 p.addRequired('input', @(v) ae_check_option('AudioFile', v));
 ae_add_options(p, {'Model', 'OutputDir', 'Device', 'Dtype', 'Channel', 'Overwrite', ...   % not given: Python's defaults
-                  'Vad', 'MinSpeechS', 'MergeGapS', 'MaxSegmentS', 'AllowPipes'});   % B4's own (SpeakerHooks.options)
+                  'Formats', 'Vad', 'MinSpeechS', 'MergeGapS', 'MaxSegmentS', 'AllowPipes'});   % B4's own (SpeakerHooks.options)
 p.addParameter('Python', '', @(v) ae_check_option('Python', v));
 p.parse(input, varargin{:});
 opts = p.Results;

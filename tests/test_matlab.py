@@ -423,6 +423,17 @@ def test_b4_scoring_wrapper_returns_pythons_scores_and_metrics(scoring_run):
     assert [str(c[0]) for c in got["utterance_ids"].ravel()] == keys
     summary = json.loads((p["out"] / "final_embeddings" / "summary.json").read_text())
     assert summary["vad"]["method"] == "silero" and summary["vad"]["min_speech_s"] == 0.2
+    # 'Formats', 'ark': Kaldi's ark/scp by Kaldi id beside the final files, holding the same vectors
+    kaldiio = pytest.importorskip("kaldiio")
+    final = p["out"] / "final_embeddings"
+    ark = kaldiio.load_scp(str(final / "embeddings.scp"))
+    rows = np.load(final / "utterance_embeddings.npy")
+    listed = [u["id"] for u in json.loads((final / "utterance_list.json").read_text())]
+    assert sorted(ark.keys()) == sorted(p["ids"])
+    for kaldi_id in p["ids"]:
+        row = rows[[i for i, key in enumerate(listed) if key.endswith(f"_{kaldi_id}")][0]]
+        np.testing.assert_array_equal(np.asarray(ark[kaldi_id]), row)
+    assert (final / "spk_embeddings.scp").is_file()
 
     script = str(REPO / "python" / "B4_model_speaker.py")
     asnorm = ["--score-norm", "asnorm", "--cohort", str(p["out"]), "--top-n", "2"]

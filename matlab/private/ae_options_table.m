@@ -30,6 +30,7 @@ if isempty(table)
         'MatVersion',              '--mat-version',               'choice',     '5|7.3|auto',               'auto',    true
         'Channel',                 '--channel',                   'integer>=0', '',                         [],        true
         'Overwrite',               '--overwrite',                 'switch',     '',                         false,     true
+        'Formats',                 '--formats',                   'text',       '',                         [],        true
         'AllowPipes',              '--allow-pipes',               'switch',     '',                         false,     true
         'Vad',                     '--vad',                       'choice',     'none|silero',              'none',    true
         'MinSpeechS',              '--min-speech-s',              'number>=0',  '',                         0.25,      true

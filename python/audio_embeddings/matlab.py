@@ -27,13 +27,13 @@ from .backends.base import Option
 #: in MATLAB, sent only when given). Their MATLAB names follow the rule of every declared Option
 #: (``--output-dir`` -> ``OutputDir``); their kinds, choices and defaults are read off the parser.
 WRAPPER_FLAGS = ("--model", "--output-dir", "--basename", "--chunk-seconds", "--context-seconds", "--device",
-                 "--dtype", "--mat-version", "--channel", "--overwrite")
+                 "--dtype", "--mat-version", "--channel", "--overwrite", "--formats")
 #: What the wrappers take for these flags where the parser's type says less: how a text value is sent
 #: (Python's working folder may differ from MATLAB's: ``folder`` made absolute, ``path`` made absolute
 #: when it exists, else a preset name or hub id, ``name`` a file name without folders), and bounds the
 #: parser does not check (``number>=0``, ``integer>=0``: refused in MATLAB before Python runs).
 WRAPPER_KINDS = {"--model": "path", "--output-dir": "folder", "--basename": "name",
-                 "--context-seconds": "number>=0", "--channel": "integer>=0"}
+                 "--context-seconds": "number>=0", "--channel": "integer>=0", "--formats": "text"}
 
 
 def matlab_name(flag: str) -> str:

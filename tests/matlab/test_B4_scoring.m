@@ -5,7 +5,7 @@ function test_B4_scoring(dataDir, outDir, trials, scoreDir, clipA, clipB, result
 %   list over its utterance ids; CLIPA and CLIPB are two recordings to compare. Results are saved to
 %   RESULTFILE for pytest, which checks them against Python's own files.
 [emb, info] = B4_model_speaker(dataDir, 'Model', 'ge2e', 'OutputDir', outDir, 'Device', 'cpu', ...
-                               'Vad', 'silero', 'MinSpeechS', 0.2, 'MergeGapS', 0.3);
+                               'Vad', 'silero', 'MinSpeechS', 0.2, 'MergeGapS', 0.3, 'Formats', 'ark');
 assert(size(emb, 1) == numel(info.utterance_ids), 'rows %d, ids %d', size(emb, 1), numel(info.utterance_ids));
 
 [scores, metrics] = B4_score_trials(trials, outDir, 'OutputDir', scoreDir);
