@@ -146,7 +146,7 @@ run_stage() {
     (
         trap : INT TERM  # wait for the stage's own clean stop, then report its status
         set +e
-        { "$@" 2>&1 1>&3 3>&- </dev/null | { trap '' INT TERM; tee -a "$log" | awk -v keep="$keep" '
+        { "$@" 2>&1 1>&3 3>&- 4>&- </dev/null | { trap '' INT TERM; tee -a "$log" | awk -v keep="$keep" '
             /^error: interrupted (by SIG(INT|TERM)|before any file)/ { next }
             keep == "errors" { if ($0 ~ /^(error|warning|note):/) print; fflush(); next }
             /^Traceback \(most recent call last\):/ { tb = 1; next }
@@ -155,15 +155,17 @@ run_stage() {
             /^=+$/ { report = !report; next }
             report { next }
             /torch\/distributed\/|torch\.distributed\.|^\*+$/ { next }
-            { print; fflush() }'; } >&2; } 3>&1
+            { print; fflush() }'; } >&4 4>&-; } 3>&1
         exit "${PIPESTATUS[0]}"
-    ) &
+    ) 4>&2 2>>"$log" &  # the subshell's own messages (bash's job reports) go to the log, not the terminal
     stage_pgid=$!
     set +m
-    wait "$stage_pgid" || status=$?
+    # wait's stderr to the log as well: bash reports a stage ended by a signal there, and the
+    # terminal gets one line from exit_if_stopped or the caller
+    wait "$stage_pgid" 2>>"$log" || status=$?
     while kill -0 "$stage_pgid" 2>/dev/null; do  # a trapped signal ended the wait, not the stage
         status=0
-        wait "$stage_pgid" || status=$?
+        wait "$stage_pgid" 2>>"$log" || status=$?
     done
     stage_pgid=""
     exit_if_stopped

@@ -183,7 +183,7 @@ def test_sigint_to_the_process_group_stops_stage_1_keeps_its_files_and_a_rerun_c
     assert run.returncode == 130, err
     assert stage_errors(err) == ["error: stopped by SIGINT during stage 1; rerun the same command to resume "
                                  f"(done files are kept in {tmp_path / 'emb'})"], err
-    assert "stage 2" not in err and "stage 3" not in err and "Traceback" not in err
+    assert "stage 2" not in err and "stage 3" not in err and "Traceback" not in err, err
     kept = list(utterances.rglob("*.npz"))
     assert 5 <= len(kept) < 150  # stopped part-way; the done files are kept for the rerun
     assert not (tmp_path / "final").exists()  # no merged output claiming completeness
