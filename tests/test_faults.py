@@ -551,6 +551,42 @@ def test_a_dead_or_stuck_worker_fails_its_file_and_the_rest_go_on(tmp_path):
     assert prefetcher.restarts == 2 and all(r.n_samples == 4000 for r in results if r.error is None)
 
 
+def _load_slowly(task):
+    """A loader whose ``slow`` file takes a minute (the worker is still reading it when the test kills it)."""
+    from audio_embeddings.corpus.loader import load_item
+
+    if task.key == "slow":
+        time.sleep(60)
+    return load_item(task)
+
+
+def test_a_worker_found_dead_when_given_its_next_file_fails_only_the_file_it_was_reading(tmp_path, monkeypatch):
+    """The worker dies while reading ``slow`` (killed as the out-of-memory killer would), and the parent
+    finds out by failing to hand it ``b``: ``slow`` fails once, as died, and is not tried again on the new
+    worker (it would then fail as timed out); ``b`` is read by the new worker."""
+    from audio_embeddings.corpus import loader
+
+    good = tmp_path / "good.wav"
+    sf.write(good, noise(0.5, RATE), RATE)
+    tasks = [loader.LoadTask(k, str(good), RATE) for k in ("a", "slow", "b")]
+    give, killed = loader._Worker.give, []
+
+    def give_after_a_kill(worker, index, task, timeout_s):
+        if task.key == "b" and not killed:  # the worker holds `slow` now: kill it, so the hand-out finds it dead
+            os.kill(worker.proc.pid, signal.SIGKILL)
+            worker.proc.join(timeout=10)
+            killed.append(worker.proc.pid)
+        return give(worker, index, task, timeout_s)
+
+    monkeypatch.setattr(loader._Worker, "give", give_after_a_kill)
+    prefetcher = loader.Prefetcher(tasks, workers=1, ahead=3, file_timeout_s=30.0, load=_load_slowly)
+    results = list(prefetcher)
+    assert [r.key for r in results] == ["a", "slow", "b"]
+    assert [r.error is None for r in results] == [True, False, True]
+    assert results[1].error == f"{good}: the decoding process died (SIGKILL; out of memory?) while reading it"
+    assert prefetcher.restarts == 1
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -548,8 +548,12 @@ class Prefetcher:
                             worker = self._replace(i, ctx)
                         try:
                             worker.give(*item, timeout_s)
-                        except (EOFError, OSError):  # died: its tasks (this one included) go to a new worker
-                            worker.jobs.append(item)
+                        except (EOFError, OSError):  # died: the file it was reading fails (once, as below),
+                            worker.jobs.append(item)  # its other tasks (this one included) go to a new worker
+                            self._collect(worker, results, timeout_s)
+                            if worker.jobs[0][0] != item[0]:
+                                index, task = worker.jobs.popleft()
+                                results[index] = self._died(worker, task)
                             self._replace(i, ctx)
                         submitted += 1
                 while yielded in results:
@@ -589,6 +593,17 @@ class Prefetcher:
                         self._replace(i, ctx, kill=True)
         finally:
             self.close()
+
+    @staticmethod
+    def _collect(worker: _Worker, results: dict[int, Loaded], timeout_s: float | None) -> None:
+        """The results a dead worker sent before it died (still in its pipe), into ``results``."""
+        try:
+            while worker.jobs and worker.conn.poll():
+                got_index, result = worker.conn.recv()
+                results[got_index] = result
+                worker.done_first(timeout_s)
+        except (EOFError, OSError):
+            pass
 
     @staticmethod
     def _failed(task: LoadTask, reason: str) -> Loaded:
