@@ -222,15 +222,12 @@ def refuse_stray_options(run: Any) -> None:
     """Refuse, with one line, decision options without ``--compare`` and scoring options without ``--score``
     (else a run would embed the folder and silently drop them)."""
     opt = run.config.option
-    if not opt("compare"):
-        given = [o.flag for o in OPTIONS if o.dest in ("threshold", "metrics") and opt(o.dest) is not None]
-        if given:
-            raise RunError(f"{', '.join(given)}: decision options go with --compare A B")
-    if not opt("score"):
-        given = [o.flag for o in OPTIONS if o.dest == "cohort" and opt(o.dest) is not None]
-        given += ["--score-norm"] if opt("score_norm", "none") != "none" else []
-        if given:
-            raise RunError(f"{', '.join(given)}: scoring options go with --score TRIALS")
+    declared = {o.dest: o for o in OPTIONS}
+    for command, dests, what in (("compare", ("threshold", "metrics"), "decision options go with --compare A B"),
+                                 ("score", ("cohort", "score_norm"), "scoring options go with --score TRIALS")):
+        given = [declared[d].flag for d in dests if opt(d) not in (None, declared[d].default)]
+        if given and not opt(command):
+            raise RunError(f"{', '.join(given)}: {what}")
 
 
 def decision_threshold(run: Any) -> float | None:

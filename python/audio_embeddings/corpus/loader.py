@@ -548,10 +548,10 @@ class Prefetcher:
                             worker = self._replace(i, ctx)
                         try:
                             worker.give(*item, timeout_s)
-                        except (EOFError, OSError):  # died: the file it was reading fails (once, as below),
+                        except (EOFError, OSError):  # died: the file it was reading fails once (not retried),
                             worker.jobs.append(item)  # its other tasks (this one included) go to a new worker
                             self._collect(worker, results, timeout_s)
-                            if worker.jobs[0][0] != item[0]:
+                            if worker.jobs[0][0] != item[0]:  # it died reading an earlier file, not idle
                                 index, task = worker.jobs.popleft()
                                 results[index] = self._died(worker, task)
                             self._replace(i, ctx)
